@@ -1,0 +1,27 @@
+"""edgepose: real-time human pose estimation on a Raspberry Pi with a Coral Edge TPU.
+
+Nothing here touches hardware or heavy libraries at import time.
+"""
+
+from __future__ import annotations
+
+from edgepose.errors import (
+    ConfigError,
+    DeviceError,
+    EdgePoseError,
+    FetchError,
+    ModelError,
+    RenderError,
+    SourceError,
+)
+from edgepose.pose import Poses
+from edgepose.preprocess import Transform
+from edgepose.schemas import COCO17, MPII16, Schema, get_schema
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COCO17", "MPII16", "ConfigError", "DeviceError", "EdgePoseError", "FetchError",
+    "ModelError", "Poses", "RenderError", "Schema", "SourceError", "Transform",
+    "get_schema", "__version__",
+]

@@ -1,0 +1,140 @@
+"""Resize frames for a model and return the transform back to source pixels.
+
+Mapping model coordinates back to the source frame happens in exactly one place:
+``Transform.to_source``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from edgepose.errors import ModelError
+
+ResizeMode = Literal["letterbox", "stretch", "crop"]
+Interpolation = Literal["bilinear", "nearest"]
+RESIZE_MODES = ("letterbox", "stretch", "crop")
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Maps model-input pixels to source pixels: ``src = (model - offset) / scale``.
+
+    ``scale_*`` is model pixels per source pixel, ``offset_*`` is where the source
+    origin lands in model pixels (positive for letterbox padding, negative for a crop).
+    """
+
+    scale_x: float = 1.0
+    scale_y: float = 1.0
+    offset_x: float = 0.0
+    offset_y: float = 0.0
+    source_size: tuple[int, int] = (0, 0)  # (height, width)
+    model_size: tuple[int, int] = (0, 0)   # (height, width)
+
+    def to_source(self, xy: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        a = np.asarray(xy, dtype=np.float32)
+        out = np.empty_like(a)
+        out[..., 0] = (a[..., 0] - self.offset_x) / self.scale_x
+        out[..., 1] = (a[..., 1] - self.offset_y) / self.scale_y
+        return out
+
+    def to_model(self, xy: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        a = np.asarray(xy, dtype=np.float32)
+        out = np.empty_like(a)
+        out[..., 0] = a[..., 0] * self.scale_x + self.offset_x
+        out[..., 1] = a[..., 1] * self.scale_y + self.offset_y
+        return out
+
+    @classmethod
+    def identity(cls, height: int, width: int) -> Transform:
+        return cls(1.0, 1.0, 0.0, 0.0, (height, width), (height, width))
+
+
+def _resize(image: npt.NDArray[np.uint8], w: int, h: int, interp: Interpolation) -> npt.NDArray[np.uint8]:
+    if image.shape[0] == h and image.shape[1] == w:
+        return image
+    try:
+        import cv2  # fast path where OpenCV is installed
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        flag = cv2.INTER_NEAREST if interp == "nearest" else cv2.INTER_LINEAR
+        return cv2.resize(image, (w, h), interpolation=flag)
+    from PIL import Image
+
+    flag = Image.NEAREST if interp == "nearest" else Image.BILINEAR
+    return np.asarray(Image.fromarray(image).resize((w, h), flag))
+
+
+def resize(
+    image: npt.NDArray[np.uint8],
+    size: tuple[int, int],
+    mode: ResizeMode = "letterbox",
+    interpolation: Interpolation = "bilinear",
+    pad_value: int = 0,
+) -> tuple[npt.NDArray[np.uint8], Transform]:
+    """Resize an RGB (H, W, 3) uint8 frame to ``size`` = (height, width).
+
+    ``letterbox`` keeps the aspect ratio and pads, ``stretch`` ignores it, ``crop``
+    keeps it and cuts the centre. Returns the resized frame and its Transform.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ModelError(f"expected an RGB frame of shape (H, W, 3), got {image.shape}")
+    sh, sw = image.shape[:2]
+    mh, mw = size
+    if mode == "stretch":
+        sx, sy = mw / sw, mh / sh
+        return _resize(image, mw, mh, interpolation), Transform(sx, sy, 0.0, 0.0, (sh, sw), (mh, mw))
+    if mode not in ("letterbox", "crop"):
+        raise ModelError(f"unknown resize mode {mode!r}; expected one of {', '.join(RESIZE_MODES)}")
+    s = min(mw / sw, mh / sh) if mode == "letterbox" else max(mw / sw, mh / sh)
+    rw, rh = max(1, round(sw * s)), max(1, round(sh * s))
+    resized = _resize(image, rw, rh, interpolation)
+    ox, oy = (mw - rw) // 2, (mh - rh) // 2
+    out = np.full((mh, mw, 3), pad_value, np.uint8)
+    # Paste the overlap of the resized frame and the model canvas (covers pad and crop).
+    dx0, dy0 = max(ox, 0), max(oy, 0)
+    sx0, sy0 = max(-ox, 0), max(-oy, 0)
+    cw, ch = min(rw - sx0, mw - dx0), min(rh - sy0, mh - dy0)
+    out[dy0:dy0 + ch, dx0:dx0 + cw] = resized[sy0:sy0 + ch, sx0:sx0 + cw]
+    # Effective per-axis scale (rounding of rw, rh) so the mapping is exact at the edges.
+    return out, Transform(rw / sw, rh / sh, float(ox), float(oy), (sh, sw), (mh, mw))
+
+
+def to_input_tensor(
+    image: npt.NDArray[np.uint8],
+    dtype: np.dtype | type,
+    quantization: tuple[float, int] = (0.0, 0),
+    mean: float | tuple[float, ...] | None = None,
+    std: float | tuple[float, ...] | None = None,
+) -> npt.NDArray[np.generic]:
+    """Turn a resized uint8 frame into the model's input tensor (batch of one).
+
+    ``mean``/``std`` describe the float input the model was trained on:
+    ``value = (pixel - mean) / std``. When they are None the model takes raw pixels
+    (uint8 as is; int8 shifted by 128; float as 0..255).
+    For quantized inputs with mean/std, the float value is quantized with the input's
+    scale and zero point.
+    """
+    dt = np.dtype(dtype)
+    batch = image[None, ...]
+    if mean is None and std is None:
+        if dt == np.uint8:
+            return np.ascontiguousarray(batch)
+        if dt == np.int8:
+            return (batch.astype(np.int16) - 128).astype(np.int8)
+        return batch.astype(dt)
+    m = np.asarray(0.0 if mean is None else mean, np.float32)
+    s = np.asarray(1.0 if std is None else std, np.float32)
+    value = (batch.astype(np.float32) - m) / s
+    if dt.kind == "f":
+        return value.astype(dt)
+    scale, zero = quantization
+    if not scale:
+        raise ModelError(f"input is {dt.name} but has no quantization parameters")
+    info = np.iinfo(dt)
+    q = np.round(value / scale + zero)
+    return np.clip(q, info.min, info.max).astype(dt)
