@@ -45,3 +45,33 @@ def load_rgb(path: Path) -> np.ndarray:
 
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
+
+
+def _edgetpu_available() -> bool:
+    try:
+        from edgepose.engine import load_edgetpu_delegate
+
+        load_edgetpu_delegate()
+        return True
+    except Exception:
+        return False
+
+
+def _picamera_available() -> bool:
+    try:
+        from picamera2 import Picamera2  # noqa: F401
+
+        return bool(Picamera2.global_camera_info())
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Hardware tests run only where the hardware is (a Pi with the accelerator/camera)."""
+    checks = {"edgetpu": (_edgetpu_available, "needs a Coral Edge TPU and libedgetpu"),
+              "picamera": (_picamera_available, "needs a Raspberry Pi camera and picamera2")}
+    for marker, (probe, reason) in checks.items():
+        marked = [i for i in items if i.get_closest_marker(marker)]
+        if marked and not probe():
+            for item in marked:
+                item.add_marker(pytest.mark.skip(reason=reason))

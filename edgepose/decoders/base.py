@@ -8,7 +8,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.errors import ModelError
+from edgepose.errors import ConfigError, ModelError
 from edgepose.pose import Poses
 from edgepose.preprocess import Transform
 
@@ -53,3 +53,40 @@ def outputs_error(decoder: str, outputs: Sequence[OutputTensor], expected: str) 
         f"model outputs {shapes} don't fit decoder {decoder!r}: expected {expected}; "
         "pick the right decoder in the model's manifest (or --decoder)"
     )
+
+
+def check_params(decoder: str, params: dict[str, Any], known: Sequence[str]) -> None:
+    """Reject decoder parameters the decoder does not know (a typo in a manifest)."""
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"decoder {decoder!r} has no parameter {unknown[0]!r}; "
+            f"expected some of {', '.join(sorted(known))} (fix [decoder_params] in the manifest)"
+        )
+
+
+def check_schema(decoder: str, schema: str, supported: Sequence[str]) -> None:
+    """Fixed-layout decoders (MoveNet, PoseNet) only produce one keypoint schema."""
+    if schema not in supported:
+        raise ConfigError(
+            f"decoder {decoder!r} produces {' or '.join(supported)} keypoints, not schema "
+            f"{schema!r}; set schema = \"{supported[0]}\" in the model's manifest"
+        )
+
+
+def by_channels(
+    decoder: str, outputs: Sequence[OutputTensor], channels: Sequence[int], expected: str
+) -> list[OutputTensor]:
+    """Pick one 4-D [1, h, w, c] output per wanted channel count (order-independent).
+
+    All picked outputs must share the same h and w; anything else is an ``outputs_error``.
+    """
+    picked = []
+    for c in channels:
+        found = [o for o in outputs if len(o.shape) == 4 and o.shape[0] == 1 and o.shape[3] == c]
+        if len(found) != 1:
+            raise outputs_error(decoder, outputs, expected)
+        picked.append(found[0])
+    if len({o.shape[1:3] for o in picked}) != 1:
+        raise outputs_error(decoder, outputs, expected)
+    return picked

@@ -1,0 +1,67 @@
+"""``edgepose detect``: poses in still images, as COCO results JSON and annotated images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from edgepose.engine import open_engine
+from edgepose.errors import ConfigError
+from edgepose.imageio import read_image, write_image
+from edgepose.manifest import DECODER_KINDS, SCHEMA_NAMES
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("detect", help="detect poses in images",
+                       description="Detect poses in images; print COCO keypoint results.")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument("--model", default="movenet-lightning", help="model name or .tflite path")
+    p.add_argument("--device", default="auto", help="auto, cpu, edgetpu, usb, pci or :N")
+    p.add_argument("--decoder", choices=DECODER_KINDS, help="decoder for a .tflite without manifest")
+    p.add_argument("--schema", choices=SCHEMA_NAMES, help="keypoint schema for a .tflite without manifest")
+    p.add_argument("--json", action="store_true", help="print COCO results JSON (one list for all images)")
+    p.add_argument("--output", type=Path, help="write annotated images into this directory")
+    p.add_argument("--keypoint-threshold", type=float, default=0.3, help="draw keypoints scoring at least this")
+    p.add_argument("--pose-threshold", type=float, default=0.0, help="drop poses scoring below this")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("keypoint_threshold", "pose_threshold"):
+        v = getattr(args, name)
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"--{name.replace('_', '-')} {v} is outside 0..1")
+    if args.output is not None and not args.output.is_dir():
+        if args.output.exists() or not args.output.parent.is_dir():
+            raise ConfigError(f"--output {args.output} is not a directory (its parent must exist)")
+        args.output.mkdir()
+    frames = [read_image(p) for p in args.images]  # fail on a bad image before loading the model
+    engine = open_engine(args.model, args.device, decoder=args.decoder, schema=args.schema)
+    results: list[dict[str, Any]] = []
+    try:
+        for image_id, (path, frame) in enumerate(zip(args.images, frames), start=1):
+            poses = engine.infer(frame).above(args.pose_threshold)
+            for r in poses.to_coco_results(image_id):
+                r["file_name"] = str(path)
+                results.append(r)
+            if args.output is not None:
+                from edgepose.render import annotate
+
+                write_image(args.output / f"{path.stem}_pose.png", annotate(frame, poses, args.keypoint_threshold))
+            if not args.json:
+                t = engine.timings
+                print(f"{path}: {len(poses)} pose(s) [{engine.name} on {engine.device}, "
+                      f"invoke {t['invoke_ms']:.1f} ms]")
+                for i in range(len(poses)):
+                    seen = int((poses.scores[i] >= args.keypoint_threshold).sum())
+                    print(f"  pose {i}: score {poses.pose_scores[i]:.2f}, "
+                          f"{seen}/{poses.num_keypoints} keypoints ≥ {args.keypoint_threshold}")
+    finally:
+        engine.close()
+    if args.json:
+        json.dump(results, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    return 0

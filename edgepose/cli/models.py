@@ -1,0 +1,73 @@
+"""``edgepose models list | info NAME | fetch NAME``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from edgepose.errors import ModelError
+from edgepose.registry import cache_dir, fetch_model, find_model_file, get_manifest, list_manifests
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("models", help="list, inspect and download models")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION")
+    msub.required = True
+    ls = msub.add_parser("list", help="known models and whether they are on disk")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=run_list)
+    info = msub.add_parser("info", help="everything the manifest says about a model")
+    info.add_argument("name")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=run_info)
+    fetch = msub.add_parser("fetch", help="download a model into the cache, verified by sha256")
+    fetch.add_argument("names", nargs="+", metavar="NAME")
+    fetch.add_argument("--url", help="download from this URL (a mirror) instead of the manifest's")
+    fetch.add_argument("--force", action="store_true", help="download even when a verified copy exists")
+    fetch.set_defaults(func=run_fetch)
+
+
+def _where(name: str) -> str:
+    try:
+        path = find_model_file(get_manifest(name))
+    except ModelError as exc:
+        return f"bad copy: {exc}"
+    return str(path) if path else "not downloaded"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    ms = list_manifests()
+    if args.json:
+        json.dump([{**m.to_dict(), "path": _where(n)} for n, m in ms.items()], sys.stdout, indent=1)
+        print()
+        return 0
+    rows = [("NAME", "DEVICE", "INPUT", "DECODER", "SCHEMA", "LOCAL COPY")]
+    for n, m in sorted(ms.items()):
+        rows.append((n, m.device, f"{m.input_size[0]}x{m.input_size[1]}", m.decoder, m.schema, _where(n)))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])
+    print(f"cache: {cache_dir()}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    m = get_manifest(args.name)
+    d = {**m.to_dict(), "manifest": str(m.source), "local_copy": _where(args.name)}
+    if args.json:
+        json.dump(d, sys.stdout, indent=1)
+        print()
+    else:
+        for k, v in d.items():
+            print(f"{k:15} {v}")
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    if args.url and len(args.names) > 1:
+        raise ModelError("--url names one file; fetch one model at a time with --url")
+    for name in args.names:
+        path = fetch_model(name, url=args.url, force=args.force)
+        print(f"{name}: {path}")
+    return 0

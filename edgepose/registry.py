@@ -1,0 +1,241 @@
+"""The model registry: find a model by name or path, from the model path, the cache or
+its official URL (verified by sha256)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from edgepose.errors import FetchError, ModelError
+from edgepose.manifest import (
+    DECODER_KINDS,
+    SCHEMA_NAMES,
+    Manifest,
+    dumps_manifest,
+    load_manifest,
+    manifest_from_dict,
+    write_manifest,
+)
+
+__all__ = [
+    "Manifest", "ModelSpec", "cache_dir", "dumps_manifest", "fetch_model", "find_model_file",
+    "list_manifests", "load_manifest", "manifest_dirs", "resolve_model", "sha256_file",
+    "write_manifest",
+]
+
+log = logging.getLogger(__name__)
+BUILTIN_MANIFESTS = Path(__file__).resolve().parent.parent / "models"
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A manifest plus the model file it resolved to."""
+
+    manifest: Manifest
+    path: Path
+
+
+def cache_dir() -> Path:
+    """Per-user model cache: $EDGEPOSE_CACHE_DIR, else $XDG_CACHE_HOME/edgepose/models."""
+    if os.environ.get("EDGEPOSE_CACHE_DIR"):
+        return Path(os.environ["EDGEPOSE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgepose" / "models"
+
+
+def manifest_dirs() -> list[Path]:
+    """Where manifests live: $EDGEPOSE_MANIFEST_PATH, the user's config, the built-in set."""
+    dirs = [Path(p) for p in os.environ.get("EDGEPOSE_MANIFEST_PATH", "").split(os.pathsep) if p]
+    cfg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    dirs += [Path(cfg) / "edgepose" / "models", BUILTIN_MANIFESTS]
+    return dirs
+
+
+def list_manifests() -> dict[str, Manifest]:
+    """Every known manifest by name; earlier directories win."""
+    found: dict[str, Manifest] = {}
+    for d in manifest_dirs():
+        if d.is_dir():
+            for p in sorted(d.glob("*.toml")):
+                m = load_manifest(p)
+                found.setdefault(m.name, m)
+    return found
+
+
+def get_manifest(name: str) -> Manifest:
+    known = list_manifests()
+    if name not in known:
+        raise ModelError(
+            f"unknown model {name!r}; known models: {', '.join(sorted(known)) or 'none'} "
+            "(see `edgepose models list`, or give a .tflite path)"
+        )
+    return known[name]
+
+
+_hash_memo: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _hash_memo:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                h.update(chunk)
+        _hash_memo[key] = h.hexdigest()
+    return _hash_memo[key]
+
+
+def _search_model_path(file_name: str) -> Path | None:
+    for root in os.environ.get("EDGEPOSE_MODEL_PATH", "").split(os.pathsep):
+        if root and Path(root).is_dir():
+            direct = Path(root) / file_name
+            if direct.is_file():
+                return direct
+            for hit in sorted(Path(root).rglob(file_name)):
+                if hit.is_file():
+                    return hit
+    return None
+
+
+def find_model_file(m: Manifest) -> Path | None:
+    """The local copy of a manifest's file ($EDGEPOSE_MODEL_PATH, then the cache), or None."""
+    hit = _search_model_path(m.file)
+    if hit is None:
+        cached = cache_dir() / m.file
+        hit = cached if cached.is_file() else None
+    if hit is not None and m.sha256 and sha256_file(hit) != m.sha256:
+        raise ModelError(
+            f"{hit}: sha256 {sha256_file(hit)[:12]}… does not match manifest {m.name!r} "
+            f"({m.sha256[:12]}…); delete the file and run `edgepose models fetch {m.name}`"
+        )
+    return hit
+
+
+def fetch_model(
+    name: str,
+    *,
+    url: str | None = None,
+    force: bool = False,
+    timeout: float = 30.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Download a model into the cache, atomically, refusing a sha256 mismatch.
+
+    Returns the local path (without downloading when a verified copy exists and not
+    ``force``). Nothing partial is ever left in the cache.
+    """
+    m = get_manifest(name)
+    if not force:
+        existing = find_model_file(m)
+        if existing is not None:
+            return existing
+    src = url or m.url
+    if not src:
+        raise FetchError(f"model {name!r} has no url in its manifest; put {m.file} in $EDGEPOSE_MODEL_PATH")
+    if not m.sha256:
+        raise FetchError(f"model {name!r} has no sha256 in its manifest; refusing an unverified download")
+    dest_dir = cache_dir()
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{m.file}.", suffix=".part", dir=dest_dir)
+    tmp = Path(tmp_name)
+    try:
+        h = hashlib.sha256()
+        got = 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(src, timeout=timeout) as resp:
+            total = int(resp.headers.get("Content-Length") or 0)
+            while chunk := resp.read(CHUNK):
+                out.write(chunk)
+                h.update(chunk)
+                got += len(chunk)
+                if progress:
+                    progress(got, total)
+            if total and got != total:
+                raise FetchError(f"download of {name!r} from {src} stopped at {got} of {total} bytes; try again")
+        if h.hexdigest() != m.sha256:
+            raise FetchError(
+                f"download of {name!r} from {src} has sha256 {h.hexdigest()[:12]}…, expected "
+                f"{m.sha256[:12]}…; the file was discarded (wrong URL or a corrupted mirror?)"
+            )
+        dest = dest_dir / m.file
+        os.replace(tmp, dest)
+        log.info("fetched %s into %s", name, dest)
+        return dest
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        if isinstance(exc, FetchError):
+            raise
+        reason = getattr(exc, "reason", None) or exc
+        raise FetchError(f"could not download {name!r} from {src}: {reason}; check the network or use --url") from None
+    except Exception as exc:  # http.client.IncompleteRead and friends
+        if isinstance(exc, FetchError):
+            raise
+        raise FetchError(f"could not download {name!r} from {src}: {type(exc).__name__}: {exc}; try again") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.endswith(".tflite") or os.sep in model or Path(model).exists()
+
+
+def _manifest_for_path(path: Path, decoder: str | None, schema: str | None) -> Manifest:
+    sidecar = path.with_suffix(".toml")
+    if sidecar.is_file():
+        m = load_manifest(sidecar)
+        return m.with_(file=path.name)
+    if not decoder or not schema:
+        raise ModelError(
+            f"{path} has no manifest ({sidecar.name} next to it); pass --decoder "
+            f"({'|'.join(DECODER_KINDS)}) and --schema ({'|'.join(SCHEMA_NAMES)})"
+        )
+    from edgepose.tflite_info import read_model_info
+
+    info = read_model_info(path)
+    return manifest_from_dict({
+        "name": path.stem, "file": path.name, "input_size": list(info.input_size),
+        "decoder": decoder, "schema": schema,
+        "device": "edgetpu" if info.edgetpu else "cpu",
+    }, origin=str(path))
+
+
+def resolve_model(
+    model: str | Path,
+    *,
+    decoder: str | None = None,
+    schema: str | None = None,
+    fetch: bool = True,
+) -> ModelSpec:
+    """Turn a model name or .tflite path into a manifest and a local file.
+
+    A name is looked up among the manifests and found on disk or fetched; a path uses
+    its sidecar ``<stem>.toml`` or the ``decoder``/``schema`` given.
+    """
+    text = str(model)
+    if isinstance(model, Path) or _looks_like_path(text):
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise ModelError(f"model file {path} not found")
+        if path.is_dir():
+            raise ModelError(f"model {path} is a directory; give a .tflite file")
+        m = _manifest_for_path(path, decoder, schema)
+    else:
+        m = get_manifest(text)
+        found = find_model_file(m)
+        if found is None:
+            if not fetch:
+                raise ModelError(f"model {text!r} is not downloaded; run `edgepose models fetch {text}`")
+            found = fetch_model(text)
+        path = found
+    overrides = {k: v for k, v in (("decoder", decoder), ("schema", schema)) if v}
+    if overrides:
+        m = manifest_from_dict({**m.to_dict(), **overrides}, origin=str(m.source or path))
+    return ModelSpec(manifest=m, path=path.resolve())

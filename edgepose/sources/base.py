@@ -1,0 +1,93 @@
+"""The frame type and the ``Source`` interface every camera, video and image backend follows."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame.
+
+    - ``image``: (H, W, 3) uint8 RGB.
+    - ``timestamp``: ``time.monotonic()`` seconds when the frame was captured, so that
+      capture age and end-to-end latency can be measured against the same clock.
+    - ``index``: 0-based count of frames this source produced.
+    """
+
+    image: npt.NDArray[np.uint8]
+    timestamp: float
+    index: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+
+class Source(ABC):
+    """A producer of frames: ``open()``, then ``read()`` until it returns None, then ``close()``.
+
+    ``is_live`` sources (cameras, streams) run on their own clock and drop frames nobody
+    reads; ``paced`` is true for them and for video files played back in real time, so
+    the pipeline keeps only the newest frame. Unpaced sources (a video file read as fast
+    as possible, an image folder) are read one frame per processed frame, with none lost.
+    """
+
+    name: str = "source"
+    is_live: bool = False
+
+    def __init__(self) -> None:
+        self._interrupt = threading.Event()
+        self._count = 0
+
+    @property
+    def paced(self) -> bool:
+        return self.is_live
+
+    @abstractmethod
+    def open(self) -> None:
+        """Acquire the device or file; raises ``SourceError`` with a fix when it cannot."""
+
+    @abstractmethod
+    def read(self) -> Frame | None:
+        """The next frame, or None at the end of the stream. Raises ``SourceError`` on failure."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the device or file. Safe to call twice."""
+
+    def interrupt(self) -> None:
+        """Wake a ``read()`` that is waiting (pacing, reconnect backoff) so a stop is fast."""
+        self._interrupt.set()
+
+    def _frame(self, image: npt.NDArray[np.uint8], timestamp: float) -> Frame:
+        """Number a new frame; the index counts every frame this source produced."""
+        frame = Frame(image=image, timestamp=timestamp, index=self._count)
+        self._count += 1
+        return frame
+
+    def __enter__(self) -> Source:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            frame = self.read()
+            if frame is None:
+                return
+            yield frame
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"

@@ -1,0 +1,88 @@
+"""An image file or a folder of images as a frame source (tests, demos, batch runs)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgepose.errors import SourceError
+from edgepose.sources.base import Frame, Source
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+class ImageSource(Source):
+    """The images of ``path`` (one file, or a folder's image files in name order).
+
+    ``loop`` repeats them forever; ``fps`` > 0 with ``realtime`` paces them like a camera.
+    """
+
+    def __init__(self, path: str | Path, *, loop: bool = False, fps: float = 0.0,
+                 realtime: bool = False) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.name = str(path)
+        self.loop, self.fps, self.realtime = loop, fps, realtime
+        self._files: list[Path] = []
+        self._pos = 0
+        self._next_due = 0.0
+        self._cached: np.ndarray | None = None
+
+    @property
+    def paced(self) -> bool:
+        return self.realtime and self.fps > 0
+
+    def open(self) -> None:
+        if self.path.is_dir():
+            files = sorted(p for p in self.path.iterdir() if p.is_file() and is_image_file(p))
+            if not files:
+                raise SourceError(f"image folder {self.path} has no images "
+                                  f"({', '.join(IMAGE_SUFFIXES)}): pass another --source")
+        elif self.path.is_file():
+            files = [self.path]
+        else:
+            raise SourceError(f"image source {self.path} not found: pass an existing image "
+                              "file or folder with --source")
+        self._files, self._pos = files, 0
+        self._interrupt.clear()
+        self._next_due = time.monotonic()
+
+    def read(self) -> Frame | None:
+        if self._pos >= len(self._files):
+            if not self.loop or not self._files:
+                return None
+            self._pos = 0
+        path = self._files[self._pos]
+        self._pos += 1
+        if self.paced:
+            delay = self._next_due - time.monotonic()
+            if delay > 0 and self._interrupt.wait(delay):
+                return None
+            self._next_due = max(self._next_due + 1.0 / self.fps, time.monotonic())
+        if len(self._files) == 1:  # one looping image: decode once, hand out copies
+            if self._cached is None:
+                self._cached = self._load(path)
+            image = self._cached.copy()
+        else:
+            image = self._load(path)
+        return self._frame(image, time.monotonic())
+
+    @staticmethod
+    def _load(path: Path) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+        except (OSError, UnidentifiedImageError) as err:
+            raise SourceError(f"cannot read image {path}: {err}; pass a JPEG/PNG/BMP file") from None
+
+    def close(self) -> None:
+        self._files = []
+        self._cached = None

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command: set up .venv (idempotent) and run the whole suite.
+# Tests read real models and data from ../shared (override with EDGEPOSE_SHARED).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+# pytest exits 5 when a selection collects no test (e.g. `-m edgetpu` off the Pi).
+if [ "$rc" = 5 ]; then echo "no tests selected"; exit 0; fi
+exit "$rc"

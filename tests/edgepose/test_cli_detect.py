@@ -1,0 +1,107 @@
+"""``edgepose detect`` end to end, and its one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_path
+
+CORAL = ("models", "coral")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgepose.cli.main", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_detect_json_and_annotated_output(tmp_path: Path) -> None:
+    imgs = [shared_path("images", "coral_squat.bmp"), shared_path("images", "tfexamples_image1.png")]
+    r = _run("detect", *map(str, imgs), "--model", "movenet-lightning", "--device", "cpu",
+             "--json", "--output", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert [x["image_id"] for x in res] == [1, 2]
+    assert [x["file_name"] for x in res] == [str(p) for p in imgs]
+    assert all(len(x["keypoints"]) == 51 and x["category_id"] == 1 for x in res)
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["coral_squat_pose.png", "tfexamples_image1_pose.png"]
+
+
+def test_detect_multi_pose_posenet() -> None:
+    img = shared_path("images", "posenet_test_couple.jpg")
+    r = _run("detect", str(img), "--model", "posenet-mobilenet-v1-075-481x641", "--device", "cpu",
+             "--json", "--pose-threshold", "0.2")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)) == 2  # the couple
+
+
+def test_edgetpu_device_without_runtime_exits_2_naming_libedgetpu() -> None:
+    img = shared_path("images", "coral_squat.bmp")
+    r = _run("detect", str(img), "--model", "movenet-lightning-edgetpu", "--device", "edgetpu", "--json")
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "libedgetpu" in r.stderr and r.stdout == ""
+
+
+def test_auto_device_falls_back_to_cpu_twin_with_right_keypoints() -> None:
+    img = shared_path("images", "coral_squat.bmp")
+    r = _run("detect", str(img), "--model", "movenet-lightning-edgetpu", "--device", "auto", "--json")
+    assert r.returncode == 0, r.stderr
+    warnings = [l for l in r.stderr.splitlines() if "WARNING" in l]
+    assert len(warnings) == 1 and "no Edge TPU" in warnings[0]
+    ref = np.loadtxt(shared_path(*CORAL, "movenet_single_pose_lightning_ptq_reference.csv"),
+                     delimiter=",", skiprows=1)
+    kps = np.array(json.loads(r.stdout)[0]["keypoints"]).reshape(17, 3)
+    h, w = 480, 640
+    assert np.abs(kps[:, 0] / w - ref[:, 4]).max() <= 0.03 and np.abs(kps[:, 1] / h - ref[:, 5]).max() <= 0.03
+
+
+def _bad_manifest(tmp: Path, body: str) -> str:
+    model = tmp / "m.tflite"
+    model.symlink_to(shared_path(*CORAL, "movenet_single_pose_lightning_ptq.tflite"))
+    (tmp / "m.toml").write_text(body)
+    return str(model)
+
+
+BASE = 'name = "m"\nfile = "m.tflite"\ndecoder = "movenet"\nschema = "coco17"\n'
+Case = Callable[[Path], list[str]]
+CASES: dict[str, tuple[Case, str]] = {
+    "missing model file": (lambda t: ["IMG", "--model", str(t / "nope.tflite")], "not found"),
+    "0-byte model": (lambda t: (t / "z.tflite").write_bytes(b"") or
+                     ["IMG", "--model", str(t / "z.tflite"), "--decoder", "movenet", "--schema", "coco17"], "empty"),
+    "text file named .tflite": (lambda t: (t / "t.tflite").write_text("hello\n") and
+                                ["IMG", "--model", str(t / "t.tflite"), "--decoder", "movenet", "--schema", "coco17"],
+                                "not a TFLite model"),
+    "truncated model": (lambda t: (t / "c.tflite").write_bytes(
+        shared_path(*CORAL, "movenet_single_pose_lightning_ptq.tflite").read_bytes()[:500_000]) and
+        ["IMG", "--model", str(t / "c.tflite"), "--decoder", "movenet", "--schema", "coco17"], "truncated"),
+    "outputs don't fit decoder": (lambda t: ["IMG", "--model", str(shared_path(
+        *CORAL, "posenet_mobilenet_v1_075_353_481_quant.tflite")), "--decoder", "movenet", "--schema", "coco17"],
+        "don't fit decoder"),
+    "unknown model name": (lambda t: ["IMG", "--model", "movenet-thunderstorm"], "unknown model"),
+    "manifest missing field": (lambda t: ["IMG", "--model", _bad_manifest(t, BASE)], "missing required field"),
+    "malformed sha256": (lambda t: ["IMG", "--model", _bad_manifest(
+        t, BASE + 'input_size = [192, 192]\nsha256 = "xyz"\n')], "not 64 hex digits"),
+    "unreadable image": (lambda t: (t / "i.jpg").write_bytes(b"\xff\xd8 broken") and
+                         [str(t / "i.jpg")], "not a readable image"),
+    "0-byte image": (lambda t: (t / "e.png").write_bytes(b"") or [str(t / "e.png")], "empty"),
+    "directory as image": (lambda t: [str(t)], "is a directory"),
+    "missing image": (lambda t: [str(t / "missing.jpg")], "not found"),
+    "bad threshold": (lambda t: ["IMG", "--keypoint-threshold", "-1"], "outside 0..1"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path) -> None:
+    make, expected = CASES[case]
+    img = str(shared_path("images", "coral_squat.bmp"))
+    args = [img if a == "IMG" else a for a in make(tmp_path)]
+    r = _run("detect", *args, "--device", "cpu", "--json")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert expected in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr

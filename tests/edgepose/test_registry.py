@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import http.server
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from edgepose.errors import FetchError, ModelError
+from edgepose.manifest import Manifest, dumps_manifest, load_manifest, write_manifest
+from edgepose.registry import cache_dir, fetch_model, list_manifests, resolve_model, sha256_file
+from tests.conftest import shared_path
+
+MOVENET = "movenet_single_pose_lightning_ptq.tflite"
+
+
+def test_builtin_manifests_load_and_twins_point_at_each_other() -> None:
+    ms = list_manifests()
+    assert {"movenet-lightning", "movenet-lightning-edgetpu", "posenet-mobilenet-v1-075-353x481",
+            "posenet-mobilenet-v1-075-481x641", "posenet-mobilenet-v1-075-721x1281"} <= set(ms)
+    for m in ms.values():
+        assert m.url.startswith("https://") and len(m.sha256) == 64
+        if m.edgetpu_twin:
+            assert ms[m.edgetpu_twin].cpu_twin == m.name
+        if m.cpu_twin:
+            assert ms[m.cpu_twin].edgetpu_twin == m.name
+
+
+def test_builtin_checksums_match_the_real_files() -> None:
+    shared_path("models", "coral")
+    for name, m in list_manifests().items():
+        spec = resolve_model(name)
+        assert sha256_file(spec.path) == m.sha256, name
+        assert spec.manifest.input_size == m.input_size
+
+
+def test_manifest_round_trip(tmp_path: Path) -> None:
+    m = Manifest(name="x", file="x.tflite", input_size=(64, 48), decoder="heatmap", schema="mpii16",
+                 mean=(127.5, 127.5, 127.5), std=(128.0,), decoder_params={"flip_shift": True})
+    p = write_manifest(m, tmp_path / "x.toml")
+    back = load_manifest(p)
+    assert back == m and back.source == p
+
+
+@pytest.mark.parametrize("text,message", [
+    ('name = "x"\nfile = "x.tflite"\ndecoder = "movenet"\nschema = "coco17"\n', "missing required field(s) input_size"),
+    ('name = "x"\nfile = "x.tflite"\ninput_size = [1, 2]\ndecoder = "movenet"\nschema = "coco17"\nsha256 = "abc"\n', "not 64 hex digits"),
+    ('name = "x"\nfile = "x.tflite"\ninput_size = [1, 2]\ndecoder = "yolo"\nschema = "coco17"\n', "decoder = 'yolo'"),
+    ('name = "x"\nfile = "x.tflite"\ninput_size = [1, 2]\ndecoder = "movenet"\nschema = "coco17"\ncolour = 1\n', "unknown key(s) colour"),
+    ('name = "x"\nfile = "x.tflite"\ninput_size = "192"\ndecoder = "movenet"\nschema = "coco17"\n', "input_size must be"),
+    ('name = "x\n', "not valid TOML"),
+])
+def test_bad_manifests(tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ModelError) as err:
+        load_manifest(p)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_model_name_lists_known_ones() -> None:
+    with pytest.raises(ModelError, match="unknown model 'nope'.*movenet-lightning"):
+        resolve_model("nope")
+
+
+def test_model_by_path_needs_sidecar_or_flags(tmp_path: Path) -> None:
+    src = shared_path("models", "coral", MOVENET)
+    link = tmp_path / "mine.tflite"
+    link.symlink_to(src)
+    with pytest.raises(ModelError, match="mine.toml.*--decoder"):
+        resolve_model(link)
+    spec = resolve_model(link, decoder="movenet", schema="coco17")
+    assert spec.manifest.input_size == (192, 192) and spec.manifest.name == "mine"
+    m = list_manifests()["movenet-lightning"].with_(name="mine-sidecar", sha256="")
+    write_manifest(m, tmp_path / "mine.toml")
+    assert resolve_model(str(link)).manifest.name == "mine-sidecar"
+
+
+def test_sha256_mismatch_in_model_path_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / MOVENET).write_bytes(b"not the model")
+    monkeypatch.setenv("EDGEPOSE_MODEL_PATH", str(tmp_path))
+    with pytest.raises(ModelError, match="does not match manifest 'movenet-lightning'"):
+        resolve_model("movenet-lightning")
+
+
+# --- fetch against a local HTTP server --------------------------------------------------
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    root: Path
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        name = self.path.strip("/").split("/")[-1]
+        data = (self.root / name).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.path.startswith("/drop/"):
+            self.wfile.write(data[: len(data) // 3])
+            self.wfile.flush()
+            self.connection.shutdown(2)  # the connection drops mid-transfer
+            return
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    root = shared_path("models", "coral")
+    handler = type("H", (_Handler,), {"root": root})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def local_manifests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str) -> Path:
+    """Manifests whose URLs point at the local server; no model path, empty cache."""
+    mdir = tmp_path / "manifests"
+    mdir.mkdir()
+    good = list_manifests()["movenet-lightning"]
+    write_manifest(good.with_(name="m-good", url=f"{server}/ok/{MOVENET}"), mdir / "good.toml")
+    write_manifest(good.with_(name="m-wrong", url=f"{server}/ok/{MOVENET}", sha256="0" * 64), mdir / "wrong.toml")
+    write_manifest(good.with_(name="m-drop", url=f"{server}/drop/{MOVENET}"), mdir / "drop.toml")
+    monkeypatch.setenv("EDGEPOSE_MANIFEST_PATH", str(mdir))
+    monkeypatch.delenv("EDGEPOSE_MODEL_PATH")
+    return mdir
+
+
+def _cache_files() -> list[Path]:
+    d = cache_dir()
+    return sorted(d.iterdir()) if d.exists() else []
+
+
+def test_fetch_good_checksum(local_manifests: Path) -> None:
+    path = fetch_model("m-good")
+    assert path.parent == cache_dir() and path.name == MOVENET
+    assert sha256_file(path) == list_manifests()["m-good"].sha256
+    assert _cache_files() == [path]
+    assert resolve_model("m-good").path == path.resolve()  # now found in the cache
+
+
+def test_fetch_wrong_checksum_leaves_nothing(local_manifests: Path) -> None:
+    with pytest.raises(FetchError, match="sha256 .* expected 000000000000"):
+        fetch_model("m-wrong")
+    assert _cache_files() == []
+
+
+def test_fetch_dropped_connection_leaves_nothing(local_manifests: Path) -> None:
+    with pytest.raises(FetchError, match="m-drop"):
+        fetch_model("m-drop")
+    assert _cache_files() == []
+
+
+def test_fetch_cli(local_manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgepose.cli.main import main
+
+    assert main(["models", "fetch", "m-wrong"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sha256" in err
+    assert main(["models", "fetch", "m-good"]) == 0
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "m-good" in out and str(cache_dir()) in out
