@@ -3,6 +3,7 @@ the CPU, with the model's preprocessing and decoder around it."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import platform
 import sys
@@ -75,19 +76,24 @@ def load_edgetpu_delegate(device: str | None = None, loader: DelegateLoader | No
     loader = loader or _default_loader()
     lib = edgetpu_library()
     options = {"device": device} if device else {}
+    failure: tuple[type[BaseException], str] | None = None
     old_hook = sys.unraisablehook
     sys.unraisablehook = lambda _unraisable: None  # a failed Delegate complains in __del__
     try:
         try:
             return loader(lib, options)
-        except OSError as exc:
-            detail = str(exc).split(";")[0]
-            raise DeviceError(f"Edge TPU runtime {lib} could not be loaded ({detail}); {INSTALL_HINT}") from None
-        except ValueError:
-            which = f"device {device!r}" if device else "an Edge TPU"
-            raise DeviceError(f"{lib} loaded but found no {which}; {DEVICE_HINT}") from None
+        except (OSError, ValueError) as exc:
+            failure = (type(exc), str(exc))
+        gc.collect()  # drop the half-built Delegate while its complaint is silenced
     finally:
         sys.unraisablehook = old_hook
+    assert failure is not None
+    kind, text = failure
+    if issubclass(kind, OSError):
+        detail = text.split(";")[0]
+        raise DeviceError(f"Edge TPU runtime {lib} could not be loaded ({detail}); {INSTALL_HINT}")
+    which = f"device {device!r}" if device else "an Edge TPU"
+    raise DeviceError(f"{lib} loaded but found no {which}; {DEVICE_HINT}")
 
 
 def _interpreter_class() -> Any:

@@ -204,7 +204,8 @@ def check_model(path: str | Path) -> CheckReport:
         outs = tuple(_tensor(model, sg, t, dtypes) for t in out_idx)
         reasons = _reasons(name, code.Version(), ins, outs)
         live = [t.index for t in ins if not t.constant]
-        conversion = name in E.EDGE_CONVERSION_OPS
+        conversion = name in E.EDGE_CONVERSION_OPS and all(k in ("unsupported-op", "float-tensor", "dtype")
+                                                             for k, _ in reasons)
         if reasons and conversion and live and all(t in head_tensors for t in live):
             placement = "cpu-in"
             head_tensors.update(out_idx)
@@ -233,7 +234,7 @@ def _summarise(path: Path, model: Any, ops: list[OpInfo], param_bytes: int) -> C
     elif not cpu:
         status = "mapped"
     elif (any(op.placement == "tpu" for op in ops) and not any(op.name in E.HEAVY_OPS for op in cpu)
-          and all(kind == "unsupported-op" for kind, _ in blockers[0].reasons)):
+          and any(kind == "unsupported-op" for kind, _ in blockers[0].reasons)):
         status = "cpu-tail"
     else:
         status = "split"
@@ -258,8 +259,8 @@ def _summarise(path: Path, model: Any, ops: list[OpInfo], param_bytes: int) -> C
     notes = []
     if split is not None:
         tail = sorted({op.name for op in cpu})
-        notes.append(f"split at op {split} ({blockers[0].name} v{blockers[0].version}): it and the {len(cpu) - 1} "
-                     f"ops that depend on it run on the CPU ({', '.join(tail)})")
+        notes.append(f"split at op {split} ({blockers[0].name} v{blockers[0].version}): {len(cpu)} ops from there "
+                     f"on run on the CPU ({', '.join(tail)})")
     if status == "compiled":
         notes.append("already compiled for the Edge TPU; check the CPU model it was compiled from instead")
     return CheckReport(str(path), status, ops, problems, split, param_bytes, model.SubgraphsLength(), notes)
@@ -289,7 +290,7 @@ def format_report(report: CheckReport, verbose: bool = True) -> str:
     counts = report.to_dict()["counts"]
     lines.append(f"{report.path}: {len(report.ops)} ops: {counts['tpu']} on the Edge TPU, "
                  f"{counts['cpu-in'] + counts['cpu-out']} input/output conversions and {counts['cpu']} others on the CPU; "
-                 f"parameters {report.param_bytes / 2**20:.2f} MiB")
+                 f"parameters {report.param_bytes / 1024:.1f} KiB")
     shown = report.problems[:MAX_PROBLEMS]
     lines += [f"{p.severity}: {p.message}" for p in shown]
     if len(shown) < len(report.problems):

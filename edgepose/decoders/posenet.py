@@ -46,8 +46,9 @@ EXPECTED = "PoseNet heatmaps [1,h,w,17], short offsets [1,h,w,34] and mid offset
 class Maps:
     """The three PoseNet outputs of one frame: raw data plus how to dequantize it.
 
-    Offsets are kept raw (often uint8) and dequantized only where sampled; their
-    ``*_scale`` already converts to grid cells (divides by the output stride).
+    Maps are kept raw (often uint8) and dequantized only where sampled:
+    ``value = (raw - *_zero) * *_scale``; the offsets' scale also converts input pixels
+    to grid cells (divides by the output stride).
     """
 
     def __init__(self, decoder: str, outputs: Sequence[OutputTensor], stride: int) -> None:
@@ -56,15 +57,16 @@ class Maps:
         if self.height < 2 or self.width < 2:
             raise outputs_error(decoder, outputs, EXPECTED + " with h, w >= 2")
         self.stride = stride
-        self.heat = heat.dequantize()[0]
+        self.heat = heat.data[0]
         self.short = short.data[0]
         self.mid = mid.data[0]
+        self.heat_zero, self.heat_scale = _affine(heat, 1)
         self.short_zero, self.short_scale = _affine(short, stride)
         self.mid_zero, self.mid_scale = _affine(mid, stride)
 
 
 def _affine(t: OutputTensor, stride: int) -> tuple[float, float]:
-    """(zero point, scale in grid cells per raw unit) of an offsets tensor."""
+    """(zero point, scale per raw unit, divided by ``stride``) of one output."""
     if t.data.dtype.kind == "f" or not t.scale:
         return 0.0, 1.0 / stride
     return float(t.zero_point), float(t.scale) / stride
@@ -114,7 +116,7 @@ def decode_single(
     flat = maps.heat.reshape(h * w, k).argmax(axis=0)
     ys, xs = np.divmod(flat, w)
     ks = np.arange(k)
-    logits = maps.heat[ys, xs, ks]
+    logits = (maps.heat[ys, xs, ks].astype(np.float32) - maps.heat_zero) * maps.heat_scale
     dy = (maps.short[ys, xs, ks].astype(np.float32) - maps.short_zero) * maps.short_scale
     dx = (maps.short[ys, xs, ks + k].astype(np.float32) - maps.short_zero) * maps.short_scale
     cells = np.stack([ys + dy, xs + dx], axis=-1).astype(np.float32)[None]

@@ -32,7 +32,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from scipy.ndimage import maximum_filter
 
 from edgepose.decoders.base import OutputTensor, check_params, check_schema
 from edgepose.decoders.posenet import (
@@ -53,13 +52,14 @@ FloatArray = npt.NDArray[np.float32]
 
 
 @functools.lru_cache(maxsize=2)
-def _tree_tables(coral_edge16: bool) -> tuple[IntArray, IntArray, IntArray, IntArray]:
-    """Per root keypoint, the skeleton walk grouped by depth level.
+def _tree_tables(coral_edge16: bool) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray]:
+    """Per root keypoint, the skeleton walk grouped by depth level (level axis first).
 
-    Returns ``parent, child`` (17, D, S), ``mid_channels`` (17, D, S, 2) (the y and x
-    channels of the mid offsets for that step) and ``depth`` (17,). Padded entries point
-    at the scratch slot. ``coral_edge16`` reproduces Coral's off-by-one for the first
-    backward edge (left eye -> nose reads channels 16 and 32), which its references show.
+    Returns ``parent, child`` (D, 17, S) keypoint ids, ``mid_channels`` and
+    ``short_channels`` (D, 2, 17, S) (the y and x channels read for that step) and
+    ``depth`` (17,). Padded entries read and write the scratch slot ``_DUMMY``.
+    ``coral_edge16`` reproduces Coral's off-by-one for the first backward edge (left
+    eye -> nose reads channels 16 and 32 instead of 32 and 48).
     """
     adjacent: list[list[tuple[int, int]]] = [[] for _ in range(NUM_KEYPOINTS)]
     for k, (a, b) in enumerate(EDGES):
@@ -77,46 +77,83 @@ def _tree_tables(coral_edge16: bool) -> tuple[IntArray, IntArray, IntArray, IntA
         levels_by_root.append(levels)
     depth = max(len(lv) for lv in levels_by_root)
     slots = max(len(level) for lv in levels_by_root for level in lv)
-    parent = np.full((NUM_KEYPOINTS, depth, slots), _DUMMY, np.intp)
+    parent = np.full((depth, NUM_KEYPOINTS, slots), _DUMMY, np.intp)
     child = parent.copy()
-    mid = np.zeros((NUM_KEYPOINTS, depth, slots, 2), np.intp)
+    mid = np.zeros((depth, 2, NUM_KEYPOINTS, slots), np.intp)
+    short = mid.copy()
     for root, levels in enumerate(levels_by_root):
         for d, level in enumerate(levels):
             for s, (p, c, e) in enumerate(level):
-                parent[root, d, s], child[root, d, s] = p, c
+                parent[d, root, s], child[d, root, s] = p, c
+                short[d, :, root, s] = (c, NUM_KEYPOINTS + c)
                 if e < NUM_EDGES:  # forward: [fwd y | fwd x | bwd y | bwd x]
-                    mid[root, d, s] = (e, NUM_EDGES + e)
+                    mid[d, :, root, s] = (e, NUM_EDGES + e)
                 elif e == NUM_EDGES and coral_edge16:
-                    mid[root, d, s] = (e, 2 * NUM_EDGES)
+                    mid[d, :, root, s] = (e, 2 * NUM_EDGES)
                 else:
-                    mid[root, d, s] = (e + NUM_EDGES, e + 2 * NUM_EDGES)
+                    mid[d, :, root, s] = (e + NUM_EDGES, e + 2 * NUM_EDGES)
     depths = np.array([len(lv) for lv in levels_by_root], np.intp)
-    return parent, child, mid, depths
+    return parent, child, mid, short, depths
 
 
 class _Sampler:
-    """Bilinear sampling of a [h, w, c] map at many (y, x) points and channel pairs."""
+    """Bilinear sampling of a [h, w, c] map (raw, maybe quantized) at many (y, x) points.
+
+    Arrays are laid out with the long axis last (points as a (2, n) y/x pair of rows),
+    which keeps numpy's inner loops long: this runs ~50 times per frame.
+
+    Positions must lie in [0, h - 1 - eps] x [0, w - 1 - eps] (see ``_EPS``), so the
+    cell's lower-right corner is always inside the map.
+    """
 
     def __init__(self, data: npt.NDArray[Any], zero: float, scale: float) -> None:
         h, w, c = data.shape
         self.flat = data.reshape(-1)
-        self.limit = np.array([h - 2, w - 2], np.intp)
         self.strides = np.array([w * c, c], np.intp)
-        self.corners = np.array([0, c, w * c, w * c + c], np.intp)[None, :, None]
-        self.zero, self.scale = np.float32(zero), np.float32(scale)
+        self.corners = np.array([0, c, w * c, w * c + c], np.intp)
+        self.zero, self.scale = zero, scale
 
-    def offsets(self, channels: IntArray) -> IntArray:
-        """(S, 4, m) flat offsets of the four cell corners for (S, m) channels."""
-        return self.corners + channels[:, None, :]
+    def offsets(self, channels: IntArray, axis: int = 0) -> IntArray:
+        """Flat offsets of the four cell corners, a new axis of 4 inserted at ``axis``."""
+        shape = [1] * (channels.ndim + 1)
+        shape[axis] = 4
+        return self.corners.reshape(shape) + np.expand_dims(channels, axis)
 
-    def __call__(self, p: FloatArray, offsets: IntArray) -> FloatArray:
-        # Cell corner; the last row/column uses the cell before it with weight 1.
-        f = np.minimum(p.astype(np.intp), self.limit)
+    def __call__(self, p: npt.NDArray[np.float64], offsets: IntArray) -> npt.NDArray[np.float64]:
+        """Values at points ``p`` (2, n) for ``offsets`` (4, m, n) -> (m, n), dequantized."""
+        f = p.astype(np.intp)
         frac = p - f
-        v = self.flat[(f @ self.strides)[:, None, None] + offsets].astype(np.float32)
-        lw = np.stack((1 - frac, frac), axis=1)
-        w = (lw[:, :, None, 0] * lw[:, None, :, 1]).reshape(-1, 1, 4)
-        return (np.matmul(w, v)[:, 0] - self.zero) * self.scale
+        v = self.flat.take(offsets + self.strides @ f).astype(np.float64)
+        top = v[0] + (v[1] - v[0]) * frac[1]
+        bottom = v[2] + (v[3] - v[2]) * frac[1]
+        return (top + (bottom - top) * frac[0] - self.zero) * self.scale
+
+
+# Positions stay this far (in cells, ~0.016 input pixels) inside the last row/column so
+# bilinear sampling needs no bounds checks; Coral clamps to exactly h - 1.
+_EPS = 1e-3
+
+
+def _clip(p: npt.NDArray[np.float64], hi: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Clamp (2, n) y, x rows to the grid in place (cheaper than np.clip on small arrays)."""
+    return np.minimum(np.maximum(p, 0, out=p), hi, out=p)
+
+
+def _local_maxima(heat: npt.NDArray[Any], radius: int) -> npt.NDArray[np.bool_]:
+    """Cells that are the maximum of their channel in a (2r+1)^2 window (ties count).
+
+    A separable running max on slices: same result as scipy.ndimage.maximum_filter with
+    mode="nearest", but ~40x faster here on [h, w, 17] maps (12 us vs 480 us).
+    """
+    rows = heat.copy()
+    for s in range(1, radius + 1):
+        np.maximum(rows[s:], heat[:-s], out=rows[s:])
+        np.maximum(rows[:-s], heat[s:], out=rows[:-s])
+    peak = rows.copy()
+    for s in range(1, radius + 1):
+        np.maximum(peak[:, s:], rows[:, :-s], out=peak[:, s:])
+        np.maximum(peak[:, :-s], rows[:, s:], out=peak[:, :-s])
+    return heat >= peak
 
 
 def _params(params: dict[str, Any]) -> tuple[int, float, float, int, int, int, bool]:
@@ -137,7 +174,7 @@ def _params(params: dict[str, Any]) -> tuple[int, float, float, int, int, int, b
         if not isinstance(v, (int, np.integer)) or v < 0:
             raise ConfigError(f"posenet_multi: {name} must be an integer >= 0, got {v!r}")
     stride = check_stride("posenet_multi", params.get("output_stride", 16))
-    quirk = bool(params.get("coral_edge16", True))
+    quirk = bool(params.get("coral_edge16", False))
     return int(max_det), float(thr), float(radius), stride, int(local), int(steps), quirk
 
 
@@ -146,47 +183,51 @@ def decode_multi(outputs: Sequence[OutputTensor], transform: Transform, **params
 
     Params: ``max_detections`` (10), ``score_threshold`` (0.5), ``nms_radius`` (20 input
     pixels), ``output_stride`` (16), ``local_maximum_radius`` (1 cell), ``refine_steps``
-    (5), ``coral_edge16`` (True: read edge 16 the way Coral's decoder op does).
+    (5), ``coral_edge16`` (False; True reads the left-eye -> nose edge from the channels
+    Coral's decoder op uses by an off-by-one; it made no difference on its references).
     """
     max_det, thr, radius, stride, local, steps, quirk = _params(params)
     maps = Maps("posenet_multi", outputs, stride)
-    heat = maps.heat
-    h, w, k = heat.shape
+    h, w, k = maps.heat.shape
     thr_logit = -np.log(1.0 / (thr + 1e-6) - 1.0)
-    peaks = maximum_filter(heat, size=(2 * local + 1, 2 * local + 1, 1), mode="nearest")
-    ys, xs, ks = np.nonzero((heat >= thr_logit) & (heat >= peaks))
+    # Candidates on the raw (maybe uint8) heatmap: dequantizing is monotonic.
+    raw_thr = thr_logit / maps.heat_scale + maps.heat_zero
+    ys, xs, ks = np.nonzero((maps.heat >= raw_thr) & _local_maxima(maps.heat, local))
     if not len(ys):
         return Poses.empty()
-    order = np.argsort(-heat[ys, xs, ks], kind="stable")
+    order = np.argsort(maps.heat[ys, xs, ks], kind="stable")[::-1]
     ys, xs, ks = ys[order], xs[order], ks[order]
     n = len(ys)
-    hi = np.array([h - 1, w - 1], np.float32)
+    hi = np.array([[h - 1 - _EPS], [w - 1 - _EPS]])
 
     # Roots: the candidate cells moved by their own short offsets.
     short = _Sampler(maps.short, maps.short_zero, maps.short_scale)
     mid = _Sampler(maps.mid, maps.mid_zero, maps.mid_scale)
-    d = (maps.short[ys[:, None], xs[:, None], np.stack([ks, ks + k], 1)].astype(np.float32) - short.zero) * short.scale
-    roots = np.clip(np.stack([ys, xs], 1).astype(np.float32) + d, 0, hi)
+    d = maps.short[ys, xs, np.stack([ks, ks + k])]
+    roots = _clip(np.stack([ys, xs]) + (d - short.zero) * short.scale, hi)
 
     # Walk the tree for every candidate at once, one depth level at a time.
-    parent, child, mid_ch, depth = _tree_tables(quirk)
-    pos = np.zeros((n, NUM_KEYPOINTS + 1, 2), np.float32)
+    parent, child, mid_ch, short_ch, depth = _tree_tables(quirk)
+    pos = np.zeros((2, n, NUM_KEYPOINTS + 1))  # y/x rows, candidate, keypoint (+ scratch)
     rows = np.arange(n)[:, None]
-    pos[rows[:, 0], ks] = roots
-    par, chi, mch = parent[ks], child[ks], mid_ch[ks]
+    pos[:, rows[:, 0], ks] = roots
+    par, chi = parent[:, ks], child[:, ks]
+    # (D, 4, 2, n, S): per level, corner, y/x, candidate, slot.
+    mid_offs = mid.offsets(mid_ch[:, :, ks], axis=1)
+    short_offs = short.offsets(short_ch[:, :, ks], axis=1)
     for lv in range(int(depth[ks].max())):
-        p = pos[rows, par[:, lv]].reshape(-1, 2)
-        p = np.clip(p + mid(p, mid.offsets(mch[:, lv].reshape(-1, 2))), 0, hi)
-        c = chi[:, lv].reshape(-1, 1)
-        offs = short.offsets(np.concatenate([c, c + k], 1) % (2 * k))
+        p = pos[:, rows, par[lv]].reshape(2, -1)
+        p = _clip(p + mid(p, mid_offs[lv].reshape(4, 2, -1)), hi)
+        offs = short_offs[lv].reshape(4, 2, -1)
         for _ in range(steps):
-            p = np.clip(p + short(p, offs), 0, hi)
-        pos[rows, chi[:, lv]] = p.reshape(n, -1, 2)
-    kps = pos[:, :NUM_KEYPOINTS]
+            p = _clip(p + short(p, offs), hi)
+        pos[:, rows, chi[lv]] = p.reshape(2, n, -1)
+    kps = pos[:, :, :NUM_KEYPOINTS].transpose(1, 2, 0)  # (n, 17, 2) as (y, x)
 
-    heat_s = _Sampler(heat, 0.0, 1.0)
-    chans = np.tile(np.arange(k), n)[:, None]
-    scores = sigmoid(heat_s(kps.reshape(-1, 2), heat_s.offsets(chans)).reshape(n, k))
+    heat = _Sampler(maps.heat, maps.heat_zero, maps.heat_scale)
+    chans = np.tile(np.arange(k), n)[None]
+    logits = heat(pos[:, :, :NUM_KEYPOINTS].reshape(2, -1), heat.offsets(chans))
+    scores = sigmoid(logits.reshape(n, k))
     first = scores.mean(axis=1)
     ok = np.flatnonzero(first >= thr)
     if not len(ok):
@@ -194,7 +235,7 @@ def decode_multi(outputs: Sequence[OutputTensor], transform: Transform, **params
 
     # Sequential root NMS, vectorised: blocks[j, i] = pose j suppresses root i.
     r2 = np.float32((radius / stride) ** 2)
-    blocks = ((kps[ok][:, ks] - roots[None]) ** 2).sum(-1) <= r2
+    blocks = ((kps[ok][:, ks] - roots.T[None]) ** 2).sum(-1) <= r2
     free = np.zeros(n, bool)
     free[ok] = True
     row_of = np.full(n, -1)

@@ -144,8 +144,8 @@ class PygameRenderer(Renderer):
             surf = pg.image.frombuffer(np.ascontiguousarray(image).tobytes(),
                                        image.shape[1::-1], "RGB")
             return pg.transform.smoothscale(surf, (nw, nh))
-        scaled = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        return pg.image.frombuffer(scaled.tobytes(), (nw, nh), "RGB")
+        scaled = np.ascontiguousarray(cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR))
+        return pg.image.frombuffer(scaled, (nw, nh), "RGB")  # no copy; blitted at once
 
     def _show(self, image: npt.NDArray[np.uint8], poses: Poses, overlay: dict[str, str]) -> bool:
         if not self._events():

@@ -61,6 +61,11 @@ class OpenCVSource(Source):
     def paced(self) -> bool:
         return self.is_live or self.realtime
 
+    @property
+    def frame_rate(self) -> float:
+        """The stream's own frame rate as OpenCV reports it (0 when unknown or not open)."""
+        return self._file_fps
+
     def open(self) -> None:
         cv2 = self._cv2 = _import_cv2()
         spec = str(self.target)

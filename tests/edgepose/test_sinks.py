@@ -13,7 +13,7 @@ from edgepose.sources import open_source
 from tests.conftest import shared_path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def couple_results():
     from edgepose.engine import open_engine
 
@@ -21,9 +21,6 @@ def couple_results():
     with open_source(str(path)) as src:
         frame = src.read()
     assert frame is not None
-    import os
-
-    os.environ.setdefault("EDGEPOSE_MODEL_PATH", str(path.parents[1] / "models"))
     with open_engine("posenet-mobilenet-v1-075-481x641", "cpu") as engine:
         poses = engine.infer(frame.image)
     return frame, poses

@@ -10,13 +10,11 @@ from typing import Any, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.errors import ConfigError
+from tools.errors import DataError
+
+__all__ = ["PIXEL_STD", "DataError", "PersonSample", "check_images", "load_json"]
 
 PIXEL_STD = 200.0  # MPII convention: person height = scale * 200 px
-
-
-class DataError(ConfigError):
-    """A dataset, annotation file or image that cannot be used for training."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,171 @@
+"""``edgepose-run`` end to end on real videos (CPU), signals, sd_notify and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgepose.cli.run import main
+from tests.conftest import REPO, shared_path
+
+RUN = [sys.executable, "-m", "edgepose.cli.run"]
+
+
+def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(RUN + args, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def _records(path: Path) -> list[dict]:
+    text = path.read_text()
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def _check_keypoints(recs: list[dict], width: int, height: int) -> None:
+    """17 keypoints per pose, in source pixels: confident ones on the frame (a margin of
+    2% for joints extrapolated just past the border, e.g. an ankle cut off at the
+    bottom), and spread over the source size rather than the model input's."""
+    mx, my = 0.02 * width, 0.02 * height
+    xs, ys = [], []
+    for r in recs:
+        assert (r["width"], r["height"]) == (width, height)
+        for pose in r["poses"]:
+            assert len(pose["keypoints"]) == 17
+            for kp in pose["keypoints"]:
+                if kp["score"] >= 0.3:
+                    assert -mx <= kp["x"] < width + mx and -my <= kp["y"] < height + my, kp
+                    xs.append(kp["x"])
+                    ys.append(kp["y"])
+    assert max(xs) - min(xs) > 0.3 * width and max(ys) - min(ys) > 0.3 * height
+
+
+def test_movenet_processes_the_whole_video(tmp_path: Path) -> None:
+    video = shared_path("videos", "sports2d_demo.mp4")  # 230 frames, 1768x994
+    out = tmp_path / "out.jsonl"
+    proc = _run(["--source", str(video), "--model", "movenet-lightning", "--display", "none",
+                 "--json", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    recs = _records(out)
+    assert [r["frame"] for r in recs] == list(range(230))
+    assert sum(len(r["poses"]) for r in recs) > 200  # the runner is found in most frames
+    _check_keypoints(recs, 1768, 994)
+    assert all(r["latency_ms"] > 0 for r in recs)
+
+
+def test_posenet_finds_several_people(tmp_path: Path) -> None:
+    video = shared_path("videos", "mmpose_demo.mp4")  # 5 frames, 960x540
+    out = tmp_path / "out.jsonl"
+    proc = _run(["--source", str(video), "--model", "posenet-mobilenet-v1-075-481x641",
+                 "--display", "none", "--json", str(out), "--device", "cpu"])
+    assert proc.returncode == 0, proc.stderr
+    recs = _records(out)
+    assert len(recs) == 5
+    assert max(len(r["poses"]) for r in recs) > 1
+    _check_keypoints(recs, 960, 540)
+
+
+def test_max_frames_and_json_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    video = shared_path("videos", "sports2d_demo.mp4")
+    rc = main(["--source", str(video), "--display", "none", "--json", "-", "--max-frames", "3",
+               "--log-level", "warning", "--device", "cpu"])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0
+    assert [json.loads(line)["frame"] for line in out] == [0, 1, 2]
+
+
+def test_sigterm_stops_within_a_second_and_leaves_complete_outputs(tmp_path: Path) -> None:
+    cv2 = pytest.importorskip("cv2")
+    video = shared_path("videos", "sports2d_demo.mp4")
+    out, mp4 = tmp_path / "out.jsonl", tmp_path / "out.mp4"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(60)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    proc = subprocess.Popen(
+        RUN + ["--source", str(video), "--loop", "--realtime", "--display", "none",
+               "--json", str(out), "--record", str(mp4), "--log-level", "INFO"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert notify.recv(4096).startswith(b"READY=1")
+        deadline = time.monotonic() + 30
+        while (not out.exists() or out.read_text().count("\n") < 10) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        wall = time.monotonic() - t0
+    finally:
+        proc.kill()
+        notify.close()
+    assert proc.returncode == 0, err
+    stopped = re.search(r"stopped in (\d+) ms after signal 15", err)
+    assert stopped, err
+    assert int(stopped.group(1)) < 1000  # the daemon's own measure, resources released
+    assert wall < 3.0                    # includes interpreter shutdown on a busy machine
+    recs = _records(out)                 # every line, the last included, is complete JSON
+    assert len(recs) >= 10
+    cap = cv2.VideoCapture(str(mp4))
+    assert cap.isOpened()
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    assert n >= len(recs) - 1 and n > 0
+
+
+def test_a_source_failing_mid_run_is_a_runtime_failure(tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "a.bmp").symlink_to(shared_path("images", "coral_squat.bmp"))
+    (tmp_path / "b.jpg").write_bytes(b"not really a jpeg")
+    rc = main(["--source", str(tmp_path), "--display", "none", "--device", "cpu"])
+    err = caplog.text
+    assert rc == 1
+    assert "runtime failure: cannot read image" in err and "b.jpg" in err
+
+
+def _write(tmp_path: Path, text: str | bytes) -> str:
+    p = tmp_path / "edgepose.toml"
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(p)
+
+
+VIDEO = "<video>"
+
+
+@pytest.mark.parametrize("args, toml, match", [
+    (["--display", "hdmi"], None, r"argument --display: invalid choice: 'hdmi'"),
+    (["--config", "<toml>"], 'display = "hdmi"\n', r"display 'hdmi' is unknown"),
+    (["--keypoint-threshold", "-0.5"], None, r"keypoint_threshold -0.5 is out of range"),
+    (["--config", "<toml>"], "pose_threshold = -1\n", r"pose_threshold -1 is out of range"),
+    (["--source", "missing.mp4"], None, r"source file missing.mp4 not found"),
+    (["--config", "<toml>"], b"model = \"x\n", r"is not valid TOML"),
+    (["--config", "<toml>"], b"\xff\xfe\x00", r"is not valid TOML"),
+    (["--config", "no-such.toml"], None, r"config file no-such.toml not found"),
+    (["--config", "<toml>"], "colour = \"red\"\n", r"unknown key 'colour'"),
+    (["--model", "openpose-xl"], None, r"unknown model 'openpose-xl'"),
+    (["--device", "tpu9"], None, r"unknown device 'tpu9'"),
+    (["--fps", "fast"], None, r"argument --fps: invalid float value: 'fast'"),
+])
+def test_bad_config_and_flags_are_one_line_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+        toml: str | bytes | None, match: str) -> None:
+    video = str(shared_path("videos", "mmpose_demo.mp4"))
+    argv = ["--source", video, "--max-frames", "1"]
+    argv += [_write(tmp_path, toml) if a == "<toml>" else a for a in args]
+    try:
+        rc = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        rc = exit_.code
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("edgepose-run: error: "), err
+    assert re.search(match, err), err

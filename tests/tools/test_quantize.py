@@ -1,0 +1,109 @@
+"""Full-int8 quantization of a small Keras heatmap model with real images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepose.errors import EdgePoseError, ModelError
+from edgepose.manifest import Manifest, load_manifest, write_manifest
+from edgepose.preprocess import resize, to_input_tensor
+from tests.conftest import load_rgb, shared_path
+from tools.check import check_model
+from tools.cli import main
+from tools.errors import ConversionError, DataError, ToolError
+from tools.quantize import load_representative, quantize
+
+pytestmark = pytest.mark.slow
+SIZE = 64
+
+
+def _save(model: object, folder: Path, name: str) -> Path:
+    path = folder / f"{name}.keras"
+    model.save(path)  # type: ignore[attr-defined]
+    write_manifest(Manifest(name=name, file=path.name, input_size=(SIZE, SIZE), decoder="heatmap",
+                            schema="coco17", resize="letterbox"), path.with_suffix(".toml"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def keras_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("tensorflow")
+    from tests.tools.tiny_models import heatmap_model
+
+    return _save(heatmap_model(SIZE), tmp_path_factory.mktemp("keras"), "tiny_heatmap")
+
+
+@pytest.fixture(scope="module")
+def quantized(keras_model: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("q") / "tiny_heatmap_int8.tflite"
+    return quantize(keras_model, shared_path("images"), out, num_samples=6, held_out=3, progress=False)
+
+
+def test_quantized_model_report_and_manifest(quantized, keras_model: Path) -> None:  # type: ignore[no-untyped-def]
+    r = quantized
+    assert r.model_path.is_file() and r.figure_path.stat().st_size > 1000
+    assert r.figure_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads(r.report_path.read_text())
+    (out,) = report["outputs"]
+    assert out["shape"] == [1, SIZE // 4, SIZE // 4, 17]
+    # int8 error is real but small next to the float output's range.
+    spread = out["float_range"][1] - out["float_range"][0]
+    assert 0 < out["mean_abs"] < 0.05 * spread and out["max_abs"] < 0.5 * spread
+    kp = report["keypoints"]
+    assert 0.0 <= kp["pck@0.05"] <= 1.0 and len(kp["per_keypoint_pck"]) == 17
+    assert np.asarray(kp["distances_px"]).shape == (3, 17)
+    assert report["num_samples"] == 6 and report["io"] == "uint8"
+    # The int8 model passes the Edge TPU check, and its manifest feeds it right.
+    assert check_model(r.model_path).status == "mapped"
+    m = load_manifest(r.manifest_path)
+    assert (m.file, m.decoder, m.schema, m.input_size) == (r.model_path.name, "heatmap", "coco17", (SIZE, SIZE))
+    scale, zero = report["input_quantization"]
+    frame, _ = resize(load_rgb(shared_path("images", "coral_squat.bmp")), (SIZE, SIZE), "letterbox")
+    fed = to_input_tensor(frame, np.uint8, (scale, zero), m.mean, m.std)
+    expected = np.clip(np.round(frame / scale + zero), 0, 255)  # the float model takes raw pixels
+    assert np.abs(fed[0].astype(int) - expected).max() <= 1
+
+
+def test_representative_from_video_and_folder() -> None:
+    video = load_representative(shared_path("videos", "sports2d_demo.mp4"), 5, (48, 48), progress=False)
+    assert len(video) == 5 and video[0].shape == (1, 48, 48, 3)
+    assert not np.array_equal(video[0], video[-1])  # frames spread over the clip
+    images = load_representative(shared_path("images"), 100, (48, 48), mean=(127.5,), std=(127.5,), progress=False)
+    assert len(images) == len([p for p in shared_path("images").iterdir() if p.suffix in (".jpg", ".jpeg", ".png", ".bmp")])
+    assert -1.0 <= min(x.min() for x in images) and max(x.max() for x in images) <= 1.0
+
+
+@pytest.mark.parametrize("case, error, match", [
+    ("empty-representative", DataError, "has no images"),
+    ("missing-model", ModelError, "not found"),
+    ("missing-output-dir", ToolError, "does not exist"),
+    ("non-quantizable-op", ConversionError, "int8 quantization of .* failed"),
+])
+def test_bad_inputs_one_line_exit_2(case: str, error: type, match: str, keras_model: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    model, rep, out = keras_model, shared_path("images"), tmp_path / "out.tflite"
+    if case == "empty-representative":
+        rep = tmp_path / "empty"
+        rep.mkdir()
+    elif case == "missing-model":
+        model = tmp_path / "missing.keras"
+    elif case == "missing-output-dir":
+        out = tmp_path / "no" / "out.tflite"
+    else:
+        from tests.tools.tiny_models import sin_model
+
+        model = tmp_path / "sin_saved"  # a SavedModel (a Lambda layer doesn't reload from .keras)
+        sin_model(SIZE).export(str(model))
+        write_manifest(Manifest(name="sin", file="sin.tflite", input_size=(SIZE, SIZE), decoder="heatmap",
+                                schema="coco17"), model / "manifest.toml")
+    with pytest.raises(error, match=match) as info:
+        quantize(model, rep, out, num_samples=2, held_out=1, progress=False)
+    assert isinstance(info.value, EdgePoseError) and "\n" not in str(info.value)
+    assert main(["quantize", str(model), "--representative", str(rep), "--output", str(out),
+                 "--samples", "2", "--held-out", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("edgepose-tools: error:")

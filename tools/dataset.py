@@ -1,0 +1,43 @@
+"""``edgepose-tools dataset``: MPII / COCO annotations -> sharded TFRecords for training."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tools.data.coco import read_coco
+from tools.data.mpii import read_mpii
+from tools.data.samples import PersonSample
+from tools.data.tfrecords import write_tfrecords
+
+FORMATS = ("mpii", "coco")
+
+
+def read_samples(fmt: str, annotations: str | Path, images: str | Path | None = None) -> list[PersonSample]:
+    """Read one dataset's annotations ("mpii" tutorial JSON or "coco" keypoints JSON)."""
+    return read_mpii(annotations, images) if fmt == "mpii" else read_coco(annotations, images)
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``dataset`` to an ``edgepose-tools`` subparser set."""
+    p = subparsers.add_parser("dataset", help="write MPII/COCO annotations as sharded TFRecords",
+                              description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--format", required=True, choices=FORMATS, help="annotation layout")
+    p.add_argument("--annotations", required=True, help="MPII JSON list or COCO person_keypoints JSON")
+    p.add_argument("--images", help="image folder (default: MPII: next to the JSON; COCO: images/ next to it)")
+    p.add_argument("--out", required=True, help="output folder for the shards (its parent must exist)")
+    p.add_argument("--prefix", default="train", help="shard name prefix, e.g. train or val")
+    p.add_argument("--shards", type=int, help="number of shards (default: ~1000 people each)")
+    p.add_argument("--workers", type=int, help="parallel writer processes (default: CPU count)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    samples = read_samples(args.format, args.annotations, args.images)
+    paths = write_tfrecords(samples, args.out, prefix=args.prefix, num_shards=args.shards,
+                            workers=args.workers, progress=not args.no_progress)
+    print(f"wrote {len(samples)} people into {len(paths)} shard(s) in {args.out}")
+    return 0

@@ -1,0 +1,245 @@
+"""Accuracy of any model the runtime loads: OKS AP on COCO JSON, PCKh@0.5 on MPII JSON.
+
+Single-person models run on a square crop around each ground-truth person (COCO bbox,
+or MPII centre/scale) with a 25 % margin; multi-person models run on the full image.
+With ``--model2`` both models run on the same inputs and the table shows them side by
+side, plus keypoint agreement (PCK@0.05 of model2 against model, normalised by the crop
+or image size), e.g. float vs int8.
+
+PCKh head size: 0.6 x head-box diagonal when the JSON has ``head_box``; the tutorial's
+MPII JSON has none, so the fallback is the head-top -> neck distance. COCO-17 models are
+scored on MPII through ``edgepose.schemas.MPII_TO_COCO`` (the 12 limb joints they share).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from edgepose.pose import Poses
+from edgepose.schemas import MPII_TO_COCO
+from tools.errors import DataError, ToolError
+from tools.metrics import mpii_head_sizes, pck, pckh
+
+log = logging.getLogger(__name__)
+MARGIN = 1.25
+AGREEMENT_ALPHA = 0.05
+COCO_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+
+def crop_square(image: npt.NDArray[np.uint8], cx: float, cy: float, size: float) -> tuple[npt.NDArray[np.uint8], tuple[int, int]]:
+    """A size x size crop centred at (cx, cy), zero-padded outside the image; returns it and its origin."""
+    s = max(int(round(size)), 8)
+    x0, y0 = int(round(cx - s / 2)), int(round(cy - s / 2))
+    out = np.zeros((s, s, 3), np.uint8)
+    h, w = image.shape[:2]
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return out, (x0, y0)
+
+
+def _load_rgb(path: Path) -> npt.NDArray[np.uint8]:
+    from PIL import Image
+
+    if not path.is_file():
+        raise DataError(f"image {path} not found; check --images")
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _best(poses: Poses, origin: tuple[int, int]) -> Poses:
+    """The highest-scoring pose, shifted from crop to image pixels."""
+    if not len(poses):
+        return poses
+    i = int(np.argmax(poses.pose_scores))
+    p = poses[[i]]
+    return replace(p, xy=p.xy + np.asarray(origin, np.float32))
+
+
+def _run_instances(engines: Sequence[Any], items: list[tuple[Path, tuple[float, float, float] | None]]) -> list[list[Poses]]:
+    """Per engine, per item: poses in image pixels (item = image, crop (cx, cy, size) or None)."""
+    from tqdm import tqdm
+
+    out: list[list[Poses]] = [[] for _ in engines]
+    cache: dict[Path, npt.NDArray[np.uint8]] = {}
+    for path, box in tqdm(items, desc="evaluate", unit="inst", leave=False):
+        image = cache.setdefault(path, _load_rgb(path)) if len(cache) < 64 else _load_rgb(path)
+        crop, origin = (image, (0, 0)) if box is None else crop_square(image, *box)
+        for k, engine in enumerate(engines):
+            poses = engine.infer(crop)
+            out[k].append(_best(poses, origin) if box is not None else poses)
+    return out
+
+
+def _agreement(a: list[Poses], b: list[Poses], norms: list[float]) -> float:
+    pa, pb, ns = [], [], []
+    for x, y, n in zip(a, b, norms):
+        if len(x) and len(y) and x.schema == y.schema:
+            pa.append(x.xy[0])
+            pb.append(y.xy[0])
+            ns.append(n)
+    if not pa:
+        return float("nan")
+    return pck(np.stack(pb), np.stack(pa), np.asarray(ns)[:, None], AGREEMENT_ALPHA)
+
+
+def evaluate_coco(engines: Sequence[Any], ann_path: str | Path, images_dir: str | Path) -> dict[str, Any]:
+    """OKS AP (pycocotools, iouType 'keypoints') for each engine, plus their agreement."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    ann_path, images_dir = Path(ann_path), Path(images_dir)
+    if not ann_path.is_file():
+        raise DataError(f"--coco {ann_path}: annotation file not found")
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            gt = COCO(str(ann_path))
+        except (ValueError, KeyError, json.JSONDecodeError) as err:
+            raise DataError(f"--coco {ann_path}: not COCO keypoints JSON ({err})") from None
+    for e in engines:
+        if e.schema != "coco17":
+            raise ToolError(f"model {e.name} uses schema {e.schema}; COCO AP needs a coco17 model (use --mpii)")
+    results: dict[str, Any] = {"dataset": str(ann_path), "models": []}
+    per_engine: list[list[dict[str, Any]]] = [[] for _ in engines]
+    agreement_runs: list[tuple[list[Poses], list[Poses], list[float]]] = []
+    multi = [bool(e.spec.manifest.multi_pose) for e in engines]
+    for mode in sorted(set(multi)):
+        idx = [k for k, m in enumerate(multi) if m == mode]
+        items, ids, norms = [], [], []
+        for img in gt.loadImgs(gt.getImgIds()):
+            path = images_dir / img["file_name"]
+            if mode:
+                items.append((path, None))
+                ids.append(img["id"])
+                norms.append(float(max(img["height"], img["width"])))
+                continue
+            for ann in gt.loadAnns(gt.getAnnIds(imgIds=img["id"], iscrowd=False)):
+                if ann.get("num_keypoints", 1) == 0:
+                    continue
+                x, y, w, h = ann["bbox"]
+                size = max(w, h) * MARGIN
+                items.append((path, (x + w / 2, y + h / 2, size)))
+                ids.append(img["id"])
+                norms.append(size)
+        runs = _run_instances([engines[k] for k in idx], items)
+        for k, poses_list in zip(idx, runs):
+            for image_id, poses in zip(ids, poses_list):
+                per_engine[k] += poses.to_coco_results(image_id)
+        if len(idx) == 2:
+            agreement_runs.append((runs[0], runs[1], norms))
+    for e, dets in zip(engines, per_engine):
+        stats = [float("nan")] * len(COCO_STATS)
+        if dets:
+            with contextlib.redirect_stdout(io.StringIO()):
+                ev = COCOeval(gt, gt.loadRes(dets), "keypoints")
+                ev.evaluate()
+                ev.accumulate()
+                ev.summarize()
+            stats = [float(s) for s in ev.stats]
+        results["models"].append({"model": e.name, "device": e.device, "detections": len(dets),
+                                  **dict(zip(COCO_STATS, stats))})
+    if agreement_runs:
+        results[f"agreement_pck@{AGREEMENT_ALPHA}"] = _agreement(*agreement_runs[0])
+    return results
+
+
+def _mpii_pred(p: Poses) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """(16, 2) MPII-ordered prediction and which joints the model predicts."""
+    xy = np.zeros((16, 2), np.float32)
+    have = np.zeros(16, bool)
+    if not len(p):
+        return xy, have
+    if p.schema == "mpii16":
+        return p.xy[0], np.ones(16, bool)
+    for m, c in MPII_TO_COCO.items():
+        xy[m], have[m] = p.xy[0, c], True
+    return xy, have
+
+
+def evaluate_mpii(engines: Sequence[Any], ann_path: str | Path, images_dir: str | Path) -> dict[str, Any]:
+    """PCKh@0.5 on the tutorial's MPII JSON for each engine, plus their agreement."""
+    ann_path, images_dir = Path(ann_path), Path(images_dir)
+    try:
+        entries = json.loads(ann_path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"--mpii {ann_path}: annotation file not found") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"--mpii {ann_path}: not JSON ({err})") from None
+    if not isinstance(entries, list) or not entries:
+        raise DataError(f"--mpii {ann_path}: expected a non-empty list of MPII annotations")
+    bad = [i for i, e in enumerate(entries) if len(e.get("joints", [])) != 16]
+    if bad:
+        raise DataError(f"--mpii {ann_path}: entry {bad[0]} has {len(entries[bad[0]].get('joints', []))} joints, "
+                        "expected 16 (MPII order)")
+    gt = np.asarray([e["joints"] for e in entries], np.float32)
+    vis = np.asarray([e["joints_vis"] for e in entries], bool)
+    heads = mpii_head_sizes(gt, np.asarray([e["head_box"] for e in entries]) if "head_box" in entries[0] else None)
+    items = [(images_dir / e["image"], (e["center"][0], e["center"][1], e["scale"] * 200 * MARGIN)) for e in entries]
+    runs = _run_instances(engines, items)
+    results: dict[str, Any] = {"dataset": str(ann_path), "head_size": "head_box" if "head_box" in entries[0]
+                               else "head-top to neck distance", "models": []}
+    for e, poses_list in zip(engines, runs):
+        preds = [_mpii_pred(p) for p in poses_list]
+        xy = np.stack([p for p, _ in preds])
+        have = np.stack([h for _, h in preds])
+        overall, per_joint = pckh(xy, gt, vis & have, heads)
+        results["models"].append({"model": e.name, "device": e.device, "PCKh@0.5": overall,
+                                  "joints_scored": int(have.any(axis=0).sum()), "per_joint": per_joint.tolist()})
+    if len(engines) == 2:
+        results[f"agreement_pck@{AGREEMENT_ALPHA}"] = _agreement(runs[0], runs[1], [b[2] for _, b in items])
+    return results
+
+
+def format_table(results: dict[str, Any]) -> str:
+    models = results["models"]
+    keys = [k for k in ("AP", "AP50", "AP75", "AR", "PCKh@0.5", "detections") if k in models[0]]
+    lines = [f"{'model':<40} " + " ".join(f"{k:>10}" for k in keys)]
+    for m in models:
+        cells = [f"{m[k]:>10.3f}" if isinstance(m[k], float) else f"{m[k]:>10}" for k in keys]
+        lines.append(f"{m['model'] + ' (' + m['device'] + ')':<40} " + " ".join(cells))
+    key = f"agreement_pck@{AGREEMENT_ALPHA}"
+    if key in results:
+        lines.append(f"keypoint agreement, model2 vs model (PCK@{AGREEMENT_ALPHA}): {results[key]:.3f}")
+    return "\n".join(lines)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("evaluate", help="OKS AP (COCO) or PCKh@0.5 (MPII) of one or two models",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="model name or .tflite path (with a <stem>.toml manifest)")
+    p.add_argument("--model2", help="a second model to compare side by side (e.g. the int8 build)")
+    p.add_argument("--device", default="cpu", help="cpu, edgetpu or auto")
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--coco", type=Path, help="COCO keypoints JSON")
+    data.add_argument("--mpii", type=Path, help="MPII JSON (tutorial layout)")
+    p.add_argument("--images", type=Path, required=True, help="folder with the images of the annotations")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgepose.engine import open_engine
+
+    if not args.images.is_dir():
+        raise DataError(f"--images {args.images}: no such folder")
+    engines = [open_engine(m, device=args.device) for m in (args.model, args.model2) if m]
+    try:
+        if args.coco:
+            results = evaluate_coco(engines, args.coco, args.images)
+        else:
+            results = evaluate_mpii(engines, args.mpii, args.images)
+    finally:
+        for e in engines:
+            e.close()
+    print(json.dumps(results, indent=1) if args.json else format_table(results))
+    return 0

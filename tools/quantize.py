@@ -1,0 +1,281 @@
+"""Full-integer int8 post-training quantization with real images, for the Edge TPU.
+
+Takes a Keras model (.keras), a SavedModel directory or (not supported here) a float
+.tflite; calibrates with real images from a folder, a video or TFRecords; writes the
+int8 .tflite, its edgepose manifest and a float-vs-int8 report (JSON + PNG).
+
+The manifest keeps the float input semantics (``mean``/``std``) so
+``edgepose.preprocess.to_input_tensor`` quantizes with the input tensor's own
+scale/zero point; when that quantization is the identity on raw pixels (scale 1, zero 0
+for uint8 input of a 0..255 model) mean/std are left out and frames are fed as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from edgepose.errors import ModelError
+from edgepose.manifest import DECODER_KINDS, SCHEMA_NAMES, Manifest, load_manifest, manifest_from_dict, write_manifest
+from edgepose.preprocess import resize
+from tools.errors import ConversionError, DataError, ToolError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+RECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record")
+IO_DTYPES = ("uint8", "int8")
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    model_path: Path
+    manifest_path: Path
+    report_path: Path
+    figure_path: Path
+    report: dict[str, Any]
+
+
+# --- representative data -------------------------------------------------------------
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _read_image(path: Path) -> npt.NDArray[np.uint8]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as err:
+        raise DataError(f"representative image {path} cannot be read ({err}); remove or replace it") from None
+
+
+def _video_frames(path: Path, count: int) -> Iterator[npt.NDArray[np.uint8]]:
+    try:
+        import cv2
+    except ImportError:
+        raise ToolError("reading a video needs OpenCV: pip install 'edgepose[tools]'") from None
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise DataError(f"representative video {path} cannot be opened; give a video OpenCV can read")
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or count
+    wanted = set(np.linspace(0, max(total - 1, 0), num=min(count, total)).round().astype(int).tolist())
+    try:
+        for i in range(total):
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if i in wanted:
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
+def _record_images(files: list[Path], count: int) -> Iterator[npt.NDArray[np.uint8]]:
+    """Decode the first encoded-image bytes feature of each tf.train.Example."""
+    import tensorflow as tf
+
+    n = 0
+    for raw in tf.data.TFRecordDataset([str(f) for f in files]):
+        example = tf.train.Example.FromString(raw.numpy())
+        for key in ("image/encoded", "image", "image_raw", "jpeg"):
+            feat = example.features.feature.get(key)
+            if feat is not None and feat.bytes_list.value:
+                yield tf.io.decode_image(feat.bytes_list.value[0], channels=3, expand_animations=False).numpy()
+                n += 1
+                break
+        if n >= count:
+            return
+
+
+def iter_source_frames(source: str | Path, count: int) -> Iterator[npt.NDArray[np.uint8]]:
+    """Up to ``count`` RGB uint8 frames from an image folder/file, a video or TFRecords."""
+    src = Path(source)
+    if not src.exists():
+        raise DataError(f"representative set {src} not found; give an image folder, a video or TFRecord files")
+    if src.is_dir():
+        images = _images_in(src)
+        records = sorted(p for p in src.iterdir() if p.suffix.lower() in RECORD_SUFFIXES)
+        if images:
+            for p in images[:count]:
+                yield _read_image(p)
+        elif records:
+            yield from _record_images(records, count)
+        return
+    suffix = src.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        yield _read_image(src)
+    elif suffix in RECORD_SUFFIXES:
+        yield from _record_images([src], count)
+    else:
+        yield from _video_frames(src, count)
+
+
+def load_representative(source: str | Path, count: int, input_size: tuple[int, int],
+                        resize_mode: str = "letterbox", mean: Any = None, std: Any = None,
+                        progress: bool = True) -> list[npt.NDArray[np.float32]]:
+    """Float input batches (1, h, w, 3) of real frames, resized and normalised as the model expects."""
+    from tqdm import tqdm
+
+    m = np.asarray(0.0 if mean is None else mean, np.float32)
+    s = np.asarray(1.0 if std is None else std, np.float32)
+    out = []
+    for frame in tqdm(iter_source_frames(source, count), total=count, desc="representative",
+                      unit="img", disable=not progress):
+        resized, _ = resize(frame, input_size, resize_mode)  # type: ignore[arg-type]
+        out.append(((resized.astype(np.float32) - m) / s)[None])
+    if not out:
+        raise DataError(f"representative set {source} has no images ({', '.join(IMAGE_SUFFIXES)}), video frames "
+                        "or TFRecord examples; give a folder of real images, a video or TFRecords")
+    return out
+
+
+# --- conversion ----------------------------------------------------------------------
+
+def _source_manifest(model: Path) -> Manifest | None:
+    for cand in (model.with_suffix(".toml"), model / "manifest.toml", model / f"{model.name}.toml"):
+        if cand.is_file():
+            return load_manifest(cand)
+    return None
+
+
+def _converter(model: Path) -> tuple[Any, tuple[int, int]]:
+    """A TFLiteConverter for ``model`` and its (h, w) input size."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    if model.suffix == ".tflite":
+        raise ConversionError(f"{model}: quantizing a float .tflite is not supported by this tool; quantize the "
+                              "Keras model or SavedModel it came from (or use ai-edge-quantizer directly)")
+    if model.is_dir():
+        if not (model / "saved_model.pb").is_file():
+            raise ModelError(f"{model} is a directory without saved_model.pb; give a SavedModel or a .keras file")
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(model))
+        sig = tf.saved_model.load(str(model)).signatures["serving_default"]
+        shape = list(sig.structured_input_signature[1].values())[0].shape
+    elif model.suffix in (".keras", ".h5"):
+        import keras
+
+        try:
+            km = keras.models.load_model(str(model), compile=False)
+        except (ValueError, OSError, TypeError) as err:
+            raise ModelError(f"{model} cannot be loaded by Keras ({str(err).splitlines()[0]})") from None
+        conv = tf.lite.TFLiteConverter.from_keras_model(km)
+        shape = km.input_shape
+    else:
+        raise ModelError(f"{model}: unknown model type; give a .keras file, a SavedModel directory or a .tflite")
+    if len(shape) != 4 or shape[1] is None or shape[2] is None:
+        raise ModelError(f"{model}: input shape {list(shape)} is not a fixed-size image [1, H, W, 3]")
+    return conv, (int(shape[1]), int(shape[2]))
+
+
+def _convert(conv: Any, what: str) -> bytes:
+    try:
+        return bytes(conv.convert())
+    except Exception as err:  # the converter raises ConverterError/RuntimeError/ValueError
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        key = next((ln for ln in lines if "error:" in ln.lower() or "not" in ln.lower()), lines[0] if lines else "")
+        raise ConversionError(f"{what} failed: {key.split('error: ')[-1][:300]}") from None
+
+
+def quantize(model: str | Path, representative: str | Path, output: str | Path | None = None, *,
+             num_samples: int = 100, io_dtype: str = "uint8", decoder: str | None = None,
+             schema: str | None = None, held_out: int = 8, progress: bool = True) -> QuantizeResult:
+    """Quantize ``model`` to full int8 and write the .tflite, manifest and report next to ``output``."""
+    model = Path(model)
+    if not model.exists():
+        raise ModelError(f"model {model} not found; give a .keras file or a SavedModel directory")
+    if io_dtype not in IO_DTYPES:
+        raise ToolError(f"--io {io_dtype!r}: expected one of {', '.join(IO_DTYPES)}")
+    if num_samples < 1:
+        raise ToolError(f"--samples {num_samples}: need at least 1 (100 or more recommended)")
+    out = Path(output) if output else model.with_name(f"{model.stem}_int8.tflite")
+    if not out.parent.is_dir():
+        raise ToolError(f"--output {out}: directory {out.parent} does not exist; create it first")
+    src_m = _source_manifest(model)
+    decoder = decoder or (src_m.decoder if src_m else None)
+    schema = schema or (src_m.schema if src_m else None)
+    if not decoder or not schema:
+        raise ToolError(f"{model} has no manifest ({model.with_suffix('.toml').name}); pass --decoder and --schema")
+    if decoder not in DECODER_KINDS or schema not in SCHEMA_NAMES:
+        raise ToolError(f"--decoder {decoder!r} / --schema {schema!r}: expected decoder in {', '.join(DECODER_KINDS)} "
+                        f"and schema in {', '.join(SCHEMA_NAMES)}")
+    conv, size = _converter(model)
+    mode = src_m.resize if src_m else "letterbox"
+    mean, std = (src_m.mean, src_m.std) if src_m else (None, None)
+    frames = load_representative(representative, num_samples + held_out, size, mode, mean, std, progress)
+    if len(frames) > 2 * held_out:
+        calib, check = frames[:-held_out], frames[-held_out:]
+    else:
+        calib, check = frames, frames[:held_out]
+        log.warning("only %d images: held-out images overlap the representative set", len(frames))
+
+    import tensorflow as tf
+
+    float_bytes = _convert(conv, f"float conversion of {model}")
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x] for x in calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = getattr(tf, io_dtype)
+    int8_bytes = _convert(conv, f"int8 quantization of {model}")
+    out.write_bytes(int8_bytes)
+
+    from tools.quant_report import compare, write_report
+
+    params = dict(src_m.decoder_params) if src_m else {}
+    report = compare(float_bytes, int8_bytes, check, size, decoder, params)
+    report.update({"model": str(model), "output": str(out), "representative": str(representative),
+                   "num_samples": len(calib), "io": io_dtype, "held_out_overlaps": len(frames) <= 2 * held_out})
+    scale, zero = report["input_quantization"]
+    raw_ok = mean is None and std is None and abs(scale - 1.0) < 1e-6 and zero == (0 if io_dtype == "uint8" else -128)
+    if not raw_ok and mean is None and std is None:
+        mean, std = (0.0,), (1.0,)  # float input is raw pixels; let to_input_tensor quantize
+    base = {"name": out.stem, "file": out.name, "input_size": size, "decoder": decoder, "schema": schema,
+            "resize": mode, "mean": mean, "std": std, "decoder_params": params, "device": "cpu",
+            "edgetpu_twin": f"{out.stem}_edgetpu",
+            "description": f"full-int8 ({io_dtype} I/O) quantization of {model.name} with {len(calib)} images"}
+    merged = {**(src_m.to_dict() if src_m else {}), **base, "url": "", "sha256": ""}
+    manifest: Manifest = manifest_from_dict({k: v for k, v in merged.items() if v is not None}, origin=str(out))
+    man_path = write_manifest(manifest, out.with_suffix(".toml"))
+    rep_path, fig_path = out.with_name(out.stem + "_report.json"), out.with_name(out.stem + "_report.png")
+    write_report(report, rep_path, fig_path)
+    return QuantizeResult(out, man_path, rep_path, fig_path, report)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("quantize", help="full-int8 quantization with real images + a float-vs-int8 report",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", type=Path, help="a .keras file or a SavedModel directory")
+    p.add_argument("--representative", required=True, help="image folder, video file or TFRecord file/folder")
+    p.add_argument("--samples", type=int, default=100, help="representative images for calibration")
+    p.add_argument("--io", default="uint8", choices=IO_DTYPES, help="input/output type of the int8 model")
+    p.add_argument("--output", type=Path, help="output .tflite (default: MODEL_int8.tflite next to the model)")
+    p.add_argument("--held-out", type=int, default=8, help="images kept out of calibration for the report")
+    p.add_argument("--decoder", help="decoder kind, when the model has no manifest")
+    p.add_argument("--schema", help="keypoint schema, when the model has no manifest")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    r = quantize(args.model, args.representative, args.output, num_samples=args.samples, io_dtype=args.io,
+                 decoder=args.decoder, schema=args.schema, held_out=args.held_out, progress=not args.no_progress)
+    print(f"wrote {r.model_path} ({r.model_path.stat().st_size} bytes), {r.manifest_path}, {r.report_path}, "
+          f"{r.figure_path}")
+    for o in r.report["outputs"]:
+        print(f"  output {o['name']} {o['shape']}: mean abs {o['mean_abs']:.4g}, max abs {o['max_abs']:.4g}, "
+              f"relative {o['relative']:.3%}")
+    kp = r.report.get("keypoints")
+    if kp:
+        print(f"  keypoints int8 vs float: PCK@0.05 {kp['pck@0.05']:.3f}, mean distance {kp['mean_distance_px']:.2f} px")
+    return 0

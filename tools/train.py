@@ -1,0 +1,273 @@
+"""Train a heatmap pose model on TFRecord shards and export it for the edgepose pipeline.
+
+Foreground-weighted heatmap MSE (summed over stacks for the hourglass: intermediate
+supervision), Adam, ReduceLROnPlateau, best-val and last checkpoints, TensorBoard logs,
+resume from the last checkpoint, MirroredStrategy on several GPUs. The training model
+has a dynamic batch; the exported model is rebuilt with a static batch of 1 (what the
+Edge TPU compiler needs) and the trained weights, and saved as ``.keras``, a SavedModel
+and an edgepose manifest (``<name>.toml``) describing the float model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgepose.errors import ConfigError
+from edgepose.schemas import get_schema
+from tools.data.pipeline import make_dataset, resolve_shards
+from tools.errors import DataError
+from tools.models import MODEL_KINDS, build_model
+from tools.models.losses import FG_WEIGHT, foreground_weighted_mse, loss_class
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; ``out_dir`` receives checkpoints, logs and exports."""
+
+    train_data: list[str]
+    out_dir: str
+    schema: str = "mpii16"
+    val_data: list[str] | None = None
+    model: str = "simple_baselines"
+    input_size: tuple[int, int] = (256, 256)
+    alpha: float = 1.0
+    head_filters: int = 256
+    num_stacks: int = 4
+    num_filters: int = 256
+    sigma: float = 1.0
+    batch_size: int = 16
+    epochs: int = 100
+    steps_per_epoch: int | None = None
+    val_steps: int | None = None
+    learning_rate: float = 1e-3
+    fg_weight: float = FG_WEIGHT
+    resume: bool = False
+    name: str = "edgepose_pose"
+    seed: int | None = None
+    verbose: int = 1
+
+    def model_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"input_size": tuple(self.input_size),
+                              "num_joints": get_schema(self.schema).num_keypoints}
+        if self.model == "simple_baselines":
+            kw.update(alpha=self.alpha, head_filters=self.head_filters)
+        else:
+            kw.update(num_stacks=self.num_stacks, num_filters=self.num_filters)
+        return kw
+
+
+@dataclass
+class TrainResult:
+    """Where the exported model went and how the loss moved (per epoch)."""
+
+    keras_path: Path
+    saved_model_dir: Path
+    manifest_path: Path
+    history: dict[str, list[float]] = field(default_factory=dict)
+    initial_epoch: int = 0
+
+
+def _validate(cfg: TrainConfig) -> Path:
+    out = Path(cfg.out_dir)
+    if not out.parent.is_dir():
+        raise DataError(f"output folder {out}: parent {out.parent} does not exist; create it first")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"output folder {out} is a file; pass a folder for checkpoints and exports")
+    if cfg.model not in MODEL_KINDS:
+        raise ConfigError(f"model {cfg.model!r}; expected one of {', '.join(MODEL_KINDS)}")
+    get_schema(cfg.schema)
+    for key in ("batch_size", "epochs"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key} = {getattr(cfg, key)}; expected a positive integer")
+    resolve_shards(cfg.train_data)
+    if cfg.val_data:
+        resolve_shards(cfg.val_data)
+    return out
+
+
+def _strategy() -> Any:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        log.info("training on %d GPUs with MirroredStrategy", len(gpus))
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _datasets(cfg: TrainConfig, heatmap_size: tuple[int, int], num_outputs: int) -> tuple[Any, Any]:
+    common = dict(schema=cfg.schema, input_size=tuple(cfg.input_size), heatmap_size=heatmap_size,
+                  sigma=cfg.sigma, batch_size=cfg.batch_size, seed=cfg.seed)
+    train = make_dataset(cfg.train_data, augment=True, shuffle=1024,
+                         repeat=cfg.steps_per_epoch is not None, **common)
+    val = make_dataset(cfg.val_data, **common) if cfg.val_data else None
+    if num_outputs > 1:  # the same target for every stack: intermediate supervision
+        train = train.map(lambda x, y: (x, (y,) * num_outputs))
+        val = val.map(lambda x, y: (x, (y,) * num_outputs)) if val is not None else None
+    return train, val
+
+
+class _EpochState:
+    """Writes ``state.json`` (the next epoch to run) after each epoch, for resume."""
+
+    @staticmethod
+    def callback(path: Path) -> Any:
+        import keras
+
+        class Save(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                path.write_text(json.dumps({"epoch": epoch + 1}), encoding="utf-8")
+
+        return Save()
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train (or resume) and export; see the module docstring."""
+    import keras
+
+    out = _validate(config)
+    out.mkdir(exist_ok=True)
+    ckpt_dir = out / "checkpoints"
+    ckpt_dir.mkdir(exist_ok=True)
+    last, best, state = ckpt_dir / "last.keras", ckpt_dir / "best.keras", ckpt_dir / "state.json"
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2, default=str), encoding="utf-8")
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    loss_class()  # registers the loss for load_model
+
+    initial_epoch = 0
+    with _strategy().scope():
+        if config.resume and last.is_file():
+            model = keras.models.load_model(last)
+            initial_epoch = json.loads(state.read_text())["epoch"] if state.is_file() else 0
+            log.info("resuming from %s at epoch %d", last, initial_epoch)
+        else:
+            model = build_model(config.model, **config.model_kwargs())
+            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                          loss=[foreground_weighted_mse(config.fg_weight)] * len(model.outputs))
+    heatmap_size = tuple(int(v) for v in model.outputs[-1].shape[1:3])
+    train_ds, val_ds = _datasets(config, heatmap_size, len(model.outputs))
+    monitor = "val_loss" if val_ds is not None else "loss"
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(str(last)),
+        keras.callbacks.ModelCheckpoint(str(best), monitor=monitor, save_best_only=True),
+        _EpochState.callback(state),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=5, min_lr=1e-6),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=initial_epoch > 0),
+    ]
+    if importlib.util.find_spec("tensorboard") is not None:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs")))
+    else:
+        log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard); "
+                    "history.csv still records every epoch")
+    history: dict[str, list[float]] = {}
+    if initial_epoch < config.epochs:
+        h = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=config.steps_per_epoch, validation_steps=config.val_steps,
+                      callbacks=callbacks, verbose=config.verbose)
+        history = {k: [float(v) for v in vals] for k, vals in h.history.items()}
+    weights_from = keras.models.load_model(best) if best.is_file() else model
+    return _export(config, out, weights_from.get_weights(), history, initial_epoch)
+
+
+def export_model(config: TrainConfig, weights: list[Any]) -> Any:
+    """The batch-1 static-shape twin of the training model with ``weights``; one output."""
+    import keras
+
+    model = build_model(config.model, batch_size=1, **config.model_kwargs())
+    model.set_weights(weights)
+    if len(model.outputs) > 1:  # hourglass: the last stack is the prediction
+        model = keras.Model(model.inputs, model.outputs[-1], name=model.name)
+    return model
+
+
+def _export(config: TrainConfig, out: Path, weights: list[Any], history: dict[str, list[float]],
+            initial_epoch: int) -> TrainResult:
+    from edgepose.registry import Manifest, sha256_file, write_manifest
+
+    model = export_model(config, weights)
+    keras_path = out / f"{config.name}.keras"
+    model.save(keras_path)
+    saved_model_dir = out / f"{config.name}_saved_model"
+    model.export(str(saved_model_dir), format="tf_saved_model", verbose=False)
+    h, w = (int(v) for v in config.input_size)
+    hh, hw = (int(v) for v in model.outputs[0].shape[1:3])
+    manifest = Manifest(
+        name=config.name,
+        file=keras_path.name,
+        input_size=(h, w),
+        decoder="heatmap",
+        schema=config.schema,
+        sha256=sha256_file(keras_path),
+        description=(f"{config.model} float model trained by edgepose-tools train; raw RGB 0..255 input "
+                     f"(normalised inside), {hh}x{hw} heatmaps, quantize before use on the Edge TPU"),
+        device="cpu",
+        resize="letterbox",
+        interpolation="bilinear",
+        decoder_params={"output_stride": h // hh, "sigma": float(config.sigma)},
+    )
+    manifest_path = write_manifest(manifest, out / f"{config.name}.toml")
+    return TrainResult(keras_path, saved_model_dir, manifest_path, history, initial_epoch)
+
+
+# --- CLI ----------------------------------------------------------------------------
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'256' -> (256, 256); '256x192' -> (256, 192) as (height, width)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"input size {text!r}: expected N or HxW, e.g. 256 or 256x192")
+    return parts[0], parts[1]
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``train`` to an ``edgepose-tools`` subparser set."""
+    p = subparsers.add_parser("train", help="train a heatmap pose model on TFRecords and export it",
+                              description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--train", nargs="+", required=True, help="training TFRecords: folders, files or globs")
+    p.add_argument("--val", nargs="+", help="validation TFRecords (best checkpoint by val_loss)")
+    p.add_argument("--out", required=True, help="output folder: checkpoints/, logs/, <name>.keras, ...")
+    p.add_argument("--schema", default="mpii16", choices=["mpii16", "coco17"])
+    p.add_argument("--model", default="simple_baselines", choices=list(MODEL_KINDS))
+    p.add_argument("--input-size", type=parse_size, default=(256, 256), help="N or HxW")
+    p.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width (simple_baselines)")
+    p.add_argument("--head-filters", type=int, default=256, help="upsampling head width (simple_baselines)")
+    p.add_argument("--stacks", type=int, default=4, help="hourglass stacks")
+    p.add_argument("--filters", type=int, default=256, help="hourglass width")
+    p.add_argument("--sigma", type=float, default=1.0, help="Gaussian sigma in heatmap pixels")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training data")
+    p.add_argument("--val-steps", type=int)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--fg-weight", type=float, default=FG_WEIGHT, help="loss weight where target > 0")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.keras")
+    p.add_argument("--name", default="edgepose_pose", help="exported model name")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    result = train(TrainConfig(
+        train_data=args.train, val_data=args.val, out_dir=args.out, schema=args.schema, model=args.model,
+        input_size=args.input_size, alpha=args.alpha, head_filters=args.head_filters, num_stacks=args.stacks,
+        num_filters=args.filters, sigma=args.sigma, batch_size=args.batch_size, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, val_steps=args.val_steps, learning_rate=args.lr,
+        fg_weight=args.fg_weight, resume=args.resume, name=args.name, seed=args.seed,
+    ))
+    print(f"exported {result.keras_path}, {result.saved_model_dir} and {result.manifest_path}")
+    return 0
