@@ -3,13 +3,16 @@ the CPU, with the model's preprocessing and decoder around it."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +21,7 @@ from edgepose.decoders.base import OutputTensor
 from edgepose.errors import DeviceError, ModelError
 from edgepose.pose import Poses
 from edgepose.preprocess import Transform, resize, to_input_tensor
+from edgepose.manifest import manifest_from_dict
 from edgepose.registry import ModelSpec, resolve_model
 from edgepose.tflite_info import read_model_bytes, read_model_info
 
@@ -109,6 +113,30 @@ def _interpreter_class() -> Any:
     return Interpreter
 
 
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """Route what the C++ runtime prints on stderr (e.g. "Created TensorFlow Lite
+    XNNPACK delegate") to the debug log, so CLI errors stay one line."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # stderr replaced (pytest capture, IDEs)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    log.debug("tflite: %s", line)
+
+
 def _twin(spec: ModelSpec, want: str) -> str:
     m = spec.manifest
     return m.edgetpu_twin if want == "edgetpu" else m.cpu_twin
@@ -136,9 +164,10 @@ class Engine:
         Interpreter = _interpreter_class()
         delegates = [delegate] if delegate is not None else None
         try:
-            self._interp = Interpreter(model_content=data, experimental_delegates=delegates,
-                                       num_threads=num_threads)
-            self._interp.allocate_tensors()
+            with _native_stderr_to_log():
+                self._interp = Interpreter(model_content=data, experimental_delegates=delegates,
+                                           num_threads=num_threads)
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if read_model_info(spec.path).edgetpu and delegate is None:
@@ -222,6 +251,8 @@ def open_engine(
     decoder: str | None = None,
     schema: str | None = None,
     decoder_params: dict[str, Any] | None = None,
+    resize: str | None = None,
+    interpolation: str | None = None,
     delegate_loader: DelegateLoader | None = None,
 ) -> Engine:
     """Resolve ``model`` and load it on ``device``.
@@ -230,12 +261,16 @@ def open_engine(
     Edge TPU is present, else the CPU build with one warning line. ``cpu`` swaps an
     Edge TPU model for its ``cpu_twin``. ``edgetpu`` (or ``usb``, ``pci``, ``:N``)
     fails with a DeviceError when the runtime or the device is missing.
+    ``resize``/``interpolation`` override the manifest's preprocessing.
     """
     kind, dev_opt = parse_device(device)
     spec = resolve_model(model, decoder=decoder, schema=schema)
     is_tpu = read_model_info(spec.path).edgetpu
 
     def load(s: ModelSpec, dev: str, delegate: Any = None) -> Engine:
+        prep = {k: v for k, v in (("resize", resize), ("interpolation", interpolation)) if v}
+        if prep:
+            s = ModelSpec(manifest_from_dict({**s.manifest.to_dict(), **prep}, origin=s.manifest.name), s.path)
         return Engine(s, dev, delegate, num_threads, decoder_params)
 
     def other(want: str) -> ModelSpec | None:

@@ -194,7 +194,8 @@ def evaluate_mpii(engines: Sequence[Any], ann_path: str | Path, images_dir: str 
         have = np.stack([h for _, h in preds])
         overall, per_joint = pckh(xy, gt, vis & have, heads)
         results["models"].append({"model": e.name, "device": e.device, "PCKh@0.5": overall,
-                                  "joints_scored": int(have.any(axis=0).sum()), "per_joint": per_joint.tolist()})
+                                  "joints_scored": int(have.any(axis=0).sum()),
+                                  "per_joint": [None if np.isnan(v) else float(v) for v in per_joint]})
     if len(engines) == 2:
         results[f"agreement_pck@{AGREEMENT_ALPHA}"] = _agreement(runs[0], runs[1], [b[2] for _, b in items])
     return results

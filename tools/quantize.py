@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -183,9 +184,14 @@ def _convert(conv: Any, what: str) -> bytes:
     try:
         return bytes(conv.convert())
     except Exception as err:  # the converter raises ConverterError/RuntimeError/ValueError
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        key = next((ln for ln in lines if "error:" in ln.lower() or "not" in ln.lower()), lines[0] if lines else "")
-        raise ConversionError(f"{what} failed: {key.split('error: ')[-1][:300]}") from None
+        text = str(err)
+        m = re.search(r"'(?:tf|tfl)\.\w+' op [^\n]*", text)  # e.g. 'tf.Erf' op is neither a custom op nor ...
+        if m:
+            why = m.group(0)
+        else:
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()] or [type(err).__name__]
+            why = next((ln for ln in lines if "error" in ln.lower()), lines[0]).split("error: ")[-1]
+        raise ConversionError(f"{what} failed: {why[:300]}; replace that op or layer") from None
 
 
 def quantize(model: str | Path, representative: str | Path, output: str | Path | None = None, *,

@@ -212,7 +212,6 @@ def _export(config: TrainConfig, out: Path, weights: list[Any], history: dict[st
         device="cpu",
         resize="letterbox",
         interpolation="bilinear",
-        decoder_params={"output_stride": h // hh, "sigma": float(config.sigma)},
     )
     manifest_path = write_manifest(manifest, out / f"{config.name}.toml")
     return TrainResult(keras_path, saved_model_dir, manifest_path, history, initial_epoch)

@@ -11,7 +11,7 @@ from typing import Any
 from edgepose.engine import open_engine
 from edgepose.errors import ConfigError
 from edgepose.imageio import read_image, write_image
-from edgepose.manifest import DECODER_KINDS, SCHEMA_NAMES
+from edgepose.manifest import DECODER_KINDS, INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--device", default="auto", help="auto, cpu, edgetpu, usb, pci or :N")
     p.add_argument("--decoder", choices=DECODER_KINDS, help="decoder for a .tflite without manifest")
     p.add_argument("--schema", choices=SCHEMA_NAMES, help="keypoint schema for a .tflite without manifest")
+    p.add_argument("--resize", choices=RESIZE_MODES, help="override the manifest's resize mode")
+    p.add_argument("--interpolation", choices=INTERPOLATIONS, help="override the manifest's interpolation")
     p.add_argument("--json", action="store_true", help="print COCO results JSON (one list for all images)")
     p.add_argument("--output", type=Path, help="write annotated images into this directory")
     p.add_argument("--keypoint-threshold", type=float, default=0.3, help="draw keypoints scoring at least this")
@@ -39,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--output {args.output} is not a directory (its parent must exist)")
         args.output.mkdir()
     frames = [read_image(p) for p in args.images]  # fail on a bad image before loading the model
-    engine = open_engine(args.model, args.device, decoder=args.decoder, schema=args.schema)
+    engine = open_engine(args.model, args.device, decoder=args.decoder, schema=args.schema,
+                         resize=args.resize, interpolation=args.interpolation)
     results: list[dict[str, Any]] = []
     try:
         for image_id, (path, frame) in enumerate(zip(args.images, frames), start=1):

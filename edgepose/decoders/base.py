@@ -90,3 +90,14 @@ def by_channels(
     if len({o.shape[1:3] for o in picked}) != 1:
         raise outputs_error(decoder, outputs, expected)
     return picked
+
+
+def model_size(decoder: str, transform: Transform) -> tuple[int, int]:
+    """The model input (height, width) the transform was made for."""
+    h, w = transform.model_size
+    if h <= 0 or w <= 0:
+        raise ConfigError(
+            f"decoder {decoder!r} got a Transform without model_size ({h}, {w}); "
+            "make it with edgepose.preprocess.resize or Transform.identity(h, w)"
+        )
+    return int(h), int(w)

@@ -123,10 +123,12 @@ class _Sampler:
         """Values at points ``p`` (2, n) for ``offsets`` (4, m, n) -> (m, n), dequantized."""
         f = p.astype(np.intp)
         frac = p - f
-        v = self.flat.take(offsets + self.strides @ f).astype(np.float64)
-        top = v[0] + (v[1] - v[0]) * frac[1]
-        bottom = v[2] + (v[3] - v[2]) * frac[1]
-        return (top + (bottom - top) * frac[0] - self.zero) * self.scale
+        v = self.flat.take(offsets + self.strides @ f)
+        lerp = np.empty((2,) + frac.shape)  # (1 - t, t) for y and x
+        lerp[1] = frac
+        np.subtract(1, frac, out=lerp[0])
+        w = (lerp[:, None, 0] * lerp[None, :, 1]).reshape(4, 1, -1)
+        return ((w * v).sum(axis=0) - self.zero) * self.scale
 
 
 # Positions stay this far (in cells, ~0.016 input pixels) inside the last row/column so
@@ -139,10 +141,10 @@ def _clip(p: npt.NDArray[np.float64], hi: npt.NDArray[np.float64]) -> npt.NDArra
     return np.minimum(np.maximum(p, 0, out=p), hi, out=p)
 
 
-def _local_maxima(heat: npt.NDArray[Any], radius: int) -> npt.NDArray[np.bool_]:
-    """Cells that are the maximum of their channel in a (2r+1)^2 window (ties count).
+def _window_max(heat: npt.NDArray[Any], radius: int) -> npt.NDArray[Any]:
+    """Per-channel maximum over a (2r+1)^2 window, cut at the border.
 
-    A separable running max on slices: same result as scipy.ndimage.maximum_filter with
+    A separable running max on slices: the same as scipy.ndimage.maximum_filter with
     mode="nearest", but ~40x faster here on [h, w, 17] maps (12 us vs 480 us).
     """
     rows = heat.copy()
@@ -153,7 +155,27 @@ def _local_maxima(heat: npt.NDArray[Any], radius: int) -> npt.NDArray[np.bool_]:
     for s in range(1, radius + 1):
         np.maximum(peak[:, s:], rows[:, :-s], out=peak[:, s:])
         np.maximum(peak[:, :-s], rows[:, s:], out=peak[:, :-s])
-    return heat >= peak
+    return peak
+
+
+def _candidates(heat: npt.NDArray[Any], threshold: float, radius: int) -> tuple[IntArray, ...]:
+    """(y, x, keypoint) of the cells >= threshold that are the maximum of their channel
+    in a (2r+1)^2 window (ties count), best first."""
+    h, w, k = heat.shape
+    flat = heat.reshape(-1)
+    if heat.dtype.kind in "ui":  # raw integers: compare against an integer
+        info = np.iinfo(heat.dtype)
+        threshold = min(max(int(np.ceil(threshold)), int(info.min)), int(info.max) + 1)
+        if threshold > info.max:
+            flat = flat[:0]
+    cells = np.flatnonzero(flat >= threshold)
+    values = flat[cells]
+    keep = values >= _window_max(heat, radius).reshape(-1)[cells]
+    cells, values = cells[keep], values[keep]
+    cells = cells[np.argsort(values, kind="stable")[::-1]]
+    yx, ks = np.divmod(cells, k)
+    ys, xs = np.divmod(yx, w)
+    return ys, xs, ks
 
 
 def _params(params: dict[str, Any]) -> tuple[int, float, float, int, int, int, bool]:
@@ -192,11 +214,9 @@ def decode_multi(outputs: Sequence[OutputTensor], transform: Transform, **params
     thr_logit = -np.log(1.0 / (thr + 1e-6) - 1.0)
     # Candidates on the raw (maybe uint8) heatmap: dequantizing is monotonic.
     raw_thr = thr_logit / maps.heat_scale + maps.heat_zero
-    ys, xs, ks = np.nonzero((maps.heat >= raw_thr) & _local_maxima(maps.heat, local))
+    ys, xs, ks = _candidates(maps.heat, raw_thr, local)
     if not len(ys):
         return Poses.empty()
-    order = np.argsort(maps.heat[ys, xs, ks], kind="stable")[::-1]
-    ys, xs, ks = ys[order], xs[order], ks[order]
     n = len(ys)
     hi = np.array([[h - 1 - _EPS], [w - 1 - _EPS]])
 
@@ -208,26 +228,32 @@ def decode_multi(outputs: Sequence[OutputTensor], transform: Transform, **params
 
     # Walk the tree for every candidate at once, one depth level at a time.
     parent, child, mid_ch, short_ch, depth = _tree_tables(quirk)
-    pos = np.zeros((2, n, NUM_KEYPOINTS + 1))  # y/x rows, candidate, keypoint (+ scratch)
-    rows = np.arange(n)[:, None]
-    pos[:, rows[:, 0], ks] = roots
-    par, chi = parent[:, ks], child[:, ks]
-    # (D, 4, 2, n, S): per level, corner, y/x, candidate, slot.
-    mid_offs = mid.offsets(mid_ch[:, :, ks], axis=1)
-    short_offs = short.offsets(short_ch[:, :, ks], axis=1)
-    for lv in range(int(depth[ks].max())):
-        p = pos[:, rows, par[lv]].reshape(2, -1)
-        p = _clip(p + mid(p, mid_offs[lv].reshape(4, 2, -1)), hi)
-        offs = short_offs[lv].reshape(4, 2, -1)
+    # Positions as (y/x, candidate * 18 + keypoint); slot 17 of each candidate is scratch.
+    slots = NUM_KEYPOINTS + 1
+    pos = np.zeros((2, n * slots))
+    pos[:, np.arange(n) * slots + ks] = roots
+    # Only the real (non-padded) steps, ordered by level: parent/child flat slots and
+    # flat channel offsets (4 corners, y/x, step).
+    lv, cand, slot = np.nonzero(child[:, ks] != _DUMMY)
+    root = ks[cand]
+    par_slot = cand * slots + parent[lv, root, slot]
+    chi_slot = cand * slots + child[lv, root, slot]
+    mid_offs = mid.offsets(mid_ch[lv, :, root, slot].T)
+    short_offs = short.offsets(short_ch[lv, :, root, slot].T)
+    ends = np.searchsorted(lv, np.arange(1, lv[-1] + 2)).tolist()
+    for a, b in zip([0] + ends[:-1], ends):
+        p = pos[:, par_slot[a:b]]
+        p = _clip(p + mid(p, mid_offs[:, :, a:b]), hi)
+        offs = short_offs[:, :, a:b]
         for _ in range(steps):
             p = _clip(p + short(p, offs), hi)
-        pos[:, rows, chi[lv]] = p.reshape(2, n, -1)
-    kps = pos[:, :, :NUM_KEYPOINTS].transpose(1, 2, 0)  # (n, 17, 2) as (y, x)
+        pos[:, chi_slot[a:b]] = p
+    pos = pos.reshape(2, n, slots)[:, :, :NUM_KEYPOINTS]
+    kps = pos.transpose(1, 2, 0)  # (n, 17, 2) as (y, x)
 
     heat = _Sampler(maps.heat, maps.heat_zero, maps.heat_scale)
     chans = np.tile(np.arange(k), n)[None]
-    logits = heat(pos[:, :, :NUM_KEYPOINTS].reshape(2, -1), heat.offsets(chans))
-    scores = sigmoid(logits.reshape(n, k))
+    scores = sigmoid(heat(pos.reshape(2, -1), heat.offsets(chans)).reshape(n, k))
     first = scores.mean(axis=1)
     ok = np.flatnonzero(first >= thr)
     if not len(ok):
@@ -235,7 +261,7 @@ def decode_multi(outputs: Sequence[OutputTensor], transform: Transform, **params
 
     # Sequential root NMS, vectorised: blocks[j, i] = pose j suppresses root i.
     r2 = np.float32((radius / stride) ** 2)
-    blocks = ((kps[ok][:, ks] - roots.T[None]) ** 2).sum(-1) <= r2
+    blocks = ((pos[:, ok[:, None], ks] - roots[:, None]) ** 2).sum(axis=0) <= r2
     free = np.zeros(n, bool)
     free[ok] = True
     row_of = np.full(n, -1)

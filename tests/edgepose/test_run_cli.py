@@ -119,7 +119,7 @@ def test_sigterm_stops_within_a_second_and_leaves_complete_outputs(tmp_path: Pat
     while cap.read()[0]:
         n += 1
     cap.release()
-    assert n >= len(recs) - 1 and n > 0
+    assert 0 < n <= len(recs) + 1  # results the screen could not keep up with are skipped
 
 
 def test_a_source_failing_mid_run_is_a_runtime_failure(tmp_path: Path,
@@ -169,3 +169,17 @@ def test_bad_config_and_flags_are_one_line_and_exit_2(
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("edgepose-run: error: "), err
     assert re.search(match, err), err
+
+
+def test_track_and_smooth_give_stable_track_ids(tmp_path: Path) -> None:
+    video = shared_path("videos", "mmpose_demo.mp4")
+    out = tmp_path / "out.jsonl"
+    rc = main(["--source", str(video), "--model", "posenet-mobilenet-v1-075-481x641",
+               "--device", "cpu", "--display", "none", "--json", str(out), "--track",
+               "--smooth", "--pose-threshold", "0.3"])
+    assert rc == 0
+    recs = _records(out)
+    ids = [{p["track_id"] for p in r["poses"]} for r in recs]
+    assert all(len(s) == len(r["poses"]) for s, r in zip(ids, recs))  # unique per frame
+    # the people of the first frame are still followed in the next one
+    assert len(ids[0] & ids[1]) >= 1

@@ -1,7 +1,8 @@
 """Gaussian heatmap targets, vectorised over joints and pixels with TF ops.
 
-Convention: heatmap pixel centres, i.e. a joint at input pixel ``x`` sits at heatmap
-coordinate ``(x + 0.5) / stride - 0.5``. Each visible joint gets an unnormalised
+Convention (the tutorial's, and the one edgepose's ``heatmap`` decoder inverts with
+``x_in = x_hm * W_in / w``): a joint at input pixel ``x`` sits at heatmap coordinate
+``x / stride``. Each visible joint gets an unnormalised
 Gaussian (peak 1, ``sigma`` in heatmap pixels) cut to a (6 sigma + 1) square as in the
 tutorial, so the foreground-weighted loss sees a small patch; invisible joints and
 joints outside the heatmap get an all-zero map.
@@ -13,11 +14,11 @@ from typing import Any
 
 
 def input_to_heatmap(xy: Any, input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> Any:
-    """Map (..., 2) x, y input pixels to heatmap pixels (centre-aligned)."""
+    """Map (..., 2) x, y input pixels to heatmap pixels (``x / stride``)."""
     import tensorflow as tf
 
     stride = tf.constant([input_size[1] / heatmap_size[1], input_size[0] / heatmap_size[0]], tf.float32)
-    return (tf.cast(xy, tf.float32) + 0.5) / stride - 0.5
+    return tf.cast(xy, tf.float32) / stride
 
 
 def gaussian_heatmaps(xy: Any, visibility: Any, heatmap_size: tuple[int, int], sigma: float = 1.0) -> Any:

@@ -1,0 +1,99 @@
+"""Evaluator on the real COCO dev set and MPII sample, through the runtime engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_path
+from tools.cli import main
+from tools.evaluate import crop_square
+from tools.metrics import pckh
+
+
+def _needs_decoders() -> None:
+    try:
+        from edgepose.decoders import get_decoder  # noqa: F401
+    except ImportError:
+        pytest.skip("edgepose.decoders.get_decoder not available yet (runtime decoders)")
+
+
+def test_crop_square_pads_outside_the_image() -> None:
+    image = np.arange(10 * 20 * 3, dtype=np.uint8).reshape(10, 20, 3)
+    crop, (x0, y0) = crop_square(image, 2.0, 3.0, 8)
+    assert crop.shape == (8, 8, 3) and (x0, y0) == (-2, -1)
+    assert np.array_equal(crop[1:, 2:], image[:7, :6]) and not crop[0].any() and not crop[:, :2].any()
+
+
+def test_pckh_counts_only_visible_joints() -> None:
+    gt = np.zeros((2, 16, 2))
+    pred = gt.copy()
+    pred[0, 0] = [6.0, 0.0]  # beyond 0.5 x head size 10
+    vis = np.ones((2, 16), bool)
+    vis[1, 0] = False
+    overall, per_joint = pckh(pred, gt, vis, [10.0, 10.0])
+    assert overall == pytest.approx(30 / 31) and per_joint[0] == 0.0 and per_joint[1] == 1.0
+
+
+def test_movenet_int8_ap_on_coco_dev(capsys: pytest.CaptureFixture[str]) -> None:
+    _needs_decoders()
+    data = shared_path("data", "coco17_dev")
+    assert main(["evaluate", "--model", "movenet-lightning", "--coco", str(data / "person_keypoints.json"),
+                 "--images", str(data / "images"), "--json"]) == 0
+    (m,) = json.loads(capsys.readouterr().out)["models"]
+    assert m["detections"] == 19  # one pose per ground-truth person
+    assert 0.3 < m["AP"] <= 1.0 and m["AP50"] >= m["AP"]
+
+
+def test_movenet_pckh_on_mpii_sample(capsys: pytest.CaptureFixture[str]) -> None:
+    _needs_decoders()
+    data = shared_path("data", "mpii_sample")
+    assert main(["evaluate", "--model", "movenet-lightning", "--mpii", str(data / "test_mpii.json"),
+                 "--images", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "PCKh@0.5" in out and "movenet-lightning (cpu)" in out
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--coco", "missing.json"], "annotation file not found"),
+    (["--mpii", "bad_joints.json"], "expected 16"),
+])
+def test_bad_annotations_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], match: str) -> None:
+    _needs_decoders()
+    (tmp_path / "bad_joints.json").write_text(json.dumps([{"joints": [[0, 0]] * 14, "joints_vis": [1] * 14,
+                                                           "center": [1, 1], "scale": 1.0, "image": "x.jpg"}]))
+    args = [args[0], str(tmp_path / args[1])]
+    assert main(["evaluate", "--model", "movenet-lightning", *args, "--images", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_float_vs_int8_agreement_of_a_tool_quantized_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _needs_decoders()
+    pytest.importorskip("tensorflow")
+    import tensorflow as tf
+
+    from edgepose.manifest import Manifest, write_manifest
+    from tests.tools.tiny_models import heatmap_model
+    from tools.quantize import quantize
+
+    model = heatmap_model(64)
+    keras_path = tmp_path / "tiny.keras"
+    model.save(keras_path)
+    manifest = Manifest(name="tiny", file="tiny.tflite", input_size=(64, 64), decoder="heatmap", schema="coco17")
+    write_manifest(manifest, keras_path.with_suffix(".toml"))
+    q = quantize(keras_path, shared_path("images"), tmp_path / "tiny_int8.tflite", num_samples=6, held_out=2,
+                 progress=False)
+    float_path = tmp_path / "tiny.tflite"
+    float_path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    write_manifest(manifest, float_path.with_suffix(".toml"))
+    data = shared_path("data", "coco17_dev")
+    assert main(["evaluate", "--model", str(float_path), "--model2", str(q.model_path), "--coco",
+                 str(data / "person_keypoints.json"), "--images", str(data / "images"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [m["model"] for m in res["models"]] == ["tiny", "tiny_int8"]
+    assert 0.0 <= res["agreement_pck@0.05"] <= 1.0

@@ -1,0 +1,30 @@
+"""The edgepose-tools entry point: subcommands, help, usage errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.cli import SUBCOMMANDS, available_subcommands, build_parser, main
+
+
+def test_my_subcommands_are_registered() -> None:
+    names = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert {"quantize", "check", "compile", "evaluate"} <= names
+    assert set(available_subcommands()) <= set(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("argv", [[], ["nope"], ["check"], ["quantize", "m.keras"], ["compile", "--num-segments", "x", "m"]])
+def test_usage_errors_exit_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgepose-tools") and err.count("\n") == 1
+
+
+def test_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(cmd in out for cmd in ("quantize", "check", "compile", "evaluate"))
