@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from typing import Sequence
 
@@ -11,15 +10,10 @@ from edgepose.cli.common import ArgumentParser, add_subcommands, run_cli, setup_
 SUBCOMMANDS = ("tools.dataset", "tools.train", "tools.quantize", "tools.check", "tools.compile", "tools.evaluate")
 
 
-def available_subcommands() -> tuple[str, ...]:
-    """The subcommand modules present in this checkout (dataset/train may be absent)."""
-    return tuple(m for m in SUBCOMMANDS if importlib.util.find_spec(m) is not None)
-
-
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="edgepose-tools", description=__doc__)
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    add_subcommands(parser, available_subcommands())
+    add_subcommands(parser, SUBCOMMANDS)
     return parser
 
 

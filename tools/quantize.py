@@ -82,25 +82,17 @@ def _video_frames(path: Path, count: int) -> Iterator[npt.NDArray[np.uint8]]:
         cap.release()
 
 
-def _record_images(files: list[Path], count: int) -> Iterator[npt.NDArray[np.uint8]]:
-    """Decode the first encoded-image bytes feature of each tf.train.Example."""
-    import tensorflow as tf
+def _record_images(files: list[Path], count: int, input_size: tuple[int, int]) -> Iterator[npt.NDArray[np.uint8]]:
+    """Person crops from training TFRecords, cropped as the training pipeline crops them."""
+    from tools.data.pipeline import representative_images
 
-    n = 0
-    for raw in tf.data.TFRecordDataset([str(f) for f in files]):
-        example = tf.train.Example.FromString(raw.numpy())
-        for key in ("image/encoded", "image", "image_raw", "jpeg"):
-            feat = example.features.feature.get(key)
-            if feat is not None and feat.bytes_list.value:
-                yield tf.io.decode_image(feat.bytes_list.value[0], channels=3, expand_animations=False).numpy()
-                n += 1
-                break
-        if n >= count:
-            return
+    yield from representative_images(files, input_size, count)
 
 
-def iter_source_frames(source: str | Path, count: int) -> Iterator[npt.NDArray[np.uint8]]:
-    """Up to ``count`` RGB uint8 frames from an image folder/file, a video or TFRecords."""
+def iter_source_frames(source: str | Path, count: int,
+                       input_size: tuple[int, int] = (256, 256)) -> Iterator[npt.NDArray[np.uint8]]:
+    """Up to ``count`` RGB uint8 frames from an image folder/file, a video or TFRecords
+    (person crops of ``input_size``)."""
     src = Path(source)
     if not src.exists():
         raise DataError(f"representative set {src} not found; give an image folder, a video or TFRecord files")
@@ -111,13 +103,13 @@ def iter_source_frames(source: str | Path, count: int) -> Iterator[npt.NDArray[n
             for p in images[:count]:
                 yield _read_image(p)
         elif records:
-            yield from _record_images(records, count)
+            yield from _record_images(records, count, input_size)
         return
     suffix = src.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         yield _read_image(src)
     elif suffix in RECORD_SUFFIXES:
-        yield from _record_images([src], count)
+        yield from _record_images([src], count, input_size)
     else:
         yield from _video_frames(src, count)
 
@@ -131,7 +123,7 @@ def load_representative(source: str | Path, count: int, input_size: tuple[int, i
     m = np.asarray(0.0 if mean is None else mean, np.float32)
     s = np.asarray(1.0 if std is None else std, np.float32)
     out = []
-    for frame in tqdm(iter_source_frames(source, count), total=count, desc="representative",
+    for frame in tqdm(iter_source_frames(source, count, input_size), total=count, desc="representative",
                       unit="img", disable=not progress):
         resized, _ = resize(frame, input_size, resize_mode)  # type: ignore[arg-type]
         out.append(((resized.astype(np.float32) - m) / s)[None])

@@ -65,7 +65,8 @@ def decode(outputs: Sequence[OutputTensor], transform: Transform, **params: Any)
     schema_name = params.get("schema", "coco17")
     if schema_name not in SCHEMAS:
         raise ConfigError(
-            f"decoder 'heatmap': unknown schema {schema_name!r}; expected one of {', '.join(SCHEMAS)}"
+            f"decoder 'heatmap': unknown schema {schema_name!r}; "
+            f"expected one of {', '.join(SCHEMAS)}"
         )
     schema = get_schema(schema_name)
     k = schema.num_keypoints

@@ -26,12 +26,13 @@ def run_model() -> RunModel:
 
     def run(name: str, image: np.ndarray) -> list[OutputTensor]:
         if name not in interpreters:
-            it = interpreter_mod.Interpreter(str(shared_path("models", "coral", name)), num_threads=1)
+            path = shared_path("models", "coral", name)
+            it = interpreter_mod.Interpreter(str(path), num_threads=1)
             it.allocate_tensors()
             interpreters[name] = it
         it = interpreters[name]
         inp = it.get_input_details()[0]
-        assert tuple(inp["shape"][1:3]) == image.shape[:2], "resize the image to the model input first"
+        assert tuple(inp["shape"][1:3]) == image.shape[:2], "resize to the model input first"
         it.set_tensor(inp["index"], image[None].astype(inp["dtype"]))
         it.invoke()
         return [

@@ -47,7 +47,7 @@ def test_maps_letterboxed_keypoints_to_source(run_model: RunModel) -> None:
     ref_xy, _ = _reference()
     # Same person, a different input framing: within 5 % of the frame.
     err = np.abs(poses.xy[0] / [w, h] - ref_xy)
-    assert np.median(err) <= 0.02 and err.max() <= 0.06
+    assert np.median(err) <= 0.02 and err.max() <= 0.05
 
 
 def _one(shape: tuple[int, ...]) -> list[OutputTensor]:

@@ -28,7 +28,8 @@ def _model(h: int, w: int) -> str:
 
 def _reference(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Coral's CSV as (n, 17, 2) x/y input pixels, (n, 17) scores, (n,) pose scores."""
-    path = shared_path("models", "coral", f"posenet_mobilenet_v1_075_{h}_{w}_quant_decoder_reference.csv")
+    name = f"posenet_mobilenet_v1_075_{h}_{w}_quant_decoder_reference.csv"
+    path = shared_path("models", "coral", name)
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     n = len({r["pose_id"] for r in rows})
@@ -128,7 +129,7 @@ def _posenet_outputs(h: int = 9, w: int = 11, heat: int = 17, short: int = 34,
     pytest.param(_posenet_outputs(heat=16), id="mpii-heatmaps"),
     pytest.param(_posenet_outputs() + _posenet_outputs()[:1], id="two-heatmaps"),
     pytest.param([OutputTensor(np.zeros((1, 1, 17, 3), np.float32))], id="movenet-output"),
-    pytest.param([OutputTensor(np.zeros((1, 9, 11, 17)), 0, 0), OutputTensor(np.zeros((1, 9, 11, 34))),
+    pytest.param([OutputTensor(np.zeros((1, 9, 11, 17))), OutputTensor(np.zeros((1, 9, 11, 34))),
                   OutputTensor(np.zeros((1, 5, 6, 64)))], id="grid-mismatch"),
     pytest.param(_posenet_outputs(h=1), id="one-row-grid"),
 ])
@@ -158,3 +159,34 @@ def test_get_decoder_unknown_kind() -> None:
     assert set(DECODERS) == {"movenet", "posenet_single", "posenet_multi", "heatmap"}
     with pytest.raises(ConfigError, match="unknown decoder 'openpose'.*posenet_multi"):
         get_decoder("openpose")
+
+
+def test_float_outputs_decode_like_quantized(run_model: RunModel) -> None:
+    """Dequantizing first (a float model, or a delegate that returns floats) changes nothing."""
+    outputs = _couple_outputs(run_model, 353, 481)
+    floats = [OutputTensor(o.dequantize(), name=o.name) for o in outputs]
+    t = Transform.identity(353, 481)
+    for kind in ("posenet_multi", "posenet_single"):
+        a, b = get_decoder(kind)(outputs, t), get_decoder(kind)(floats, t)
+        assert len(a) == len(b) >= 1
+        np.testing.assert_allclose(a.xy, b.xy, atol=1e-3)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+def test_candidates_are_scipy_local_maxima(run_model: RunModel, radius: int) -> None:
+    """The fast candidate search equals scipy.ndimage.maximum_filter (ties included)."""
+    from scipy.ndimage import maximum_filter
+
+    from edgepose.decoders.posenet_multi import _candidates
+
+    heat = next(o for o in _couple_outputs(run_model, 353, 481) if o.shape[3] == 17).data[0]
+    rng = np.random.default_rng(radius)
+    noisy = rng.integers(100, 110, heat.shape, dtype=np.uint8)  # many ties
+    for h in (heat, noisy, noisy.astype(np.float32)):
+        threshold = 104.5
+        peak = maximum_filter(h, size=(2 * radius + 1, 2 * radius + 1, 1), mode="nearest")
+        expected = set(zip(*np.nonzero((h >= threshold) & (h == peak))))
+        ys, xs, ks = _candidates(h, threshold, radius)
+        assert set(zip(ys, xs, ks)) == expected and len(ys) == len(expected) > 0
+        assert np.all(np.diff(h[ys, xs, ks].astype(float)) <= 0), "best first"
