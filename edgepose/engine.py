@@ -159,7 +159,7 @@ class Engine:
         self.device = device
         m = spec.manifest
         self._decode = get_decoder(m.decoder)
-        self._params = {**m.decoder_params, **(decoder_params or {})}
+        self._params = {"schema": m.schema, **m.decoder_params, **(decoder_params or {})}
         data = read_model_bytes(spec.path)
         Interpreter = _interpreter_class()
         delegates = [delegate] if delegate is not None else None

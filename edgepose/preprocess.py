@@ -61,7 +61,8 @@ def _resize(image: npt.NDArray[np.uint8], w: int, h: int, interp: Interpolation)
     except ImportError:
         cv2 = None
     if cv2 is not None:
-        flag = cv2.INTER_NEAREST if interp == "nearest" else cv2.INTER_LINEAR
+        # INTER_NEAREST_EXACT picks the same pixels as PIL's NEAREST (what Coral's references used).
+        flag = cv2.INTER_NEAREST_EXACT if interp == "nearest" else cv2.INTER_LINEAR
         return cv2.resize(image, (w, h), interpolation=flag)
     from PIL import Image
 

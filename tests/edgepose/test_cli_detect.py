@@ -49,18 +49,21 @@ def test_edgetpu_device_without_runtime_exits_2_naming_libedgetpu() -> None:
     assert r.stderr.count("\n") == 1 and "libedgetpu" in r.stderr and r.stdout == ""
 
 
-def test_auto_device_falls_back_to_cpu_twin_with_right_keypoints() -> None:
-    img = shared_path("images", "coral_squat.bmp")
-    r = _run("detect", str(img), "--model", "movenet-lightning-edgetpu", "--device", "auto", "--json",
-             "--resize", "stretch")  # as Coral fed it for its reference
+def test_auto_device_falls_back_to_cpu_twin_with_right_keypoints(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from tests.edgepose.test_engine import coral_input
+
+    img = tmp_path / "squat_192.png"  # the input Coral used for its reference
+    Image.fromarray(coral_input("coral_squat.bmp")).save(img)
+    r = _run("detect", str(img), "--model", "movenet-lightning-edgetpu", "--device", "auto", "--json")
     assert r.returncode == 0, r.stderr
-    warnings = [l for l in r.stderr.splitlines() if "WARNING" in l]
+    warnings = [line for line in r.stderr.splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and "no Edge TPU" in warnings[0]
     ref = np.loadtxt(shared_path(*CORAL, "movenet_single_pose_lightning_ptq_reference.csv"),
                      delimiter=",", skiprows=1)
     kps = np.array(json.loads(r.stdout)[0]["keypoints"]).reshape(17, 3)
-    h, w = 610, 500
-    assert np.abs(kps[:, 0] / w - ref[:, 4]).max() <= 0.03 and np.abs(kps[:, 1] / h - ref[:, 5]).max() <= 0.03
+    assert np.abs(kps[:, :2] / 192.0 - ref[:, 4:6]).max() <= 0.03
 
 
 def _bad_manifest(tmp: Path, body: str) -> str:
