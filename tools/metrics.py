@@ -34,21 +34,6 @@ def pck(pred: npt.ArrayLike, ref: npt.ArrayLike, norm: npt.ArrayLike, alpha: flo
     return float(np.mean(d[m] < thr[m]))
 
 
-def heatmap_argmax(heatmaps: npt.ArrayLike, input_size: tuple[int, int]) -> FloatArray:
-    """(1, h, w, K) heatmaps -> (K, 2) keypoints (x, y) in model-input pixels, at the peak.
-
-    A decoder-free stand-in used for models without a manifest decoder: the cell centre
-    of each channel's maximum, scaled to the input.
-    """
-    hm = np.asarray(heatmaps, np.float32)
-    hm = hm.reshape(hm.shape[-3:]) if hm.ndim == 4 else hm
-    h, w, k = hm.shape
-    flat = hm.reshape(h * w, k).argmax(axis=0)
-    ys, xs = np.divmod(flat, w)
-    ih, iw = input_size
-    return np.stack([(xs + 0.5) * iw / w, (ys + 0.5) * ih / h], axis=-1).astype(np.float32)
-
-
 def mpii_head_sizes(joints: npt.ArrayLike, head_boxes: npt.ArrayLike | None = None) -> FloatArray:
     """Per-person head size for PCKh: 0.6 x head-box diagonal when boxes (x1, y1, x2, y2)
     are given, else the head-top -> neck distance (the fallback for the tutorial JSON)."""

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from edgepose.decoders.base import OutputTensor
 from edgepose.preprocess import Transform
-from tools.metrics import heatmap_argmax, pck
+from tools.metrics import pck
 
 log = logging.getLogger(__name__)
 PCK_ALPHA = 0.05
@@ -57,29 +57,16 @@ class TfliteRunner:
 
 
 def keypoints_from(outputs: Sequence[OutputTensor], input_size: tuple[int, int],
-                   decoder: str | None, decoder_params: dict[str, Any] | None = None) -> npt.NDArray[np.float32] | None:
-    """(K, 2) keypoints in input pixels of the first pose, or None when none can be read.
+                   decoder: str, decoder_params: dict[str, Any] | None = None) -> npt.NDArray[np.float32] | None:
+    """(K, 2) keypoints in input pixels of the first pose (the runtime's own decoder), or None."""
+    from edgepose.decoders import get_decoder
 
-    Uses the manifest's decoder when edgepose has it; otherwise the peak of the output
-    whose channels look like heatmaps (16 or 17 channels, 4-D).
-    """
-    if decoder:
-        try:
-            from edgepose.decoders import get_decoder
-
-            poses = get_decoder(decoder)(list(outputs), Transform.identity(*input_size), **(decoder_params or {}))
-            if len(poses):
-                return np.asarray(poses.xy[0], np.float32)
-        except ImportError:
-            log.debug("edgepose.decoders.get_decoder unavailable; falling back to heatmap peaks")
-    for o in outputs:
-        if o.data.ndim == 4 and o.data.shape[-1] in (16, 17):
-            return heatmap_argmax(o.dequantize(), input_size)
-    return None
+    poses = get_decoder(decoder)(list(outputs), Transform.identity(*input_size), **(decoder_params or {}))
+    return np.asarray(poses.xy[0], np.float32) if len(poses) else None
 
 
 def compare(float_model: bytes, int8_model: bytes, images: Sequence[npt.NDArray[np.float32]],
-            input_size: tuple[int, int], decoder: str | None = None,
+            input_size: tuple[int, int], decoder: str,
             decoder_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run both models on ``images`` (float input batches) and measure the int8 error."""
     f_run, q_run = TfliteRunner(float_model), TfliteRunner(int8_model)

@@ -230,7 +230,7 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
 
     from tools.quant_report import compare, write_report
 
-    params = dict(src_m.decoder_params) if src_m else {}
+    params = {"schema": schema, **(src_m.decoder_params if src_m else {})}
     report = compare(float_bytes, int8_bytes, check, size, decoder, params)
     report.update({"model": str(model), "output": str(out), "representative": str(representative),
                    "num_samples": len(calib), "io": io_dtype, "held_out_overlaps": len(frames) <= 2 * held_out})
