@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from edgepose.errors import SourceError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def read_image(path: str | Path) -> npt.NDArray[np.uint8]:

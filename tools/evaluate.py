@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from edgepose.imageio import read_image
 from edgepose.pose import Poses
 from edgepose.schemas import MPII_TO_COCO
 from tools.errors import DataError, ToolError
@@ -48,15 +49,6 @@ def crop_square(image: npt.NDArray[np.uint8], cx: float, cy: float, size: float)
     return out, (x0, y0)
 
 
-def _load_rgb(path: Path) -> npt.NDArray[np.uint8]:
-    from PIL import Image
-
-    if not path.is_file():
-        raise DataError(f"image {path} not found; check --images")
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
 def _best(poses: Poses, origin: tuple[int, int]) -> Poses:
     """The highest-scoring pose, shifted from crop to image pixels."""
     if not len(poses):
@@ -73,7 +65,11 @@ def _run_instances(engines: Sequence[Any], items: list[tuple[Path, tuple[float, 
     out: list[list[Poses]] = [[] for _ in engines]
     cache: dict[Path, npt.NDArray[np.uint8]] = {}
     for path, box in tqdm(items, desc="evaluate", unit="inst", leave=False):
-        image = cache.setdefault(path, _load_rgb(path)) if len(cache) < 64 else _load_rgb(path)
+        image = cache.get(path)
+        if image is None:
+            image = read_image(path)
+            if len(cache) < 64:  # several people share an image; keep a bounded cache
+                cache[path] = image
         crop, origin = (image, (0, 0)) if box is None else crop_square(image, *box)
         for k, engine in enumerate(engines):
             poses = engine.infer(crop)

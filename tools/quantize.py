@@ -13,6 +13,8 @@ for uint8 input of a 0..255 model) mean/std are left out and frames are fed as t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import re
@@ -24,13 +26,13 @@ import numpy as np
 import numpy.typing as npt
 
 from edgepose.errors import ModelError
+from edgepose.imageio import IMAGE_SUFFIXES, read_image
 from edgepose.manifest import DECODER_KINDS, SCHEMA_NAMES, Manifest, load_manifest, manifest_from_dict, write_manifest
 from edgepose.preprocess import resize
 from tools.errors import ConversionError, DataError, ToolError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 RECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record")
 IO_DTYPES = ("uint8", "int8")
@@ -43,22 +45,13 @@ class QuantizeResult:
     report_path: Path
     figure_path: Path
     report: dict[str, Any]
+    float_model_path: Path
 
 
 # --- representative data -------------------------------------------------------------
 
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _read_image(path: Path) -> npt.NDArray[np.uint8]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as err:
-        raise DataError(f"representative image {path} cannot be read ({err}); remove or replace it") from None
 
 
 def _video_frames(path: Path, count: int) -> Iterator[npt.NDArray[np.uint8]]:
@@ -101,13 +94,13 @@ def iter_source_frames(source: str | Path, count: int,
         records = sorted(p for p in src.iterdir() if p.suffix.lower() in RECORD_SUFFIXES)
         if images:
             for p in images[:count]:
-                yield _read_image(p)
+                yield read_image(p)
         elif records:
             yield from _record_images(records, count, input_size)
         return
     suffix = src.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        yield _read_image(src)
+        yield read_image(src)
     elif suffix in RECORD_SUFFIXES:
         yield from _record_images([src], count, input_size)
     else:
@@ -174,7 +167,8 @@ def _converter(model: Path) -> tuple[Any, tuple[int, int]]:
 
 def _convert(conv: Any, what: str) -> bytes:
     try:
-        return bytes(conv.convert())
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras export prints "Saved artifact at ..."
+            return bytes(conv.convert())
     except Exception as err:  # the converter raises ConverterError/RuntimeError/ValueError
         text = str(err)
         m = re.search(r"'(?:tf|tfl)\.\w+' op [^\n]*", text)  # e.g. 'tf.Erf' op is neither a custom op nor ...
@@ -245,9 +239,16 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     merged = {**(src_m.to_dict() if src_m else {}), **base, "url": "", "sha256": ""}
     manifest: Manifest = manifest_from_dict({k: v for k, v in merged.items() if v is not None}, origin=str(out))
     man_path = write_manifest(manifest, out.with_suffix(".toml"))
+    # The float twin, so `edgepose-tools evaluate --model FLOAT --model2 INT8` can compare them.
+    float_path = out.with_name(out.stem.removesuffix("_int8") + "_float.tflite")
+    float_path.write_bytes(float_bytes)
+    float_m = manifest.with_(name=float_path.stem, file=float_path.name, edgetpu_twin="", mean=src_m.mean if src_m else None,
+                             std=src_m.std if src_m else None,
+                             description=f"float32 conversion of {model.name} (the int8 model's reference)")
+    write_manifest(float_m, float_path.with_suffix(".toml"))
     rep_path, fig_path = out.with_name(out.stem + "_report.json"), out.with_name(out.stem + "_report.png")
     write_report(report, rep_path, fig_path)
-    return QuantizeResult(out, man_path, rep_path, fig_path, report)
+    return QuantizeResult(out, man_path, rep_path, fig_path, report, float_path)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -269,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     r = quantize(args.model, args.representative, args.output, num_samples=args.samples, io_dtype=args.io,
                  decoder=args.decoder, schema=args.schema, held_out=args.held_out, progress=not args.no_progress)
     print(f"wrote {r.model_path} ({r.model_path.stat().st_size} bytes), {r.manifest_path}, {r.report_path}, "
-          f"{r.figure_path}")
+          f"{r.figure_path}, and the float twin {r.float_model_path}")
     for o in r.report["outputs"]:
         print(f"  output {o['name']} {o['shape']}: mean abs {o['mean_abs']:.4g}, max abs {o['max_abs']:.4g}, "
               f"relative {o['relative']:.3%}")

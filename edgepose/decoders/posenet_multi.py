@@ -45,19 +45,17 @@ MULTI_PARAMS = (
     "max_detections", "score_threshold", "nms_radius", "output_stride",
     "local_maximum_radius", "refine_steps", "coral_edge16", "schema",
 )
-_DUMMY = NUM_KEYPOINTS  # scratch keypoint slot that padded table entries read and write
 
 IntArray = npt.NDArray[np.intp]
-FloatArray = npt.NDArray[np.float32]
+FloatArray = npt.NDArray[np.float64]
 
 
 @functools.lru_cache(maxsize=2)
-def _tree_tables(coral_edge16: bool) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray]:
-    """Per root keypoint, the skeleton walk grouped by depth level (level axis first).
+def _tree_steps(coral_edge16: bool) -> tuple[npt.NDArray[np.bool_], IntArray]:
+    """Per root keypoint, the skeleton walk grouped by depth level.
 
-    Returns ``parent, child`` (D, 17, S) keypoint ids, ``mid_channels`` and
-    ``short_channels`` (D, 2, 17, S) (the y and x channels read for that step) and
-    ``depth`` (17,). Padded entries read and write the scratch slot ``_DUMMY``.
+    Returns ``valid`` (D, 17, S), which (level, root, slot) entries are real steps, and
+    ``table`` (6, D, 17, S): parent, child, then the mid y/x and short y/x channels read.
     ``coral_edge16`` reproduces Coral's off-by-one for the first backward edge (left
     eye -> nose reads channels 16 and 32 instead of 32 and 48).
     """
@@ -77,30 +75,45 @@ def _tree_tables(coral_edge16: bool) -> tuple[IntArray, IntArray, IntArray, IntA
         levels_by_root.append(levels)
     depth = max(len(lv) for lv in levels_by_root)
     slots = max(len(level) for lv in levels_by_root for level in lv)
-    parent = np.full((depth, NUM_KEYPOINTS, slots), _DUMMY, np.intp)
-    child = parent.copy()
-    mid = np.zeros((depth, 2, NUM_KEYPOINTS, slots), np.intp)
-    short = mid.copy()
+    valid = np.zeros((depth, NUM_KEYPOINTS, slots), bool)
+    table = np.zeros((6, depth, NUM_KEYPOINTS, slots), np.intp)
     for root, levels in enumerate(levels_by_root):
         for d, level in enumerate(levels):
             for s, (p, c, e) in enumerate(level):
-                parent[d, root, s], child[d, root, s] = p, c
-                short[d, :, root, s] = (c, NUM_KEYPOINTS + c)
                 if e < NUM_EDGES:  # forward: [fwd y | fwd x | bwd y | bwd x]
-                    mid[d, :, root, s] = (e, NUM_EDGES + e)
+                    mid = (e, NUM_EDGES + e)
                 elif e == NUM_EDGES and coral_edge16:
-                    mid[d, :, root, s] = (e, 2 * NUM_EDGES)
+                    mid = (e, 2 * NUM_EDGES)
                 else:
-                    mid[d, :, root, s] = (e + NUM_EDGES, e + 2 * NUM_EDGES)
-    depths = np.array([len(lv) for lv in levels_by_root], np.intp)
-    return parent, child, mid, short, depths
+                    mid = (e + NUM_EDGES, e + 2 * NUM_EDGES)
+                valid[d, root, s] = True
+                table[:, d, root, s] = (p, c, *mid, c, NUM_KEYPOINTS + c)
+    return valid, table
+
+
+@functools.lru_cache(maxsize=8)
+def _step_offsets(coral_edge16: bool, w: int, c_mid: int, c_short: int) -> IntArray:
+    """``_tree_steps`` for maps ``w`` cells wide: (18, D, 17, S) parent, child, then flat
+    offsets (corner dy, corner dx, y/x channel) of the 8 mid and 8 short values read."""
+    _, table = _tree_steps(coral_edge16)
+    out = np.empty((18,) + table.shape[1:], np.intp)
+    out[:2] = table[:2]
+    for row, c, ch in ((2, c_mid, table[2:4]), (10, c_short, table[4:6])):
+        corners = np.array([[0, c], [w * c, w * c + c]], np.intp)
+        out[row:row + 8] = (corners[:, :, None, None, None, None] + ch).reshape(8, *ch.shape[1:])
+    return out
 
 
 class _Sampler:
     """Bilinear sampling of a [h, w, c] map (raw, maybe quantized) at many (y, x) points.
 
-    Arrays are laid out with the long axis last (points as a (2, n) y/x pair of rows),
-    which keeps numpy's inner loops long: this runs ~50 times per frame.
+    Points come as (2, n) y/x rows and values for ``offsets`` (2, 2, m, n) (corner dy,
+    corner dx, channel, point: flat offsets of the cell corners, see ``corners``) come out
+    as (m, n), dequantized: the long axis last keeps numpy's inner loops long. One sample
+    is 7 numpy calls; the walk runs ~50 per frame, so the call count is what matters.
+
+    Byte maps are dequantized per gathered value through a 256-entry table, which costs
+    one ``take`` no matter the map size; other maps are scaled after the weighted sum.
 
     Positions must lie in [0, h - 1 - eps] x [0, w - 1 - eps] (see ``_EPS``), so the
     cell's lower-right corner is always inside the map.
@@ -110,25 +123,23 @@ class _Sampler:
         h, w, c = data.shape
         self.flat = data.reshape(-1)
         self.strides = np.array([w * c, c], np.intp)
-        self.corners = np.array([0, c, w * c, w * c + c], np.intp)
+        self.corners = np.array([[0, c], [w * c, w * c + c]], np.intp)[:, :, None, None]
         self.zero, self.scale = zero, scale
+        self.lut: FloatArray | None = None
+        if data.dtype in (np.uint8, np.int8):
+            # take() wraps negative int8 codes to the top half, as this view orders them.
+            codes = np.arange(256, dtype=np.uint8).view(data.dtype)
+            self.lut = (codes.astype(np.float64) - zero) * scale
 
-    def offsets(self, channels: IntArray, axis: int = 0) -> IntArray:
-        """Flat offsets of the four cell corners, a new axis of 4 inserted at ``axis``."""
-        shape = [1] * (channels.ndim + 1)
-        shape[axis] = 4
-        return self.corners.reshape(shape) + np.expand_dims(channels, axis)
-
-    def __call__(self, p: npt.NDArray[np.float64], offsets: IntArray) -> npt.NDArray[np.float64]:
-        """Values at points ``p`` (2, n) for ``offsets`` (4, m, n) -> (m, n), dequantized."""
+    def __call__(self, p: FloatArray, offsets: IntArray, lerp: FloatArray) -> FloatArray:
+        """Values at ``p`` (2, n); ``lerp`` is (2, 2, n) scratch for the weights."""
         f = p.astype(np.intp)
-        frac = p - f
+        np.subtract(p, f, out=lerp[:, 1])  # (1 - t, t) for y and x
+        np.subtract(1.0, lerp[:, 1], out=lerp[:, 0])
         v = self.flat.take(offsets + self.strides @ f)
-        lerp = np.empty((2,) + frac.shape)  # (1 - t, t) for y and x
-        lerp[1] = frac
-        np.subtract(1, frac, out=lerp[0])
-        w = (lerp[:, None, 0] * lerp[None, :, 1]).reshape(4, 1, -1)
-        return ((w * v).sum(axis=0) - self.zero) * self.scale
+        if self.lut is None:
+            return (np.einsum("in,jn,ijmn->mn", lerp[0], lerp[1], v) - self.zero) * self.scale
+        return np.einsum("in,jn,ijmn->mn", lerp[0], lerp[1], self.lut.take(v))
 
 
 # Positions stay this far (in cells, ~0.016 input pixels) inside the last row/column so
@@ -227,37 +238,40 @@ def decode_multi(outputs: Sequence[OutputTensor], transform: Transform, **params
     roots = _clip(np.stack([ys, xs]) + (d - short.zero) * short.scale, hi)
 
     # Walk the tree for every candidate at once, one depth level at a time.
-    parent, child, mid_ch, short_ch, depth = _tree_tables(quirk)
-    # Positions as (y/x, candidate * 18 + keypoint); slot 17 of each candidate is scratch.
-    slots = NUM_KEYPOINTS + 1
-    pos = np.zeros((2, n * slots))
-    pos[:, np.arange(n) * slots + ks] = roots
-    # Only the real (non-padded) steps, ordered by level: parent/child flat slots and
-    # flat channel offsets (4 corners, y/x, step).
-    lv, cand, slot = np.nonzero(child[:, ks] != _DUMMY)
-    root = ks[cand]
-    par_slot = cand * slots + parent[lv, root, slot]
-    chi_slot = cand * slots + child[lv, root, slot]
-    mid_offs = mid.offsets(mid_ch[lv, :, root, slot].T)
-    short_offs = short.offsets(short_ch[lv, :, root, slot].T)
+    # Positions as (y/x, candidate * 17 + keypoint).
+    pos = np.zeros((2, n * k))
+    pos[:, np.arange(n) * k + ks] = roots
+    # Only the real steps, ordered by level: parent/child flat slots and flat map offsets.
+    valid, _ = _tree_steps(quirk)
+    lv, cand, slot = np.nonzero(valid[:, ks])
+    table = _step_offsets(quirk, w, maps.mid.shape[2], maps.short.shape[2])
+    step = table[:, lv, ks[cand], slot]  # (18, n_steps)
+    slots = step[:2] + cand * k  # parent, child
+    mid_offs = step[2:10].reshape(2, 2, 2, -1)
+    short_offs = step[10:18].reshape(2, 2, 2, -1)
     ends = np.searchsorted(lv, np.arange(1, lv[-1] + 2)).tolist()
+    lerp_all = np.empty((2, 2, len(lv)))
     for a, b in zip([0] + ends[:-1], ends):
-        p = pos[:, par_slot[a:b]]
-        p = _clip(p + mid(p, mid_offs[:, :, a:b]), hi)
-        offs = short_offs[:, :, a:b]
+        lerp = lerp_all[:, :, a:b]
+        p = pos[:, slots[0, a:b]]
+        p += mid(p, mid_offs[..., a:b], lerp)
+        _clip(p, hi)
+        offs = short_offs[..., a:b]
         for _ in range(steps):
-            p = _clip(p + short(p, offs), hi)
-        pos[:, chi_slot[a:b]] = p
-    pos = pos.reshape(2, n, slots)[:, :, :NUM_KEYPOINTS]
-    kps = pos.transpose(1, 2, 0)  # (n, 17, 2) as (y, x)
+            p += short(p, offs, lerp)
+            _clip(p, hi)
+        pos[:, slots[1, a:b]] = p
+    kps = pos.reshape(2, n, k).transpose(1, 2, 0)  # (n, 17, 2) as (y, x)
 
     heat = _Sampler(maps.heat, maps.heat_zero, maps.heat_scale)
-    chans = np.tile(np.arange(k), n)[None]
-    scores = sigmoid(heat(pos.reshape(2, -1), heat.offsets(chans)).reshape(n, k))
+    chans = heat.corners + np.arange(n * k) % k
+    logits = heat(pos, chans, np.empty((2, 2, n * k)))
+    scores = sigmoid(logits.reshape(n, k))
     first = scores.mean(axis=1)
     ok = np.flatnonzero(first >= thr)
     if not len(ok):
         return Poses.empty()
+    pos = pos.reshape(2, n, k)
 
     # Sequential root NMS, vectorised: blocks[j, i] = pose j suppresses root i.
     r2 = np.float32((radius / stride) ** 2)

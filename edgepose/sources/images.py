@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from edgepose.errors import SourceError
+from edgepose.imageio import IMAGE_SUFFIXES, read_image
 from edgepose.sources.base import Frame, Source
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 def is_image_file(path: Path) -> bool:
@@ -67,21 +67,11 @@ class ImageSource(Source):
             self._next_due = max(self._next_due + 1.0 / self.fps, time.monotonic())
         if len(self._files) == 1:  # one looping image: decode once, hand out copies
             if self._cached is None:
-                self._cached = self._load(path)
+                self._cached = read_image(path)
             image = self._cached.copy()
         else:
-            image = self._load(path)
+            image = read_image(path)
         return self._frame(image, time.monotonic())
-
-    @staticmethod
-    def _load(path: Path) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as im:
-                return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
-        except (OSError, UnidentifiedImageError) as err:
-            raise SourceError(f"cannot read image {path}: {err}; pass a JPEG/PNG/BMP file") from None
 
     def close(self) -> None:
         self._files = []

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.errors import ConfigError, EdgePoseError, RenderError
+from edgepose.errors import ConfigError, RenderError
 from edgepose.pose import Poses
 from edgepose.render import Renderer, annotate, choose_driver, make_renderer
 from edgepose.schemas import CENTER, COCO17, LEFT, RIGHT
@@ -43,13 +43,10 @@ def reference_poses(image: np.ndarray) -> Poses:
 
 
 def engine_poses(image: np.ndarray) -> Poses:
-    try:
-        from edgepose.engine import open_engine
+    from edgepose.engine import open_engine
 
-        with open_engine("movenet-lightning", device="cpu") as engine:
-            return engine.infer(image)
-    except (ImportError, EdgePoseError) as err:
-        pytest.skip(f"MoveNet engine not available: {err}")
+    with open_engine("movenet-lightning", device="cpu") as engine:
+        return engine.infer(image)
 
 
 @pytest.fixture

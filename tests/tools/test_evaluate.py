@@ -14,13 +14,6 @@ from tools.evaluate import crop_square
 from tools.metrics import pckh
 
 
-def _needs_decoders() -> None:
-    try:
-        from edgepose.decoders import get_decoder  # noqa: F401
-    except ImportError:
-        pytest.skip("edgepose.decoders.get_decoder not available yet (runtime decoders)")
-
-
 def test_crop_square_pads_outside_the_image() -> None:
     image = np.arange(10 * 20 * 3, dtype=np.uint8).reshape(10, 20, 3)
     crop, (x0, y0) = crop_square(image, 2.0, 3.0, 8)
@@ -39,7 +32,6 @@ def test_pckh_counts_only_visible_joints() -> None:
 
 
 def test_movenet_int8_ap_on_coco_dev(capsys: pytest.CaptureFixture[str]) -> None:
-    _needs_decoders()
     data = shared_path("data", "coco17_dev")
     assert main(["evaluate", "--model", "movenet-lightning", "--coco", str(data / "person_keypoints.json"),
                  "--images", str(data / "images"), "--json"]) == 0
@@ -49,7 +41,6 @@ def test_movenet_int8_ap_on_coco_dev(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_movenet_pckh_on_mpii_sample(capsys: pytest.CaptureFixture[str]) -> None:
-    _needs_decoders()
     data = shared_path("data", "mpii_sample")
     assert main(["evaluate", "--model", "movenet-lightning", "--mpii", str(data / "test_mpii.json"),
                  "--images", str(data)]) == 0
@@ -62,7 +53,6 @@ def test_movenet_pckh_on_mpii_sample(capsys: pytest.CaptureFixture[str]) -> None
     (["--mpii", "bad_joints.json"], "expected 16"),
 ])
 def test_bad_annotations_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], match: str) -> None:
-    _needs_decoders()
     (tmp_path / "bad_joints.json").write_text(json.dumps([{"joints": [[0, 0]] * 14, "joints_vis": [1] * 14,
                                                            "center": [1, 1], "scale": 1.0, "image": "x.jpg"}]))
     args = [args[0], str(tmp_path / args[1])]
@@ -73,10 +63,7 @@ def test_bad_annotations_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 @pytest.mark.slow
 def test_float_vs_int8_agreement_of_a_tool_quantized_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _needs_decoders()
     pytest.importorskip("tensorflow")
-    import tensorflow as tf
-
     from edgepose.manifest import Manifest, write_manifest
     from tests.tools.tiny_models import heatmap_model
     from tools.quantize import quantize
@@ -88,12 +75,11 @@ def test_float_vs_int8_agreement_of_a_tool_quantized_model(tmp_path: Path, capsy
     write_manifest(manifest, keras_path.with_suffix(".toml"))
     q = quantize(keras_path, shared_path("images"), tmp_path / "tiny_int8.tflite", num_samples=6, held_out=2,
                  progress=False)
-    float_path = tmp_path / "tiny.tflite"
-    float_path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    write_manifest(manifest, float_path.with_suffix(".toml"))
+    float_path = q.float_model_path  # written by the quantizer, with its manifest
+    assert float_path == tmp_path / "tiny_float.tflite" and float_path.with_suffix(".toml").is_file()
     data = shared_path("data", "coco17_dev")
     assert main(["evaluate", "--model", str(float_path), "--model2", str(q.model_path), "--coco",
                  str(data / "person_keypoints.json"), "--images", str(data / "images"), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert [m["model"] for m in res["models"]] == ["tiny", "tiny_int8"]
+    assert [m["model"] for m in res["models"]] == ["tiny_float", "tiny_int8"]
     assert 0.0 <= res["agreement_pck@0.05"] <= 1.0
