@@ -104,20 +104,8 @@ def _step_offsets(coral_edge16: bool, w: int, c_mid: int, c_short: int) -> IntAr
     return out
 
 
-class _Sampler:
-    """Bilinear sampling of a [h, w, c] map (raw, maybe quantized) at many (y, x) points.
-
-    Points come as (2, n) y/x rows and values for ``offsets`` (2, 2, m, n) (corner dy,
-    corner dx, channel, point: flat offsets of the cell corners, see ``corners``) come out
-    as (m, n), dequantized: the long axis last keeps numpy's inner loops long. One sample
-    is 7 numpy calls; the walk runs ~50 per frame, so the call count is what matters.
-
-    Byte maps are dequantized per gathered value through a 256-entry table, which costs
-    one ``take`` no matter the map size; other maps are scaled after the weighted sum.
-
-    Positions must lie in [0, h - 1 - eps] x [0, w - 1 - eps] (see ``_EPS``), so the
-    cell's lower-right corner is always inside the map.
-    """
+class _Map:
+    """One [h, w, c] map (raw, maybe quantized) for bilinear sampling; see ``_bilinear``."""
 
     def __init__(self, data: npt.NDArray[Any], zero: float, scale: float) -> None:
         h, w, c = data.shape
@@ -125,21 +113,61 @@ class _Sampler:
         self.strides = np.array([w * c, c], np.intp)
         self.corners = np.array([[0, c], [w * c, w * c + c]], np.intp)[:, :, None, None]
         self.zero, self.scale = zero, scale
-        self.lut: FloatArray | None = None
-        if data.dtype in (np.uint8, np.int8):
-            # take() wraps negative int8 codes to the top half, as this view orders them.
-            codes = np.arange(256, dtype=np.uint8).view(data.dtype)
-            self.lut = (codes.astype(np.float64) - zero) * scale
 
-    def __call__(self, p: FloatArray, offsets: IntArray, lerp: FloatArray) -> FloatArray:
-        """Values at ``p`` (2, n); ``lerp`` is (2, 2, n) scratch for the weights."""
-        f = p.astype(np.intp)
-        np.subtract(p, f, out=lerp[:, 1])  # (1 - t, t) for y and x
-        np.subtract(1.0, lerp[:, 1], out=lerp[:, 0])
-        v = self.flat.take(offsets + self.strides @ f)
-        if self.lut is None:
-            return (np.einsum("in,jn,ijmn->mn", lerp[0], lerp[1], v) - self.zero) * self.scale
-        return np.einsum("in,jn,ijmn->mn", lerp[0], lerp[1], self.lut.take(v))
+
+def _bilinear(m: _Map, p: FloatArray, offsets: IntArray, lerp: FloatArray, ones: FloatArray) -> FloatArray:
+    """Raw (not dequantized) bilinear values of map ``m`` at points ``p`` (2, n).
+
+    ``offsets`` (2, 2, k, n) are the flat offsets (corner dy, corner dx, channel) read
+    for each point; returns (k, n). ``lerp`` (2, 2, n) is scratch for the (1 - t, t)
+    weights of y and x, ``ones`` (2, n) all ones. The long axis is last and operands
+    have equal shapes and dtypes, which keeps numpy on its fast paths: this runs ~50
+    times per frame on ~100 points, so the number of calls is what costs.
+    Positions must lie in [0, h - 1 - eps] x [0, w - 1 - eps] (see ``_EPS``), so the
+    cell's lower-right corner is always inside the map.
+    """
+    f = p.astype(np.intp)
+    np.subtract(p, f, out=lerp[:, 1])
+    np.subtract(ones, lerp[:, 1], out=lerp[:, 0])
+    v = m.flat.take(offsets + m.strides @ f)
+    return np.einsum("in,jn,ijmn->mn", lerp[0], lerp[1], v)
+
+
+def _walk(
+    pos: FloatArray, slots: IntArray, ends: list[int], maps: tuple[_Map, _Map],
+    offsets: tuple[IntArray, IntArray], steps: int, hi: FloatArray,
+) -> None:
+    """Decode the children of each level in place in ``pos`` (2, n * 17).
+
+    Level i covers steps ``ends[i - 1]:ends[i]``; ``slots`` (2, n_steps) are the parent
+    and child columns of ``pos``. Per level: one mid-offset step from the parent, then
+    ``steps`` short-offset refinements, each clamped to the grid.
+    """
+    n = slots.shape[1]
+    lerp = np.empty((2, 2, n))
+    # Per-point constants, so every elementwise call has equal-shape operands:
+    # mid scale, mid bias, short scale, short bias (value = raw * scale + bias), 1, 0, hi.
+    const = np.empty((7, 2, n))
+    for i, m in enumerate(maps):
+        const[2 * i] = m.scale
+        const[2 * i + 1] = -m.zero * m.scale
+    const[4], const[5], const[6] = 1.0, 0.0, hi
+    (mid, short), (mid_offs, short_offs) = maps, offsets
+    for a, b in zip([0] + ends[:-1], ends):
+        lerp_l = lerp[..., a:b]
+        mid_s, mid_b, short_s, short_b, ones, lo, up = const[..., a:b]
+        p = pos[:, slots[0, a:b]]
+        d = _bilinear(mid, p, mid_offs[..., a:b], lerp_l, ones)
+        p += np.multiply(d, mid_s, out=d)
+        p += mid_b
+        np.minimum(np.maximum(p, lo, out=p), up, out=p)
+        offs = short_offs[..., a:b]
+        for _ in range(steps):
+            d = _bilinear(short, p, offs, lerp_l, ones)
+            p += np.multiply(d, short_s, out=d)
+            p += short_b
+            np.minimum(np.maximum(p, lo, out=p), up, out=p)
+        pos[:, slots[1, a:b]] = p
 
 
 # Positions stay this far (in cells, ~0.016 input pixels) inside the last row/column so
@@ -232,41 +260,30 @@ def decode_multi(outputs: Sequence[OutputTensor], transform: Transform, **params
     hi = np.array([[h - 1 - _EPS], [w - 1 - _EPS]])
 
     # Roots: the candidate cells moved by their own short offsets.
-    short = _Sampler(maps.short, maps.short_zero, maps.short_scale)
-    mid = _Sampler(maps.mid, maps.mid_zero, maps.mid_scale)
     d = maps.short[ys, xs, np.stack([ks, ks + k])]
-    roots = _clip(np.stack([ys, xs]) + (d - short.zero) * short.scale, hi)
+    roots = _clip(np.stack([ys, xs]) + (d - maps.short_zero) * maps.short_scale, hi)
 
     # Walk the tree for every candidate at once, one depth level at a time.
     # Positions as (y/x, candidate * 17 + keypoint).
     pos = np.zeros((2, n * k))
     pos[:, np.arange(n) * k + ks] = roots
-    # Only the real steps, ordered by level: parent/child flat slots and flat map offsets.
+    # Only the real steps, ordered by level: parent/child columns and flat map offsets.
     valid, _ = _tree_steps(quirk)
     lv, cand, slot = np.nonzero(valid[:, ks])
     table = _step_offsets(quirk, w, maps.mid.shape[2], maps.short.shape[2])
     step = table[:, lv, ks[cand], slot]  # (18, n_steps)
     slots = step[:2] + cand * k  # parent, child
-    mid_offs = step[2:10].reshape(2, 2, 2, -1)
-    short_offs = step[10:18].reshape(2, 2, 2, -1)
+    offsets = step[2:10].reshape(2, 2, 2, -1), step[10:18].reshape(2, 2, 2, -1)
     ends = np.searchsorted(lv, np.arange(1, lv[-1] + 2)).tolist()
-    lerp_all = np.empty((2, 2, len(lv)))
-    for a, b in zip([0] + ends[:-1], ends):
-        lerp = lerp_all[:, :, a:b]
-        p = pos[:, slots[0, a:b]]
-        p += mid(p, mid_offs[..., a:b], lerp)
-        _clip(p, hi)
-        offs = short_offs[..., a:b]
-        for _ in range(steps):
-            p += short(p, offs, lerp)
-            _clip(p, hi)
-        pos[:, slots[1, a:b]] = p
+    mid = _Map(maps.mid, maps.mid_zero, maps.mid_scale)
+    short = _Map(maps.short, maps.short_zero, maps.short_scale)
+    _walk(pos, slots, ends, (mid, short), offsets, steps, hi)
     kps = pos.reshape(2, n, k).transpose(1, 2, 0)  # (n, 17, 2) as (y, x)
 
-    heat = _Sampler(maps.heat, maps.heat_zero, maps.heat_scale)
+    heat = _Map(maps.heat, maps.heat_zero, maps.heat_scale)
     chans = heat.corners + np.arange(n * k) % k
-    logits = heat(pos, chans, np.empty((2, 2, n * k)))
-    scores = sigmoid(logits.reshape(n, k))
+    logits = _bilinear(heat, pos, chans, np.empty((2, 2, n * k)), np.ones((2, n * k)))
+    scores = sigmoid((logits.reshape(n, k) - maps.heat_zero) * maps.heat_scale)
     first = scores.mean(axis=1)
     ok = np.flatnonzero(first >= thr)
     if not len(ok):
