@@ -21,8 +21,17 @@ the decoded positions), which its reference outputs were made with; tfjs differs
 details (nearest-cell sampling, 2 refinement steps, scoring while decoding).
 
 Speed: every candidate root is decoded at once, vectorised over candidates and over the
-edges at the same tree depth, so a frame costs ~8 depth levels of numpy calls no
-matter how many candidates there are; the sequential NMS loop then only picks poses.
+edges at the same tree depth, so a frame costs ~8 depth levels x 6 bilinear samples of
+numpy calls (Python-side work does not grow with the number of candidates or the map
+size); the sequential NMS loop then only picks poses. Those ~50 dependent samples of
+~100 points each are dominated by numpy's per-call overhead (~0.3-3 us a call), so the
+walk is written for the fewest, cheapest calls: the bilinear sample is inlined (~12
+calls including the update and clamp), one ``einsum`` does the four-corner weighting
+straight on the raw (uint8) values, and every per-level array, constants included, is
+made contiguous up front because same-shape contiguous operands hit numpy's fast paths
+(~2x cheaper than broadcasting against scalars or strided views). Refinement cannot
+stop early (points keep moving through all 5 steps) and float32 drifts by ~0.01 px,
+so positions stay float64; results equal the straightforward implementation's exactly.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ import numpy.typing as npt
 
 from edgepose.decoders.base import OutputTensor, check_params, check_schema
 from edgepose.decoders.posenet import (
-    EDGES, NUM_EDGES, NUM_KEYPOINTS, Maps, check_stride, sigmoid, to_poses,
+    EDGES, NUM_EDGES, NUM_KEYPOINTS, Maps, check_stride, to_poses,
 )
 from edgepose.errors import ConfigError
 from edgepose.pose import Poses
@@ -92,82 +101,115 @@ def _tree_steps(coral_edge16: bool) -> tuple[npt.NDArray[np.bool_], IntArray]:
 
 
 @functools.lru_cache(maxsize=8)
-def _step_offsets(coral_edge16: bool, w: int, c_mid: int, c_short: int) -> IntArray:
-    """``_tree_steps`` for maps ``w`` cells wide: (18, D, 17, S) parent, child, then flat
-    offsets (corner dy, corner dx, y/x channel) of the 8 mid and 8 short values read."""
-    _, table = _tree_steps(coral_edge16)
+def _step_rows(coral_edge16: bool, w: int, c_mid: int, c_short: int) -> tuple[IntArray, IntArray]:
+    """``_tree_steps`` for maps ``w`` cells wide, as one row per (level, root, slot):
+    ``rows`` (D * 17 * S, 18) parent, child, then the flat offsets (corner dy, corner dx,
+    y/x channel) of the 8 mid and 8 short values read; ``ids`` (D, 17, S) the row of
+    each real step, -1 for padding."""
+    valid, table = _tree_steps(coral_edge16)
     out = np.empty((18,) + table.shape[1:], np.intp)
     out[:2] = table[:2]
     for row, c, ch in ((2, c_mid, table[2:4]), (10, c_short, table[4:6])):
         corners = np.array([[0, c], [w * c, w * c + c]], np.intp)
         out[row:row + 8] = (corners[:, :, None, None, None, None] + ch).reshape(8, *ch.shape[1:])
-    return out
+    ids = np.where(valid, np.arange(valid.size).reshape(valid.shape), -1)
+    return np.ascontiguousarray(out.reshape(18, -1).T), ids
+
+
+@functools.lru_cache(maxsize=8)
+def _geometry(w: int, c: int) -> tuple[IntArray, IntArray]:
+    """Flat strides (row, column) and cell-corner offsets (2, 2, 1, 1) of a [h, w, c] map."""
+    corners = np.array([[0, c], [w * c, w * c + c]], np.intp)[:, :, None, None]
+    return np.array([w * c, c], np.intp), corners
 
 
 class _Map:
     """One [h, w, c] map (raw, maybe quantized) for bilinear sampling; see ``_bilinear``."""
 
     def __init__(self, data: npt.NDArray[Any], zero: float, scale: float) -> None:
-        h, w, c = data.shape
         self.flat = data.reshape(-1)
-        self.strides = np.array([w * c, c], np.intp)
-        self.corners = np.array([[0, c], [w * c, w * c + c]], np.intp)[:, :, None, None]
+        self.strides, self.corners = _geometry(*data.shape[1:])
         self.zero, self.scale = zero, scale
 
 
-def _bilinear(m: _Map, p: FloatArray, offsets: IntArray, lerp: FloatArray, ones: FloatArray) -> FloatArray:
+def _bilinear(
+    m: _Map, p: FloatArray, offsets: IntArray, lerp: FloatArray, ones: FloatArray,
+) -> FloatArray:
     """Raw (not dequantized) bilinear values of map ``m`` at points ``p`` (2, n).
 
     ``offsets`` (2, 2, k, n) are the flat offsets (corner dy, corner dx, channel) read
-    for each point; returns (k, n). ``lerp`` (2, 2, n) is scratch for the (1 - t, t)
-    weights of y and x, ``ones`` (2, n) all ones. The long axis is last and operands
-    have equal shapes and dtypes, which keeps numpy on its fast paths: this runs ~50
-    times per frame on ~100 points, so the number of calls is what costs.
+    for each point; returns (k, n). ``lerp`` (2, 2, n) is scratch for the weights
+    ((1 - t, t) by y/x), ``ones`` (2, n) all ones.
     Positions must lie in [0, h - 1 - eps] x [0, w - 1 - eps] (see ``_EPS``), so the
     cell's lower-right corner is always inside the map.
     """
     f = p.astype(np.intp)
-    np.subtract(p, f, out=lerp[:, 1])
-    np.subtract(ones, lerp[:, 1], out=lerp[:, 0])
+    np.subtract(p, f, out=lerp[1])
+    np.subtract(ones, lerp[1], out=lerp[0])
     v = m.flat.take(offsets + m.strides @ f)
-    return np.einsum("in,jn,ijmn->mn", lerp[0], lerp[1], v)
+    return np.einsum("in,jn,ijmn->mn", lerp[:, 0], lerp[:, 1], v)
 
 
 def _walk(
-    pos: FloatArray, slots: IntArray, ends: list[int], maps: tuple[_Map, _Map],
-    offsets: tuple[IntArray, IntArray], steps: int, hi: FloatArray,
+    pos: FloatArray, slots: IntArray, rows: IntArray, ends: list[int],
+    maps: tuple[_Map, _Map], steps: int, hi: FloatArray,
 ) -> None:
     """Decode the children of each level in place in ``pos`` (2, n * 17).
 
     Level i covers steps ``ends[i - 1]:ends[i]``; ``slots`` (2, n_steps) are the parent
     and child columns of ``pos``. Per level: one mid-offset step from the parent, then
-    ``steps`` short-offset refinements, each clamped to the grid.
+    ``steps`` short-offset refinements, each clamped to the grid. ``rows`` are the
+    steps' ``_step_rows``.
+
+    This runs ~50 bilinear samples of ~100 points per frame, so the number of numpy
+    calls is what costs, and each call is cheapest when its operands are contiguous
+    with equal shapes and dtypes (no broadcasting, no scalars): every per-level array
+    is made contiguous up front, constants included.
     """
+    mid, short = maps
     n = slots.shape[1]
-    lerp = np.empty((2, 2, n))
-    # Per-point constants, so every elementwise call has equal-shape operands:
-    # mid scale, mid bias, short scale, short bias (value = raw * scale + bias), 1, 0, hi.
-    const = np.empty((7, 2, n))
-    for i, m in enumerate(maps):
-        const[2 * i] = m.scale
-        const[2 * i + 1] = -m.zero * m.scale
-    const[4], const[5], const[6] = 1.0, 0.0, hi
-    (mid, short), (mid_offs, short_offs) = maps, offsets
+    # Level-blocked buffers: level [a, b) owns elements [r * a, r * b) of each row.
+    lerp = np.empty(6 * n)  # (1 - t, t, floor) x (y, x)
+    # mid scale, mid bias, short scale, short bias (value = raw * scale + bias), 1, 0, hi
+    const = np.empty((7, 2 * n))
+    const[:6] = np.array([
+        mid.scale, -mid.zero * mid.scale, short.scale, -short.zero * short.scale, 1.0, 0.0,
+    ])[:, None]
+    levels = []
     for a, b in zip([0] + ends[:-1], ends):
-        lerp_l = lerp[..., a:b]
-        mid_s, mid_b, short_s, short_b, ones, lo, up = const[..., a:b]
-        p = pos[:, slots[0, a:b]]
-        d = _bilinear(mid, p, mid_offs[..., a:b], lerp_l, ones)
-        p += np.multiply(d, mid_s, out=d)
+        c = const[:, 2 * a:2 * b].reshape(7, 2, b - a)
+        c[6] = hi
+        offsets = np.ascontiguousarray(rows[a:b, 2:].T).reshape(2, 2, 2, 2, b - a)
+        levels.append((slots[0, a:b], slots[1, a:b], lerp[6 * a:6 * b].reshape(3, 2, b - a), c,
+                       offsets[0], offsets[1]))
+    # The loop below is _bilinear inlined, with numpy's functions bound to locals.
+    astype, floor, subtract, multiply, maximum, minimum, einsum, intp = (
+        np.ndarray.astype, np.floor, np.subtract, np.multiply, np.maximum, np.minimum, np.einsum,
+        np.intp)
+    mid_take, short_take = mid.flat.take, short.flat.take
+    # Float strides: the cell's flat index comes exact from one float matmul.
+    mid_strides, short_strides = mid.strides.astype(float), short.strides.astype(float)
+    for parent, child, lerp_l, c, mo, so in levels:
+        mid_s, mid_b, short_s, short_b, ones, lo, up = c
+        comp, frac, fl = lerp_l
+        ly, lx = lerp_l[:2, 0], lerp_l[:2, 1]
+        p = pos.take(parent, axis=1)
+        floor(p, out=fl)
+        subtract(p, fl, out=frac)
+        subtract(ones, frac, out=comp)
+        d = einsum("in,jn,ijmn->mn", ly, lx, mid_take(mo + astype(mid_strides @ fl, intp)))
+        p += multiply(d, mid_s, out=d)
         p += mid_b
-        np.minimum(np.maximum(p, lo, out=p), up, out=p)
-        offs = short_offs[..., a:b]
+        minimum(maximum(p, lo, out=p), up, out=p)
         for _ in range(steps):
-            d = _bilinear(short, p, offs, lerp_l, ones)
-            p += np.multiply(d, short_s, out=d)
+            floor(p, out=fl)
+            subtract(p, fl, out=frac)
+            subtract(ones, frac, out=comp)
+            d = einsum("in,jn,ijmn->mn", ly, lx, short_take(so + astype(short_strides @ fl, intp)))
+            p += multiply(d, short_s, out=d)
             p += short_b
-            np.minimum(np.maximum(p, lo, out=p), up, out=p)
-        pos[:, slots[1, a:b]] = p
+            minimum(maximum(p, lo, out=p), up, out=p)
+        pos[:, child] = p
 
 
 # Positions stay this far (in cells, ~0.016 input pixels) inside the last row/column so
@@ -201,20 +243,16 @@ def _candidates(heat: npt.NDArray[Any], threshold: float, radius: int) -> tuple[
     """(y, x, keypoint) of the cells >= threshold that are the maximum of their channel
     in a (2r+1)^2 window (ties count), best first."""
     h, w, k = heat.shape
-    flat = heat.reshape(-1)
     if heat.dtype.kind in "ui":  # raw integers: compare against an integer
         info = np.iinfo(heat.dtype)
         threshold = min(max(int(np.ceil(threshold)), int(info.min)), int(info.max) + 1)
         if threshold > info.max:
-            flat = flat[:0]
-    cells = np.flatnonzero(flat >= threshold)
-    values = flat[cells]
-    keep = values >= _window_max(heat, radius).reshape(-1)[cells]
-    cells, values = cells[keep], values[keep]
-    cells = cells[np.argsort(values, kind="stable")[::-1]]
+            return (np.zeros(0, np.intp),) * 3
+    flat = heat.reshape(-1)
+    cells = np.flatnonzero((flat >= threshold) & (flat >= _window_max(heat, radius).reshape(-1)))
+    cells = cells[np.argsort(flat[cells], kind="stable")[::-1]]
     yx, ks = np.divmod(cells, k)
-    ys, xs = np.divmod(yx, w)
-    return ys, xs, ks
+    return (*np.divmod(yx, w), ks)
 
 
 def _params(params: dict[str, Any]) -> tuple[int, float, float, int, int, int, bool]:
@@ -254,62 +292,74 @@ def decode_multi(outputs: Sequence[OutputTensor], transform: Transform, **params
     # Candidates on the raw (maybe uint8) heatmap: dequantizing is monotonic.
     raw_thr = thr_logit / maps.heat_scale + maps.heat_zero
     ys, xs, ks = _candidates(maps.heat, raw_thr, local)
-    if not len(ys):
+    n = len(ks)
+    if not n:
         return Poses.empty()
-    n = len(ys)
     hi = np.array([[h - 1 - _EPS], [w - 1 - _EPS]])
 
     # Roots: the candidate cells moved by their own short offsets.
-    d = maps.short[ys, xs, np.stack([ks, ks + k])]
+    d = maps.short.reshape(-1).take((ys * w + xs) * (2 * k) + ks + np.array([[0], [k]]))
     roots = _clip(np.stack([ys, xs]) + (d - maps.short_zero) * maps.short_scale, hi)
 
     # Walk the tree for every candidate at once, one depth level at a time.
     # Positions as (y/x, candidate * 17 + keypoint).
     pos = np.zeros((2, n * k))
     pos[:, np.arange(n) * k + ks] = roots
-    # Only the real steps, ordered by level: parent/child columns and flat map offsets.
-    valid, _ = _tree_steps(quirk)
-    lv, cand, slot = np.nonzero(valid[:, ks])
-    table = _step_offsets(quirk, w, maps.mid.shape[2], maps.short.shape[2])
-    step = table[:, lv, ks[cand], slot]  # (18, n_steps)
-    slots = step[:2] + cand * k  # parent, child
-    offsets = step[2:10].reshape(2, 2, 2, -1), step[10:18].reshape(2, 2, 2, -1)
-    ends = np.searchsorted(lv, np.arange(1, lv[-1] + 2)).tolist()
+    # Only the real steps, ordered by level, then candidate: their _step_rows.
+    rows, ids = _step_rows(quirk, w, maps.mid.shape[2], maps.short.shape[2])
+    slots_ = ids.shape[2]
+    per_level = n * slots_
+    ids = ids[:, ks].reshape(-1)  # (level, candidate, slot)
+    real = np.flatnonzero(ids >= 0)
+    rows = rows.take(ids[real], axis=0)
+    slots = np.ascontiguousarray(rows[:, :2].T) + (real % per_level) // slots_ * k  # parent, child
+    ends = np.searchsorted(real, per_level * np.arange(1, len(ids) // per_level + 1)).tolist()
+    while len(ends) > 1 and ends[-1] == ends[-2]:  # levels deeper than any candidate's tree
+        ends.pop()
     mid = _Map(maps.mid, maps.mid_zero, maps.mid_scale)
     short = _Map(maps.short, maps.short_zero, maps.short_scale)
-    _walk(pos, slots, ends, (mid, short), offsets, steps, hi)
-    kps = pos.reshape(2, n, k).transpose(1, 2, 0)  # (n, 17, 2) as (y, x)
+    _walk(pos, slots, rows, ends, (mid, short), steps, hi)
 
+    # Keypoint scores at the decoded positions: sigmoid of the bilinear heatmap logit.
     heat = _Map(maps.heat, maps.heat_zero, maps.heat_scale)
-    chans = heat.corners + np.arange(n * k) % k
+    chans = heat.corners + (np.zeros((n, 1), np.intp) + np.arange(k)).reshape(-1)
     logits = _bilinear(heat, pos, chans, np.empty((2, 2, n * k)), np.ones((2, n * k)))
-    scores = sigmoid((logits.reshape(n, k) - maps.heat_zero) * maps.heat_scale)
-    first = scores.mean(axis=1)
-    ok = np.flatnonzero(first >= thr)
-    if not len(ok):
-        return Poses.empty()
-    pos = pos.reshape(2, n, k)
+    # == posenet.sigmoid((logits - zero) * scale), one call fewer
+    e = np.exp((maps.heat_zero - logits.reshape(n, k)) * maps.heat_scale)
+    scores = (1.0 / (1.0 + e)).astype(np.float32)
+    first = scores.sum(axis=1) / k  # == scores.mean(axis=1), cheaper
+    free = first >= thr
 
-    # Sequential root NMS, vectorised: blocks[j, i] = pose j suppresses root i.
+    # Sequential root NMS: take the best free candidate, then free only the candidates
+    # whose root is farther than nms_radius from the same keypoint of the taken pose.
     r2 = np.float32((radius / stride) ** 2)
-    blocks = ((pos[:, ok[:, None], ks] - roots[:, None]) ** 2).sum(axis=0) <= r2
-    free = np.zeros(n, bool)
-    free[ok] = True
-    row_of = np.full(n, -1)
-    row_of[ok] = np.arange(len(ok))
     picked: list[int] = []
-    while len(picked) < max_det and free.any():
+    while len(picked) < max_det:
         i = int(free.argmax())
+        if not free[i]:
+            break
         picked.append(i)
         free[: i + 1] = False
-        free &= ~blocks[row_of[i]]
+        d = pos.take(i * k + ks, axis=1) - roots
+        free &= np.einsum("ij,ij->j", d, d) > r2
+    if not picked:
+        return Poses.empty()
 
     # Rescore: drop keypoints that a higher-scoring pose already covers.
-    idx = np.array(picked)[np.argsort(-first[picked], kind="stable")]
-    pk, ps = kps[idx], scores[idx]
-    near = ((pk[:, None] - pk[None]) ** 2).sum(-1) <= r2
-    covered = (near & np.tri(len(idx), k=-1, dtype=bool)[:, :, None]).any(axis=1)
-    final = np.where(covered, 0.0, ps).sum(axis=1) / k
-    keep = np.argsort(-final, kind="stable")
-    keep = keep[final[keep] >= thr]
-    return to_poses(pk[keep], ps[keep], final[keep].astype(np.float32), stride, transform)
+    idx = np.array(picked)
+    if len(idx) > 1:
+        idx = idx[np.argsort(-first[idx], kind="stable")]
+    pk, ps = pos.reshape(2, n, k)[:, idx], scores[idx]  # (2, m, 17) y/x, (m, 17)
+    if len(idx) > 1:
+        d = pk[:, :, None] - pk[:, None]
+        near = np.einsum("iabk,iabk->abk", d, d) <= r2
+        earlier = np.arange(len(idx))
+        covered = (near & (earlier[:, None] > earlier)[:, :, None]).any(axis=1)
+        final = np.where(covered, 0.0, ps).sum(axis=1) / k
+        keep = np.argsort(-final, kind="stable")
+        keep = keep[final[keep] >= thr]
+        pk, ps, final = pk[:, keep], ps[keep], final[keep]
+    else:
+        final = first[idx]
+    pk = pk.transpose(1, 2, 0)  # (m, 17, 2) as (y, x)
+    return to_poses(pk, ps, final.astype(np.float32), stride, transform)
