@@ -65,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     width, height = (int(v) for v in args.size.lower().split("x"))
 
     from edgepose.engine import open_engine
+    from edgepose.pipeline import limit_library_threads
     from edgepose.sources import open_source
 
     engine = open_engine(args.model, "cpu", num_threads=args.threads)
+    limit_library_threads()  # as edgepose-run does
     with open_source(str(args.video)) as src:
         first = src.read()
     assert first is not None

@@ -105,7 +105,7 @@ def _filters(cfg: RunConfig) -> list[Any]:
 def run(cfg: RunConfig) -> int:
     """Open everything ``cfg`` names, run the pipeline, release everything."""
     from edgepose.engine import open_engine
-    from edgepose.pipeline import Pipeline
+    from edgepose.pipeline import Pipeline, limit_library_threads
     from edgepose.render import make_renderer
     from edgepose.sinks import JsonLinesSink
     from edgepose.sources import open_source
@@ -119,6 +119,7 @@ def run(cfg: RunConfig) -> int:
                                  loop=cfg.loop, realtime=cfg.realtime)
             stack.callback(source.close)
             engine = open_engine(cfg.model, cfg.device, num_threads=cfg.num_threads)
+            limit_library_threads()
             stack.callback(engine.close)
             sinks = []
             if cfg.json:
