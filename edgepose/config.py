@@ -6,14 +6,15 @@ Every bad value becomes one ``ConfigError`` line naming the key, its value and t
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from edgepose.errors import ConfigError, EdgePoseError
+from edgepose.render.driver import DISPLAYS
 
-DISPLAYS = ("auto", "tv", "window", "none")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _LIVE_PREFIXES = ("auto", "picamera", "picam", "libcamera", "/dev/video")
 
@@ -78,7 +79,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
                               f"{', '.join(KEYS)}")
         if not isinstance(value, _TYPES[key]) or (isinstance(value, bool) and bool not in _TYPES[key]):
             want = " or ".join(t.__name__ for t in _TYPES[key])
-            raise ConfigError(f"config file {p}: {key} = {value!r} should be a {want}")
+            article = "an" if want[0] in "aeiou" else "a"
+            raise ConfigError(f"config file {p}: {key} = {value!r} should be {article} {want}")
         out[key] = str(value) if key == "source" else value
     return out
 
@@ -115,8 +117,9 @@ def validate(cfg: RunConfig, *, check_model: bool = True) -> RunConfig:
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"{key} {v} is out of range; use a score between 0 and 1")
     for key in ("width", "height", "fps"):
-        if getattr(cfg, key) <= 0:
-            raise ConfigError(f"{key} {getattr(cfg, key)} must be positive")
+        v = getattr(cfg, key)
+        if not (v > 0 and math.isfinite(v)):  # NaN and inf too
+            raise ConfigError(f"{key} {v} must be a positive number")
     for key in ("snapshot_every", "max_frames"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key} {getattr(cfg, key)} must be 0 (off) or a positive count")
@@ -140,8 +143,10 @@ def _check_model(model: str) -> None:
     from edgepose.registry import get_manifest
 
     if model.endswith(".tflite") or "/" in model:
-        if not Path(model).expanduser().is_file():
-            raise ConfigError(f"model file {model} not found: pass an existing .tflite or a "
+        path = Path(model).expanduser()
+        if not path.is_file():
+            what = "is a directory" if path.is_dir() else "not found"
+            raise ConfigError(f"model file {model} {what}: pass an existing .tflite or a "
                               "model name from `edgepose models list`")
         return
     try:

@@ -56,7 +56,8 @@ def parse_device(device: str) -> tuple[str, str | None]:
         return d, None
     if d == "edgetpu":
         return "edgetpu", None
-    if d in ("usb", "pci") or d.startswith(("usb:", "pci:")) or (d.startswith(":") and d[1:].isdigit()):
+    kind, _, num = d.partition(":")
+    if kind in ("usb", "pci", "") and (num.isdigit() if ":" in d else kind != ""):
         return "edgetpu", d
     from edgepose.errors import ConfigError
 

@@ -106,6 +106,8 @@ def load_manifest(path: str | Path) -> Manifest:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(f"manifest {p} not found") from None
+    except OSError as exc:
+        raise ModelError(f"manifest {p} cannot be read ({exc.strerror}); check it is a readable file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"manifest {p} is not valid TOML: {exc}") from None
     return replace(manifest_from_dict(data, origin=str(p)), source=p)

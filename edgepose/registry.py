@@ -23,6 +23,7 @@ from edgepose.manifest import (
     manifest_from_dict,
     write_manifest,
 )
+from edgepose.tflite_info import read_model_bytes, read_model_info
 
 __all__ = [
     "Manifest", "ModelSpec", "cache_dir", "dumps_manifest", "fetch_model", "find_model_file",
@@ -64,7 +65,7 @@ def list_manifests() -> dict[str, Manifest]:
     found: dict[str, Manifest] = {}
     for d in manifest_dirs():
         if d.is_dir():
-            for p in sorted(d.glob("*.toml")):
+            for p in sorted(q for q in d.glob("*.toml") if q.is_file()):
                 m = load_manifest(p)
                 found.setdefault(m.name, m)
     return found
@@ -145,8 +146,12 @@ def fetch_model(
     if not m.sha256:
         raise FetchError(f"model {name!r} has no sha256 in its manifest; refusing an unverified download")
     dest_dir = cache_dir()
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{m.file}.", suffix=".part", dir=dest_dir)
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{m.file}.", suffix=".part", dir=dest_dir)
+    except OSError as exc:
+        raise FetchError(f"cannot write into the model cache {dest_dir} ({exc.strerror}); set "
+                         "EDGEPOSE_CACHE_DIR to a writable folder") from None
     tmp = Path(tmp_name)
     try:
         h = hashlib.sha256()
@@ -193,12 +198,11 @@ def _manifest_for_path(path: Path, decoder: str | None, schema: str | None) -> M
         m = load_manifest(sidecar)
         return m.with_(file=path.name)
     if not decoder or not schema:
+        read_model_bytes(path)  # an empty or non-TFLite file says so before asking for flags
         raise ModelError(
             f"{path} has no manifest ({sidecar.name} next to it); pass --decoder "
             f"({'|'.join(DECODER_KINDS)}) and --schema ({'|'.join(SCHEMA_NAMES)})"
         )
-    from edgepose.tflite_info import read_model_info
-
     info = read_model_info(path)
     return manifest_from_dict({
         "name": path.stem, "file": path.name, "input_size": list(info.input_size),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -35,6 +36,16 @@ def frame_record(frame: Frame, poses: Poses, latency_ms: float) -> dict[str, Any
     }
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout replaced (pytest capture)
+        pass
+
+
 class JsonLinesSink:
     """One JSON object per line, flushed per line so a reader (``tail -f``, a crash) sees
     only complete records. ``target`` is a file path or ``-`` for stdout."""
@@ -55,8 +66,13 @@ class JsonLinesSink:
     def write(self, record: dict[str, Any]) -> None:
         if self._fh is None:
             raise ValueError(f"JSON Lines sink {self.target} is closed")
-        self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._fh.flush()
+        except BrokenPipeError:
+            if not self._owned:  # the reader (`| head`) left: no complaint at exit either
+                _silence_stdout()
+            raise
         self.count += 1
 
     def close(self) -> None:

@@ -39,11 +39,18 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None and not args.output.is_dir():
         if args.output.exists() or not args.output.parent.is_dir():
             raise ConfigError(f"--output {args.output} is not a directory (its parent must exist)")
-        args.output.mkdir()
+        try:
+            args.output.mkdir()
+        except OSError as err:
+            raise ConfigError(f"--output {args.output}: cannot create it ({err.strerror}); "
+                              "pass a writable folder") from None
     frames = [read_image(p) for p in args.images]  # fail on a bad image before loading the model
     engine = open_engine(args.model, args.device, decoder=args.decoder, schema=args.schema,
                          resize=args.resize, interpolation=args.interpolation)
     results: list[dict[str, Any]] = []
+    stems = [p.stem for p in args.images]
+    out_names = [f"{s}_pose.png" if stems.count(s) == 1 else f"{s}_{i}_pose.png"
+                 for i, s in enumerate(stems, start=1)]  # a/x.jpg and b/x.jpg: both kept
     try:
         for image_id, (path, frame) in enumerate(zip(args.images, frames), start=1):
             poses = engine.infer(frame).above(args.pose_threshold)
@@ -53,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
             if args.output is not None:
                 from edgepose.render import annotate
 
-                write_image(args.output / f"{path.stem}_pose.png", annotate(frame, poses, args.keypoint_threshold))
+                write_image(args.output / out_names[image_id - 1],
+                            annotate(frame, poses, args.keypoint_threshold))
             if not args.json:
                 t = engine.timings
                 print(f"{path}: {len(poses)} pose(s) [{engine.name} on {engine.device}, "

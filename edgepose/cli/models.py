@@ -7,7 +7,8 @@ import json
 import sys
 
 from edgepose.errors import ModelError
-from edgepose.registry import cache_dir, fetch_model, find_model_file, get_manifest, list_manifests
+from edgepose.registry import (cache_dir, fetch_model, find_model_file, get_manifest, list_manifests,
+                               resolve_model)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -18,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=run_list)
     info = msub.add_parser("info", help="everything the manifest says about a model")
-    info.add_argument("name")
+    info.add_argument("name", help="a model name, or a .tflite path with its <stem>.toml sidecar")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=run_info)
     fetch = msub.add_parser("fetch", help="download a model into the cache, verified by sha256")
@@ -53,8 +54,12 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    m = get_manifest(args.name)
-    d = {**m.to_dict(), "manifest": str(m.source), "local_copy": _where(args.name)}
+    if args.name.endswith(".tflite") or "/" in args.name:  # a model file with its sidecar
+        spec = resolve_model(args.name, fetch=False)
+        m, where = spec.manifest, str(spec.path)
+    else:
+        m, where = get_manifest(args.name), _where(args.name)
+    d = {**m.to_dict(), "manifest": str(m.source), "local_copy": where}
     if args.json:
         json.dump(d, sys.stdout, indent=1)
         print()

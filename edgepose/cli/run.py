@@ -145,6 +145,8 @@ def run(cfg: RunConfig) -> int:
             try:
                 stats = pipeline.run()
                 log.info("done: %s", stats.summary())
+            except BrokenPipeError:  # `--json - | head`: the reader has all it wanted
+                log.info("the reader of the JSON output went away; stopping")
             except Exception as err:  # a failure mid-run, after a good start
                 log.error("runtime failure: %s", err)
                 log.debug("traceback", exc_info=True)

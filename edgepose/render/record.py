@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +29,13 @@ class VideoRecorder:
             raise ConfigError(
                 f"record file {self.path}: folder {self.path.parent} does not exist; create it first"
             )
+        if self.path.is_dir():
+            raise ConfigError(f"record file {self.path} is a directory; pass a .mp4 file name")
+        try:  # fail now, not at the first frame after a long start-up
+            tempfile.TemporaryFile(dir=self.path.parent).close()
+        except OSError as err:
+            raise ConfigError(f"record file {self.path}: cannot write into {self.path.parent} "
+                              f"({err.strerror}); pass a writable folder") from None
         self.fps = float(fps)
         self.frames = 0
         self.size: tuple[int, int] | None = None  # (width, height)

@@ -12,7 +12,6 @@ from edgepose.imageio import IMAGE_SUFFIXES, read_image
 from edgepose.sources.base import Frame, Source
 
 
-
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
@@ -46,6 +45,7 @@ class ImageSource(Source):
                                   f"({', '.join(IMAGE_SUFFIXES)}): pass another --source")
         elif self.path.is_file():
             files = [self.path]
+            self._cached = read_image(self.path)  # a bad image is an error now, not mid-run
         else:
             raise SourceError(f"image source {self.path} not found: pass an existing image "
                               "file or folder with --source")

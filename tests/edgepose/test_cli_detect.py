@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from tests.conftest import shared_path
+from tests.conftest import load_rgb, shared_path
 
 CORAL = ("models", "coral")
 
@@ -32,6 +32,19 @@ def test_detect_json_and_annotated_output(tmp_path: Path) -> None:
     assert all(len(x["keypoints"]) == 51 and x["category_id"] == 1 for x in res)
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["coral_squat_pose.png", "tfexamples_image1_pose.png"]
+
+
+def test_same_named_images_get_separate_annotated_files(tmp_path: Path) -> None:
+    for sub, name in (("a", "coral_squat.bmp"), ("b", "tfexamples_image1.png")):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / ("x" + Path(name).suffix)).symlink_to(shared_path("images", name))
+    r = _run("detect", str(tmp_path / "a" / "x.bmp"), str(tmp_path / "b" / "x.png"),
+             "--device", "cpu", "--output", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    written = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in written] == ["x_1_pose.png", "x_2_pose.png"]
+    # one per source image, in argument order (neither overwrote the other)
+    assert [load_rgb(p).shape[:2] for p in written] == [(610, 500), (640, 384)]
 
 
 def test_detect_multi_pose_posenet() -> None:
@@ -88,6 +101,12 @@ CASES: dict[str, tuple[Case, str]] = {
     "outputs don't fit decoder": (lambda t: ["IMG", "--model", str(shared_path(
         *CORAL, "posenet_mobilenet_v1_075_353_481_quant.tflite")), "--decoder", "movenet", "--schema", "coco17"],
         "don't fit decoder"),
+    "0-byte model, no flags": (lambda t: (t / "z.tflite").write_bytes(b"") or
+                               ["IMG", "--model", str(t / "z.tflite")], "empty"),
+    "text .tflite, no flags": (lambda t: (t / "t.tflite").write_text("hello\n") and
+                               ["IMG", "--model", str(t / "t.tflite")], "not a TFLite model"),
+    "output folder not creatable": (lambda t: ["IMG", "--output", "/proc/edgepose-out"],
+                                    "cannot create it"),
     "unknown model name": (lambda t: ["IMG", "--model", "movenet-thunderstorm"], "unknown model"),
     "manifest missing field": (lambda t: ["IMG", "--model", _bad_manifest(t, BASE)], "missing required field"),
     "malformed sha256": (lambda t: ["IMG", "--model", _bad_manifest(

@@ -48,17 +48,22 @@ def _toml(tmp_path: Path, text: str) -> Path:
     ({"model": "movenet-huge"}, None, r"unknown model 'movenet-huge'; known models: .*movenet-lightning"),
     ({"model": "missing/model.tflite"}, None, r"model file missing/model.tflite not found"),
     ({"device": "gpu"}, None, r"unknown device 'gpu'"),
-    ({"width": 0}, None, r"width 0 must be positive"),
+    ({"width": 0}, None, r"width 0 must be a positive number"),
+    ({"fps": float("nan")}, None, r"fps nan must be a positive number"),
+    ({"fps": float("inf")}, None, r"fps inf must be a positive number"),
+    ({"device": "usb:abc"}, None, r"unknown device 'usb:abc'"),
+    ({"model": "<tmp>"}, None, r"model file .* is a directory"),
     ({"max_frames": -1}, None, r"max_frames -1 must be 0"),
     ({"snapshot_every": 5}, None, r"needs a folder: pass --snapshot-dir"),
     ({}, "model = [unclosed\n", r"bad.toml is not valid TOML .*line 1"),
     ({}, "sauce = \"0\"\n", r"unknown key 'sauce'; did you mean 'source'\?"),
-    ({}, "fps = \"fast\"\n", r"fps = 'fast' should be a int or float"),
+    ({}, "fps = \"fast\"\n", r"fps = 'fast' should be an int or float"),
     ({}, "mirror = 1\n", r"mirror = 1 should be a bool"),
     ({}, "display = \"hdmi\"\n", r"display 'hdmi' is unknown"),
 ])
 def test_bad_values_are_one_line_config_errors(tmp_path: Path, flags: dict, toml: str | None,
                                                match: str) -> None:
+    flags = {k: str(tmp_path) if v == "<tmp>" else v for k, v in flags.items()}
     with pytest.raises(ConfigError, match=match) as info:
         build_config(flags, _toml(tmp_path, toml) if toml is not None else None)
     assert "\n" not in str(info.value)

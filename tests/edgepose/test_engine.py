@@ -66,9 +66,10 @@ def test_parse_device(spec: str, expected: tuple) -> None:
     assert parse_device(spec) == expected
 
 
-def test_parse_device_rejects_unknown() -> None:
-    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
-        parse_device("gpu")
+@pytest.mark.parametrize("spec", ["gpu", "usb:abc", "usb:", ":", ":x", "pci:-1", ""])
+def test_parse_device_rejects_unknown(spec: str) -> None:
+    with pytest.raises(ConfigError, match=f"unknown device '{spec}'"):
+        parse_device(spec)
 
 
 def test_edgetpu_without_runtime_is_a_device_error() -> None:

@@ -59,6 +59,23 @@ def test_bad_manifests(tmp_path: Path, text: str, message: str) -> None:
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda d: (d / "x.toml").mkdir() or d / "x.toml", "cannot be read"),
+    (lambda d: d / "absent.toml", "not found"),
+])
+def test_unreadable_manifest_files(tmp_path: Path, make, message: str) -> None:
+    with pytest.raises(ModelError, match=message) as err:
+        load_manifest(make(tmp_path))
+    assert "\n" not in str(err.value)
+
+
+def test_a_directory_named_toml_among_manifests_is_skipped(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "notes.toml").mkdir()
+    monkeypatch.setenv("EDGEPOSE_MANIFEST_PATH", str(tmp_path))
+    assert "movenet-lightning" in list_manifests()
+
+
 def test_unknown_model_name_lists_known_ones() -> None:
     with pytest.raises(ModelError, match="unknown model 'nope'.*movenet-lightning"):
         resolve_model("nope")
@@ -168,3 +185,35 @@ def test_fetch_cli(local_manifests: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "m-good" in out and str(cache_dir()) in out
+
+
+def test_fetch_into_an_unwritable_cache_is_one_line(local_manifests: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from edgepose.cli.main import main
+
+    not_a_dir = tmp_path / "cache-file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("EDGEPOSE_CACHE_DIR", str(not_a_dir))
+    assert main(["models", "fetch", "m-good"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write into the model cache" in err
+    assert "EDGEPOSE_CACHE_DIR" in err
+
+
+def test_models_info_takes_a_model_file_with_its_sidecar(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from edgepose.cli.main import main
+
+    link = tmp_path / "mine.tflite"
+    link.symlink_to(shared_path("models", "coral", MOVENET))
+    assert main(["models", "info", str(link)]) == 2  # no sidecar yet: one line
+    assert "mine.toml" in capsys.readouterr().err
+    write_manifest(list_manifests()["movenet-lightning"].with_(name="mine", sha256=""),
+                   tmp_path / "mine.toml")
+    assert main(["models", "info", str(link), "--json"]) == 0
+    import json
+
+    info = json.loads(capsys.readouterr().out)
+    assert info["name"] == "mine" and info["manifest"] == str(tmp_path / "mine.toml")
+    assert info["local_copy"] == str(link.resolve())

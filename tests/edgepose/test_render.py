@@ -204,6 +204,7 @@ def test_headless_renderer_records_without_pygame_display(squat: np.ndarray, tmp
     ({"snapshot_every": 5}, ConfigError, "snapshot_dir"),
     ({"record": Path("out.avi")}, ConfigError, r"\.mp4"),
     ({"record": Path("/nonexistent/dir/out.mp4")}, ConfigError, "does not exist"),
+    ({"record": Path("/proc/edgepose.mp4")}, ConfigError, r"cannot write into /proc"),
     ({"record": Path("out.mp4"), "fps": 0}, ConfigError, "fps"),
     ({"size": (0, 480)}, ConfigError, "window size"),
 ])
@@ -252,3 +253,12 @@ def test_tv_without_drm_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> 
         make_renderer("tv")
     msg = str(err.value)
     assert "\n" not in msg and "kmsdrm" in msg and "video,render" in msg and "/dev/dri/card*" in msg
+
+
+def test_record_into_a_directory_is_refused_before_any_frame(tmp_path: Path) -> None:
+    (tmp_path / "clip.mp4").mkdir()
+    with pytest.raises(ConfigError, match=r"clip\.mp4 is a directory"):
+        make_renderer("none", record=tmp_path / "clip.mp4")
+    with make_renderer("none", record=tmp_path / "ok.mp4") as r:  # the probe leaves nothing
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+        assert r.recorder is not None and r.recorder.frames == 0

@@ -122,6 +122,25 @@ def test_sigterm_stops_within_a_second_and_leaves_complete_outputs(tmp_path: Pat
     assert 0 < n <= len(recs) + 1  # results the screen could not keep up with are skipped
 
 
+def test_json_to_a_pipe_closed_early_stops_cleanly() -> None:
+    """`edgepose-run --json - | head -2`: exit 0 once the reader leaves, no traceback."""
+    video = shared_path("videos", "sports2d_demo.mp4")
+    proc = subprocess.Popen(RUN + ["--source", str(video), "--display", "none", "--json", "-",
+                                   "--device", "cpu"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away mid-run
+        err = proc.stderr.read()
+        rc = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert json.loads(first)["frame"] == 0
+    assert rc == 0, err
+    assert "went away" in err and "Traceback" not in err and "Broken pipe" not in err, err
+
+
 def test_a_source_failing_mid_run_is_a_runtime_failure(tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "a.bmp").symlink_to(shared_path("images", "coral_squat.bmp"))
@@ -154,13 +173,20 @@ VIDEO = "<video>"
     (["--model", "openpose-xl"], None, r"unknown model 'openpose-xl'"),
     (["--device", "tpu9"], None, r"unknown device 'tpu9'"),
     (["--fps", "fast"], None, r"argument --fps: invalid float value: 'fast'"),
+    (["--fps", "nan"], None, r"fps nan must be a positive number"),
+    (["--device", "usb:abc"], None, r"unknown device 'usb:abc'"),
+    (["--source", "<tmp>/bad.jpg"], None, r"bad.jpg is not a readable image"),
+    (["--display", "none", "--record", "/proc/edgepose.mp4"], None, r"cannot write into /proc"),
+    (["--display", "none", "--record", "<tmp>"], None, r"expected a \.mp4 file name"),
 ])
 def test_bad_config_and_flags_are_one_line_and_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
         toml: str | bytes | None, match: str) -> None:
     video = str(shared_path("videos", "mmpose_demo.mp4"))
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     argv = ["--source", video, "--max-frames", "1"]
-    argv += [_write(tmp_path, toml) if a == "<toml>" else a for a in args]
+    argv += [_write(tmp_path, toml) if a == "<toml>" else a.replace("<tmp>", str(tmp_path))
+             for a in args]
     try:
         rc = main(argv)
     except SystemExit as exit_:  # argparse's own errors

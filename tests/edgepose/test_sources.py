@@ -111,6 +111,8 @@ def test_image_folder_in_name_order_and_single_image_loop(tmp_path: Path) -> Non
 @pytest.mark.parametrize("make, match", [
     (lambda d: ImageSource(d / "missing.jpg"), "not found"),
     (lambda d: ImageSource(d), "has no images"),
+    (lambda d: ImageSource((d / "x.jpg").write_bytes(b"\xff\xd8 junk") and d / "x.jpg"),
+     "x.jpg is not a readable image"),  # one image: checked at open, not mid-run
     (lambda d: OpenCVSource(d / "missing.mp4"), "not found"),
     (lambda d: OpenCVSource((d / "x.mp4").write_text("junk") and d / "x.mp4"), "cannot open"),
 ])
