@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,9 +108,14 @@ def _names(enum_cls: type) -> dict[int, str]:
     return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
+_CORRUPT = (IndexError, ValueError, struct.error)  # what the flatbuffer reader raises on bad offsets
+
+
 def _load(path: Path) -> Any:
     import tflite
 
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder; give the path to a .tflite model file")
     if not path.is_file():
         raise ModelError(f"{path}: no such model file; give the path to a .tflite model")
     buf = path.read_bytes()
@@ -120,8 +126,8 @@ def _load(path: Path) -> Any:
         if model.SubgraphsLength() < 1:
             raise ModelError(f"{path}: the model has no subgraph; re-export it")
         return model
-    except (IndexError, ValueError) as err:  # flatbuffer offsets out of range
-        raise ModelError(f"{path}: corrupt TensorFlow Lite file ({err}); re-export it") from err
+    except _CORRUPT as err:  # flatbuffer offsets out of range
+        raise ModelError(f"{path}: corrupt or truncated TensorFlow Lite file ({err}); re-export it") from None
 
 
 def _tensor(model: Any, sg: Any, i: int, dtypes: dict[int, str]) -> TensorInfo:
@@ -175,10 +181,17 @@ def _reasons(name: str, version: int, ins: tuple[TensorInfo, ...], outs: tuple[T
 
 def check_model(path: str | Path) -> CheckReport:
     """Parse ``path`` and predict the Edge TPU mapping; raises ModelError for a bad file."""
-    import tflite
-
     path = Path(path)
     model = _load(path)
+    try:  # the flatbuffer is read lazily: a truncated file fails only when an offset is followed
+        return _check(path, model)
+    except _CORRUPT as err:
+        raise ModelError(f"{path}: corrupt or truncated TensorFlow Lite file ({err}); re-export it") from None
+
+
+def _check(path: Path, model: Any) -> CheckReport:
+    import tflite
+
     op_names, dtypes = _names(tflite.BuiltinOperator), _names(tflite.TensorType)
     sg = model.Subgraphs(0)
     graph_inputs = {int(i) for i in sg.InputsAsNumpy()} if sg.InputsLength() else set()
@@ -202,7 +215,8 @@ def check_model(path: str | Path) -> CheckReport:
         out_idx = [int(t) for t in (op.OutputsAsNumpy() if op.OutputsLength() else ())]
         ins = tuple(_tensor(model, sg, t, dtypes) for t in in_idx)
         outs = tuple(_tensor(model, sg, t, dtypes) for t in out_idx)
-        reasons = _reasons(name, code.Version(), ins, outs)
+        # An already compiled model: the custom op is the Edge TPU's part of the graph.
+        reasons = [] if name == E.EDGETPU_CUSTOM_OP else _reasons(name, code.Version(), ins, outs)
         live = [t.index for t in ins if not t.constant]
         conversion = name in E.EDGE_CONVERSION_OPS and all(k in ("unsupported-op", "float-tensor", "dtype")
                                                              for k, _ in reasons)
@@ -230,7 +244,7 @@ def _summarise(path: Path, model: Any, ops: list[OpInfo], param_bytes: int) -> C
     cpu = [op for op in ops if op.placement == "cpu"]
     split = blockers[0].index if blockers else None
     if any(op.name == E.EDGETPU_CUSTOM_OP for op in ops):
-        status = "compiled"
+        status, split = "compiled", None  # the compiler already split it
     elif not cpu:
         status = "mapped"
     elif (any(op.placement == "tpu" for op in ops) and not any(op.name in E.HEAVY_OPS for op in cpu)
@@ -243,7 +257,7 @@ def _summarise(path: Path, model: Any, ops: list[OpInfo], param_bytes: int) -> C
     for op in blockers if status != "compiled" else []:
         for kind, msg in op.reasons:
             problems.append(Problem(kind, severity, f"{op.label}: {msg}", op.index, op.name, op.version))
-    for op in ops:
+    for op in ops if status != "compiled" else []:
         if op.placement in ("cpu-in", "cpu-out") and any(k == "float-tensor" for k, _ in op.reasons):
             side = "input" if op.placement == "cpu-in" else "output"
             problems.append(Problem("float-io", "warning", f"{op.label}: float {side} converted on the CPU "
@@ -262,7 +276,11 @@ def _summarise(path: Path, model: Any, ops: list[OpInfo], param_bytes: int) -> C
         notes.append(f"split at op {split} ({blockers[0].name} v{blockers[0].version}): {len(cpu)} ops from there "
                      f"on run on the CPU ({', '.join(tail)})")
     if status == "compiled":
-        notes.append("already compiled for the Edge TPU; check the CPU model it was compiled from instead")
+        off = [op for op in ops if op.placement != "tpu"]
+        on_cpu = sorted({op.name for op in off})
+        notes.append(f"already compiled for the Edge TPU: {len(off)} ops outside "
+                     f"{E.EDGETPU_CUSTOM_OP} run on the CPU ({', '.join(on_cpu) or 'none'}); "
+                     "check the CPU model it was compiled from instead")
     return CheckReport(str(path), status, ops, problems, split, param_bytes, model.SubgraphsLength(), notes)
 
 

@@ -16,12 +16,14 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from edgepose.errors import ModelError
 from edgepose.manifest import Manifest, load_manifest, write_manifest
+from tools.argtypes import positive_int
 from tools.errors import CompilerNotFoundError, ToolError
 
 log = logging.getLogger(__name__)
@@ -166,13 +168,17 @@ def compile_model(model: str | Path, out_dir: str | Path | None = None, *, num_s
         raise ModelError(f"model {model} not found; give the full-int8 CPU .tflite")
     out = Path(out_dir) if out_dir else model.parent
     if not out.is_dir():
-        raise ToolError(f"--out-dir {out}: no such directory; create it first")
+        what = "is a file, not a folder" if out.exists() else "no such directory; create it first"
+        raise ToolError(f"--out-dir {out}: {what}")
+    if num_segments is not None and num_segments < 1:
+        raise ToolError(f"--num-segments {num_segments}: expected 1 or more (one per Edge TPU)")
     exe = find_compiler(compiler)
     cmd = [str(exe), "--out_dir", str(out)]
     if num_segments:
         cmd += ["--num_segments", str(num_segments)]
     cmd += [*extra_args, str(model)]
     log.info("running %s", " ".join(cmd))
+    started = time.time() - 1.0  # file times may be rounded down to the second
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -187,15 +193,26 @@ def compile_model(model: str | Path, out_dir: str | Path | None = None, *, num_s
                         f"check the model with `edgepose-tools check {model}`")
     summary = parse_summary(text)
     outputs = [out / Path(p).name for p in summary["output_models"]] or [out / f"{model.stem}_edgetpu.tflite"]
+
+    def fresh(p: Path) -> bool:  # written by this run, not left over from an earlier one
+        return p.is_file() and p.stat().st_mtime >= started
+
+    stale = [p for p in outputs if not fresh(p)]
+    if stale:
+        raise ToolError(f"{exe} exited 0 but did not write {stale[0]}; is it really edgetpu_compiler? "
+                        f"Run it by hand on {model} to see its output")
     log_name = summary.get("operation_log") or f"{outputs[0].stem}.log"
-    log_path = out / Path(log_name).name
-    ops = parse_operation_log(log_path.read_text()) if log_path.is_file() else []
+    log_path: Path | None = out / Path(log_name).name
+    if log_path is not None and not fresh(log_path):
+        log.warning("%s wrote no operation log %s; op counts come from its summary only", exe.name, log_path.name)
+        log_path = None
+    ops = parse_operation_log(log_path.read_text()) if log_path else []
     manifest_path = None
-    if len(outputs) == 1 and outputs[0].is_file():
+    if len(outputs) == 1:
         m = _tpu_manifest(model, outputs[0])
         if m is not None:
             manifest_path = write_manifest(m, outputs[0].with_suffix(".toml"))
-    return CompileResult(outputs, log_path if log_path.is_file() else None, summary, ops, manifest_path, text)
+    return CompileResult(outputs, log_path, summary, ops, manifest_path, text)
 
 
 def format_result(r: CompileResult) -> str:
@@ -217,14 +234,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", type=Path, help="the full-int8 CPU .tflite")
     p.add_argument("--out-dir", type=Path, help="output directory (default: next to the model)")
-    p.add_argument("--num-segments", type=int, help="split into N segments for pipelining on N Edge TPUs")
+    p.add_argument("--num-segments", type=positive_int, help="split into N segments for pipelining on N Edge TPUs")
     p.add_argument("--compiler", help=f"path to edgetpu_compiler (default: ${ENV_VAR}, then PATH)")
     p.add_argument("--show-operations", action="store_true", help="compiler -s: print the operation log")
-    p.add_argument("--min-runtime-version", type=int, help="compiler -m: lowest Edge TPU runtime to support")
+    p.add_argument("--min-runtime-version", type=positive_int, help="compiler -m: lowest Edge TPU runtime to support")
     p.add_argument("--intermediate-tensors", help="compiler -a: comma-separated tensor names to output")
     p.add_argument("--search-delegate", action="store_true", help="compiler -d: search for the largest mappable graph")
-    p.add_argument("--delegate-search-step", type=int, help="compiler -k: step size for --search-delegate")
-    p.add_argument("--timeout-sec", type=int, help="compiler -t: compile timeout in seconds")
+    p.add_argument("--delegate-search-step", type=positive_int, help="compiler -k: step size for --search-delegate")
+    p.add_argument("--timeout-sec", type=positive_int, help="compiler -t: compile timeout in seconds")
     p.add_argument("--compiler-arg", action="append", default=[], help="any other compiler argument (repeatable)")
     p.set_defaults(func=run)
 

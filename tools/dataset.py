@@ -9,6 +9,7 @@ from typing import Any
 from tools.data.coco import read_coco
 from tools.data.mpii import read_mpii
 from tools.data.samples import PersonSample
+from tools.argtypes import positive_int
 from tools.data.tfrecords import write_tfrecords
 
 FORMATS = ("mpii", "coco")
@@ -28,8 +29,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--images", help="image folder (default: MPII: next to the JSON; COCO: images/ next to it)")
     p.add_argument("--out", required=True, help="output folder for the shards (its parent must exist)")
     p.add_argument("--prefix", default="train", help="shard name prefix, e.g. train or val")
-    p.add_argument("--shards", type=int, help="number of shards (default: ~1000 people each)")
-    p.add_argument("--workers", type=int, help="parallel writer processes (default: CPU count)")
+    p.add_argument("--shards", type=positive_int, help="number of shards (default: ~1000 people each)")
+    p.add_argument("--workers", type=positive_int, help="parallel writer processes (default: CPU count)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p

@@ -3,7 +3,9 @@
 Sources, per entry (``SOURCE_*`` below):
 - Op types: Coral's "Supported operations" table (coral.ai/docs/edgetpu/models-intro,
   section "Supported operations"); the same table is published for the Edge TPU in
-  Axis ARTPEC-7 (developer.axis.com, ".../artpec-7/supported-ops").
+  Axis ARTPEC-7 (developer.axis.com, ".../artpec-7/supported-ops"). HARD_SWISH and
+  LEAKY_RELU are not in it (google-coral/edgetpu#272, still open, asks for both): they
+  run on the CPU, so a model using them splits there.
 - Accepted versions, "coral-model": the version is inside a model Coral itself compiled
   (``../shared/models/coral``: MoveNet ``_ptq.tflite`` ops that ended up inside the
   ``edgetpu-custom-op`` of its ``_edgetpu.tflite``, and the PoseNet MobileNet v1 backbones).
@@ -30,7 +32,6 @@ EDGETPU_MAX_VERSION: dict[str, tuple[int, str]] = {
     "DEPTHWISE_CONV_2D": (3, SOURCE_CORAL_MODEL),  # v3 MoveNet, v1 PoseNet
     "EXPAND_DIMS": (1, SOURCE_INT8_VERSION),
     "FULLY_CONNECTED": (4, SOURCE_INT8_VERSION),
-    "HARD_SWISH": (1, SOURCE_INT8_VERSION),
     "L2_NORMALIZATION": (2, SOURCE_INT8_VERSION),
     "LOGISTIC": (2, SOURCE_CORAL_MODEL),
     "LSTM": (3, SOURCE_INT8_VERSION),

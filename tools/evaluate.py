@@ -28,6 +28,8 @@ import numpy.typing as npt
 from edgepose.imageio import read_image
 from edgepose.pose import Poses
 from edgepose.schemas import MPII_TO_COCO
+from tools.data.mpii import read_mpii
+from tools.data.samples import PIXEL_STD, load_json
 from tools.errors import DataError, ToolError
 from tools.metrics import mpii_head_sizes, pck, pckh
 
@@ -96,12 +98,15 @@ def evaluate_coco(engines: Sequence[Any], ann_path: str | Path, images_dir: str 
 
     ann_path, images_dir = Path(ann_path), Path(images_dir)
     if not ann_path.is_file():
-        raise DataError(f"--coco {ann_path}: annotation file not found")
+        what = "is a folder; pass the annotation JSON file" if ann_path.is_dir() else "annotation file not found"
+        raise DataError(f"--coco {ann_path}: {what}")
     with contextlib.redirect_stdout(io.StringIO()):
         try:
             gt = COCO(str(ann_path))
-        except (ValueError, KeyError, json.JSONDecodeError) as err:
-            raise DataError(f"--coco {ann_path}: not COCO keypoints JSON ({err})") from None
+        except (ValueError, KeyError, TypeError, AssertionError) as err:
+            # pycocotools asserts the top level is an object; a list is e.g. MPII JSON
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DataError(f"--coco {ann_path}: not COCO keypoints JSON ({why}); for MPII JSON use --mpii") from None
     for e in engines:
         if e.schema != "coco17":
             raise ToolError(f"model {e.name} uses schema {e.schema}; COCO AP needs a coco17 model (use --mpii)")
@@ -165,25 +170,18 @@ def _mpii_pred(p: Poses) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]
 def evaluate_mpii(engines: Sequence[Any], ann_path: str | Path, images_dir: str | Path) -> dict[str, Any]:
     """PCKh@0.5 on the tutorial's MPII JSON for each engine, plus their agreement."""
     ann_path, images_dir = Path(ann_path), Path(images_dir)
-    try:
-        entries = json.loads(ann_path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"--mpii {ann_path}: annotation file not found") from None
-    except json.JSONDecodeError as err:
-        raise DataError(f"--mpii {ann_path}: not JSON ({err})") from None
-    if not isinstance(entries, list) or not entries:
-        raise DataError(f"--mpii {ann_path}: expected a non-empty list of MPII annotations")
-    bad = [i for i, e in enumerate(entries) if len(e.get("joints", [])) != 16]
-    if bad:
-        raise DataError(f"--mpii {ann_path}: entry {bad[0]} has {len(entries[bad[0]].get('joints', []))} joints, "
-                        "expected 16 (MPII order)")
-    gt = np.asarray([e["joints"] for e in entries], np.float32)
-    vis = np.asarray([e["joints_vis"] for e in entries], bool)
-    heads = mpii_head_sizes(gt, np.asarray([e["head_box"] for e in entries]) if "head_box" in entries[0] else None)
-    items = [(images_dir / e["image"], (e["center"][0], e["center"][1], e["scale"] * 200 * MARGIN)) for e in entries]
+    samples = read_mpii(ann_path, images_dir)  # validated: 16 joints, centre, scale, images present
+    entries = load_json(ann_path, "MPII annotation file")
+    gt = np.stack([s.joints for s in samples])
+    vis = np.stack([s.visibility for s in samples]) > 0
+    boxes = [e.get("head_box") for e in entries]
+    heads = mpii_head_sizes(gt, np.asarray(boxes, np.float32) if all(b is not None for b in boxes) else None)
+    items = [(Path(s.image_path), (float(s.center[0]), float(s.center[1]), s.scale * PIXEL_STD * MARGIN))
+             for s in samples]
     runs = _run_instances(engines, items)
-    results: dict[str, Any] = {"dataset": str(ann_path), "head_size": "head_box" if "head_box" in entries[0]
-                               else "head-top to neck distance", "models": []}
+    results: dict[str, Any] = {"dataset": str(ann_path), "models": [],
+                               "head_size": "head_box" if all(b is not None for b in boxes)
+                               else "head-top to neck distance"}
     for e, poses_list in zip(engines, runs):
         preds = [_mpii_pred(p) for p in poses_list]
         xy = np.stack([p for p, _ in preds])

@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -29,6 +30,7 @@ from edgepose.errors import ModelError
 from edgepose.imageio import IMAGE_SUFFIXES, read_image
 from edgepose.manifest import DECODER_KINDS, SCHEMA_NAMES, Manifest, load_manifest, manifest_from_dict, write_manifest
 from edgepose.preprocess import resize
+from tools.argtypes import positive_int
 from tools.errors import ConversionError, DataError, ToolError
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,8 @@ def _video_frames(path: Path, count: int) -> Iterator[npt.NDArray[np.uint8]]:
         raise ToolError("reading a video needs OpenCV: pip install 'edgepose[tools]'") from None
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        raise DataError(f"representative video {path} cannot be opened; give a video OpenCV can read")
+        raise DataError(f"representative set {path} is not an image, a TFRecord or a video OpenCV can read; "
+                        "give an image folder, a video or TFRecord files")
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or count
     wanted = set(np.linspace(0, max(total - 1, 0), num=min(count, total)).round().astype(int).tolist())
     try:
@@ -129,7 +132,10 @@ def load_representative(source: str | Path, count: int, input_size: tuple[int, i
 # --- conversion ----------------------------------------------------------------------
 
 def _source_manifest(model: Path) -> Manifest | None:
-    for cand in (model.with_suffix(".toml"), model / "manifest.toml", model / f"{model.name}.toml"):
+    """The sidecar manifest; for a SavedModel also the one `edgepose-tools train` writes next to
+    ``<name>_saved_model`` (``<name>.toml``)."""
+    trained = model.with_name(model.name.removesuffix("_saved_model") + ".toml")
+    for cand in (model.with_suffix(".toml"), model / "manifest.toml", model / f"{model.name}.toml", trained):
         if cand.is_file():
             return load_manifest(cand)
     return None
@@ -152,6 +158,8 @@ def _converter(model: Path) -> tuple[Any, tuple[int, int]]:
     elif model.suffix in (".keras", ".h5"):
         import keras
 
+        if model.suffix == ".keras" and not zipfile.is_zipfile(model):
+            raise ModelError(f"{model} is not a Keras model archive (a .keras file is a zip); re-save it with model.save()")
         try:
             km = keras.models.load_model(str(model), compile=False)
         except (ValueError, OSError, TypeError) as err:
@@ -180,6 +188,18 @@ def _convert(conv: Any, what: str) -> bytes:
         raise ConversionError(f"{what} failed: {why[:300]}; replace that op or layer") from None
 
 
+def _check_int8(model_bytes: bytes, io_dtype: str, source: Path) -> None:
+    """The converter can fall back to float without an error; never write that as 'int8'."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=model_bytes)
+    dtypes = {np.dtype(d["dtype"]).name for d in interp.get_input_details() + interp.get_output_details()}
+    if dtypes != {io_dtype}:
+        raise ConversionError(f"int8 quantization of {source} produced {'/'.join(sorted(dtypes))} inputs/outputs, "
+                              f"not {io_dtype}: the model was not fully quantized; check its layers and the "
+                              "representative set")
+
+
 def quantize(model: str | Path, representative: str | Path, output: str | Path | None = None, *,
              num_samples: int = 100, io_dtype: str = "uint8", decoder: str | None = None,
              schema: str | None = None, held_out: int = 8, progress: bool = True) -> QuantizeResult:
@@ -191,9 +211,13 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
         raise ToolError(f"--io {io_dtype!r}: expected one of {', '.join(IO_DTYPES)}")
     if num_samples < 1:
         raise ToolError(f"--samples {num_samples}: need at least 1 (100 or more recommended)")
+    if held_out < 1:  # 0 would leave calibration empty, and TF then silently writes a float model
+        raise ToolError(f"--held-out {held_out}: need at least 1 image for the float-vs-int8 report")
     out = Path(output) if output else model.with_name(f"{model.stem}_int8.tflite")
     if not out.parent.is_dir():
         raise ToolError(f"--output {out}: directory {out.parent} does not exist; create it first")
+    if out.is_dir():
+        raise ToolError(f"--output {out} is a folder; give the .tflite file to write, e.g. {out / 'model_int8.tflite'}")
     src_m = _source_manifest(model)
     decoder = decoder or (src_m.decoder if src_m else None)
     schema = schema or (src_m.schema if src_m else None)
@@ -220,12 +244,13 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = conv.inference_output_type = getattr(tf, io_dtype)
     int8_bytes = _convert(conv, f"int8 quantization of {model}")
+    _check_int8(int8_bytes, io_dtype, model)
     out.write_bytes(int8_bytes)
 
     from tools.quant_report import compare, write_report
 
-    params = {"schema": schema, **(src_m.decoder_params if src_m else {})}
-    report = compare(float_bytes, int8_bytes, check, size, decoder, params)
+    params = dict(src_m.decoder_params) if src_m else {}
+    report = compare(float_bytes, int8_bytes, check, size, decoder, {"schema": schema, **params})
     report.update({"model": str(model), "output": str(out), "representative": str(representative),
                    "num_samples": len(calib), "io": io_dtype, "held_out_overlaps": len(frames) <= 2 * held_out})
     scale, zero = report["input_quantization"]
@@ -256,10 +281,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", type=Path, help="a .keras file or a SavedModel directory")
     p.add_argument("--representative", required=True, help="image folder, video file or TFRecord file/folder")
-    p.add_argument("--samples", type=int, default=100, help="representative images for calibration")
+    p.add_argument("--samples", type=positive_int, default=100, help="representative images for calibration")
     p.add_argument("--io", default="uint8", choices=IO_DTYPES, help="input/output type of the int8 model")
     p.add_argument("--output", type=Path, help="output .tflite (default: MODEL_int8.tflite next to the model)")
-    p.add_argument("--held-out", type=int, default=8, help="images kept out of calibration for the report")
+    p.add_argument("--held-out", type=positive_int, default=8, help="images kept out of calibration for the report")
     p.add_argument("--decoder", help="decoder kind, when the model has no manifest")
     p.add_argument("--schema", help="keypoint schema, when the model has no manifest")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

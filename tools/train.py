@@ -20,7 +20,8 @@ from typing import Any
 
 from edgepose.errors import ConfigError
 from edgepose.schemas import get_schema
-from tools.data.pipeline import make_dataset, resolve_shards
+from tools.argtypes import positive_float, positive_int
+from tools.data.pipeline import check_shards, make_dataset
 from tools.errors import DataError
 from tools.models import MODEL_KINDS, build_model
 from tools.models.losses import FG_WEIGHT, foreground_weighted_mse, loss_class
@@ -84,12 +85,16 @@ def _validate(cfg: TrainConfig) -> Path:
     if cfg.model not in MODEL_KINDS:
         raise ConfigError(f"model {cfg.model!r}; expected one of {', '.join(MODEL_KINDS)}")
     get_schema(cfg.schema)
-    for key in ("batch_size", "epochs"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"{key} = {getattr(cfg, key)}; expected a positive integer")
-    resolve_shards(cfg.train_data)
+    for key in ("batch_size", "epochs", "steps_per_epoch", "val_steps"):
+        value = getattr(cfg, key)
+        if value is not None and value < 1:  # steps 0 would make Keras loop forever
+            raise ConfigError(f"{key} = {value}; expected a positive integer")
+    for key in ("sigma", "learning_rate", "alpha", "fg_weight"):
+        if not getattr(cfg, key) > 0:
+            raise ConfigError(f"{key} = {getattr(cfg, key)}; expected a positive number")
+    check_shards(cfg.train_data, cfg.schema)
     if cfg.val_data:
-        resolve_shards(cfg.val_data)
+        check_shards(cfg.val_data, cfg.schema)
     return out
 
 
@@ -131,9 +136,9 @@ class _EpochState:
 
 def train(config: TrainConfig) -> TrainResult:
     """Train (or resume) and export; see the module docstring."""
+    out = _validate(config)  # before importing Keras: bad input fails fast
     import keras
 
-    out = _validate(config)
     out.mkdir(exist_ok=True)
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(exist_ok=True)
@@ -189,6 +194,22 @@ def export_model(config: TrainConfig, weights: list[Any]) -> Any:
     return model
 
 
+def _export_saved_model(model: Any, path: Path, input_size: tuple[int, int]) -> None:
+    """A SavedModel whose ``serving_default`` runs the model in inference mode on [1, h, w, 3].
+
+    ``model.export()`` traces BatchNormalization with batch statistics and a dynamic batch:
+    converted to TFLite that gives MEAN/RSQRT and VAR_HANDLE ops that split the Edge TPU graph.
+    """
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(name="serving_default", fn=lambda x: model(x, training=False),
+                         input_signature=[tf.TensorSpec((1, *input_size, 3), tf.float32, name="image")])
+    archive.write_out(str(path), verbose=False)
+
+
 def _export(config: TrainConfig, out: Path, weights: list[Any], history: dict[str, list[float]],
             initial_epoch: int) -> TrainResult:
     from edgepose.registry import Manifest, sha256_file, write_manifest
@@ -197,8 +218,8 @@ def _export(config: TrainConfig, out: Path, weights: list[Any], history: dict[st
     keras_path = out / f"{config.name}.keras"
     model.save(keras_path)
     saved_model_dir = out / f"{config.name}_saved_model"
-    model.export(str(saved_model_dir), format="tf_saved_model", verbose=False)
     h, w = (int(v) for v in config.input_size)
+    _export_saved_model(model, saved_model_dir, (h, w))
     hh, hw = (int(v) for v in model.outputs[0].shape[1:3])
     manifest = Manifest(
         name=config.name,
@@ -242,17 +263,17 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--schema", default="mpii16", choices=["mpii16", "coco17"])
     p.add_argument("--model", default="simple_baselines", choices=list(MODEL_KINDS))
     p.add_argument("--input-size", type=parse_size, default=(256, 256), help="N or HxW")
-    p.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width (simple_baselines)")
-    p.add_argument("--head-filters", type=int, default=256, help="upsampling head width (simple_baselines)")
-    p.add_argument("--stacks", type=int, default=4, help="hourglass stacks")
-    p.add_argument("--filters", type=int, default=256, help="hourglass width")
-    p.add_argument("--sigma", type=float, default=1.0, help="Gaussian sigma in heatmap pixels")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training data")
-    p.add_argument("--val-steps", type=int)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--fg-weight", type=float, default=FG_WEIGHT, help="loss weight where target > 0")
+    p.add_argument("--alpha", type=positive_float, default=1.0, help="MobileNetV2 width (simple_baselines)")
+    p.add_argument("--head-filters", type=positive_int, default=256, help="upsampling head width (simple_baselines)")
+    p.add_argument("--stacks", type=positive_int, default=4, help="hourglass stacks")
+    p.add_argument("--filters", type=positive_int, default=256, help="hourglass width")
+    p.add_argument("--sigma", type=positive_float, default=1.0, help="Gaussian sigma in heatmap pixels")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--epochs", type=positive_int, default=100)
+    p.add_argument("--steps-per-epoch", type=positive_int, help="default: one pass over the training data")
+    p.add_argument("--val-steps", type=positive_int)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--fg-weight", type=positive_float, default=FG_WEIGHT, help="loss weight where target > 0")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.keras")
     p.add_argument("--name", default="edgepose_pose", help="exported model name")
     p.add_argument("--seed", type=int)

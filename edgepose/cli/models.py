@@ -73,6 +73,10 @@ def run_fetch(args: argparse.Namespace) -> int:
     if args.url and len(args.names) > 1:
         raise ModelError("--url names one file; fetch one model at a time with --url")
     for name in args.names:
+        existing = None if args.force else find_model_file(get_manifest(name))
+        if existing is not None:
+            print(f"{name}: {existing} (already there, sha256 verified; --force downloads again)")
+            continue
         path = fetch_model(name, url=args.url, force=args.force)
         print(f"{name}: {path}")
     return 0

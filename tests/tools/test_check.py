@@ -36,7 +36,13 @@ def test_movenet_split_is_the_one_coral_compiler_made() -> None:
     assert report.ops[report.split_index].name == "ARG_MAX"
     assert report.status == "cpu-tail" and report.ok and not report.fully_mapped
     assert report.exit_code() == 0 and report.exit_code(strict=True) == 1
-    assert compiled.status == "compiled"
+    # The compiled build: its custom op is the Edge TPU part; no split to predict, no advice
+    # to requantize the float input Coral chose to convert on the CPU.
+    assert compiled.status == "compiled" and compiled.split_index is None and not compiled.problems
+    assert [op.name for op in compiled.ops_on("tpu")] == [edgetpu_ops.EDGETPU_CUSTOM_OP]
+    assert len(compiled.ops_on("cpu", "cpu-out")) == len(report.ops_on("cpu", "cpu-out"))
+    text = format_report(compiled, verbose=False)
+    assert "split at" not in text and f"{len(compiled.ops) - 1} ops outside edgetpu-custom-op" in text
 
 
 def test_movenet_mapped_op_versions_are_accepted() -> None:
@@ -69,13 +75,20 @@ def test_float_mediapipe_model_splits_at_the_first_op(capsys: pytest.CaptureFixt
 
 @pytest.mark.parametrize("content, expected", [
     (None, "no such model file"),
+    ("folder", "is a folder"),
     (b"not a model at all", "not a TensorFlow Lite flatbuffer"),
     (b"\x00\x00\x00\x00TFL3\xff\xff", "re-export it"),
+    (100, "corrupt or truncated"),  # the first bytes of Coral's MoveNet: header fine, offsets dangle
+    (2_000_000, "corrupt or truncated"),
 ])
 def test_bad_files_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                       content: bytes | None, expected: str) -> None:
+                                       content: bytes | str | int | None, expected: str) -> None:
     path = tmp_path / "model.tflite"
-    if content is not None:
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, int):
+        path.write_bytes(shared_path(*MOVENET).read_bytes()[:content])
+    elif content is not None:
         path.write_bytes(content)
     with pytest.raises(ModelError, match=expected):
         check_model(path)
@@ -96,6 +109,7 @@ def bad_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     b32 = tm.real_batches(images, 32)
     return {
         "transpose_conv": tm.to_tflite(tm.transpose_conv_model(32), out / "tc.tflite", b32),
+        "hard_swish": tm.to_tflite(tm.hard_swish_model(32), out / "hs.tflite", b32),
         "float": tm.to_tflite(tm.heatmap_model(32), out / "float.tflite"),
         "dynamic_batch": tm.to_tflite(tm.heatmap_model(32, batch=None), out / "dyn.tflite", b32),
         "float_io": tm.to_tflite(tm.heatmap_model(32), out / "fio.tflite", b32, io="float32"),
@@ -106,6 +120,7 @@ def bad_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind, op, version, problem", [
     ("transpose_conv", "TRANSPOSE_CONV", 4, "op-version"),
+    ("hard_swish", "HARD_SWISH", 1, "unsupported-op"),
     ("float", None, None, "float-tensor"),
     ("dynamic_batch", None, None, "dynamic-shape"),
 ])

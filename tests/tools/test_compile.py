@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,9 @@ def test_missing_compiler_is_one_line_and_exit_2(cpu_model: Path, tmp_path: Path
     ("fail", ToolError, "TRANSPOSE_CONV' version '4'"),
     ("no-model", Exception, "not found"),
     ("no-out-dir", ToolError, "no such directory"),
+    ("out-dir-is-a-file", ToolError, "is a file, not a folder"),
+    # exits 0 without writing anything: the outputs of an earlier run must not pass as new
+    ("writes-nothing", ToolError, "exited 0 but did not write .*_edgetpu.tflite"),
 ])
 def test_bad_inputs(fake_compiler: Path, cpu_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                     capsys: pytest.CaptureFixture[str], setup: str, error: type, match: str) -> None:
@@ -127,6 +131,12 @@ def test_bad_inputs(fake_compiler: Path, cpu_model: Path, tmp_path: Path, monkey
         monkeypatch.setenv("FAKE_EDGETPU_MODE", "fail")
     elif setup == "no-model":
         args = [str(tmp_path / "missing.tflite")]
+    elif setup == "out-dir-is-a-file":
+        args += ["--out-dir", str(cpu_model)]
+    elif setup == "writes-nothing":
+        assert compile_model(cpu_model).output_models[0].is_file()  # an earlier, real run
+        time.sleep(1.5)  # its files are now older than the next run's start
+        fake_compiler.write_text("#!/bin/sh\nexit 0\n")
     else:
         args += ["--out-dir", str(tmp_path / "missing")]
     assert main(["compile", *args]) == 2
@@ -134,3 +144,11 @@ def test_bad_inputs(fake_compiler: Path, cpu_model: Path, tmp_path: Path, monkey
     assert err.count("\n") == 1
     with pytest.raises(error, match=match):
         compile_model(args[0], None if len(args) == 1 else args[2])
+
+
+def test_num_segments_must_be_positive(cpu_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ToolError, match="--num-segments 0"):
+        compile_model(cpu_model, num_segments=0)
+    with pytest.raises(SystemExit) as stop:
+        main(["compile", str(cpu_model), "--num-segments", "-2"])
+    assert stop.value.code == 2 and "not a positive integer" in capsys.readouterr().err

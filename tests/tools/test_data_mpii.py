@@ -133,6 +133,10 @@ def _argv(name: str, tmp: Path, src: Path) -> list[str]:
         images = str(tmp)
     elif name == "output in a missing directory":
         out = str(tmp / "missing" / "out")
+    elif name == "annotations given as a folder":
+        ann = str(src.parent)
+    elif name == "output cannot be created":
+        out = str(tmp / ("x" * 300))  # the OS refuses the name: a one-line error, not a traceback
     return ["dataset", "--format", "mpii", "--annotations", ann, "--images", images, "--out", out,
             "--workers", "1", "--no-progress"]
 
@@ -142,6 +146,8 @@ def _argv(name: str, tmp: Path, src: Path) -> list[str]:
     ("wrong joint count", "15 joints"),
     ("missing images", "5 annotated image(s) missing"),
     ("output in a missing directory", "does not exist"),
+    ("annotations given as a folder", "is a folder; pass the annotation JSON file"),
+    ("output cannot be created", "File name too long"),
 ])
 def test_bad_inputs_exit_2_with_one_line(case: str, message: str, mpii_json: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:

@@ -43,20 +43,33 @@ def test_movenet_int8_ap_on_coco_dev(capsys: pytest.CaptureFixture[str]) -> None
 def test_movenet_pckh_on_mpii_sample(capsys: pytest.CaptureFixture[str]) -> None:
     data = shared_path("data", "mpii_sample")
     assert main(["evaluate", "--model", "movenet-lightning", "--mpii", str(data / "test_mpii.json"),
-                 "--images", str(data)]) == 0
-    out = capsys.readouterr().out
-    assert "PCKh@0.5" in out and "movenet-lightning (cpu)" in out
+                 "--images", str(data), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    (m,) = res["models"]
+    # COCO-17 MoveNet is scored on the 12 limb joints MPII shares with it; it finds these 5 people.
+    assert m["model"] == "movenet-lightning" and m["joints_scored"] == 12
+    assert 0.8 < m["PCKh@0.5"] <= 1.0 and res["head_size"] == "head-top to neck distance"
+
+
+SHARED_FILES = {"@mpii": ("data", "mpii_sample", "test_mpii.json"), "@mpii_dir": ("data", "mpii_sample"),
+                "@coco_dir": ("data", "coco17_dev")}
 
 
 @pytest.mark.parametrize("args, match", [
     (["--coco", "missing.json"], "annotation file not found"),
     (["--mpii", "bad_joints.json"], "expected 16"),
+    (["--coco", "@mpii"], "not COCO keypoints JSON"),  # a list, which pycocotools only asserts on
+    (["--mpii", "@mpii_dir"], "is a folder"),
+    (["--coco", "@coco_dir"], "is a folder"),
+    (["--mpii", "no_image.json"], "missing from"),
 ])
 def test_bad_annotations_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], match: str) -> None:
     (tmp_path / "bad_joints.json").write_text(json.dumps([{"joints": [[0, 0]] * 14, "joints_vis": [1] * 14,
                                                            "center": [1, 1], "scale": 1.0, "image": "x.jpg"}]))
-    args = [args[0], str(tmp_path / args[1])]
-    assert main(["evaluate", "--model", "movenet-lightning", *args, "--images", str(tmp_path)]) == 2
+    (tmp_path / "no_image.json").write_text(json.dumps([{"joints": [[0, 0]] * 16, "joints_vis": [1] * 16,
+                                                         "center": [1, 1], "scale": 1.0, "image": "x.jpg"}]))
+    where = shared_path(*SHARED_FILES[args[1]]) if args[1] in SHARED_FILES else tmp_path / args[1]
+    assert main(["evaluate", "--model", "movenet-lightning", args[0], str(where), "--images", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert match in err and err.count("\n") == 1
 

@@ -82,11 +82,29 @@ def test_representative_from_video_and_folder() -> None:
     ("missing-model", ModelError, "not found"),
     ("missing-output-dir", ToolError, "does not exist"),
     ("non-quantizable-op", ConversionError, "conversion of .* failed: 'tf.Erf' op"),
+    ("no-held-out-images", ToolError, "--held-out 0: need at least 1"),  # TF would write a float model
+    ("output-is-a-folder", ToolError, "is a folder; give the .tflite file"),
+    ("text-file-named-keras", ModelError, "not a Keras model archive"),
+    ("text-representative", DataError, "not an image, a TFRecord or a video"),
+    ("corrupt-tfrecord", DataError, "is not a TFRecord of people"),
 ])
 def test_bad_inputs_one_line_exit_2(case: str, error: type, match: str, keras_model: Path, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-    model, rep, out = keras_model, shared_path("images"), tmp_path / "out.tflite"
-    if case == "empty-representative":
+    model, rep, out, held = keras_model, shared_path("images"), tmp_path / "out.tflite", 1
+    if case == "no-held-out-images":
+        held = 0
+    elif case == "output-is-a-folder":
+        out = tmp_path
+    elif case == "text-file-named-keras":
+        model = tmp_path / "notes.keras"
+        model.write_text("not a model")
+        write_manifest(load_manifest(keras_model.with_suffix(".toml")), model.with_suffix(".toml"))
+    elif case == "text-representative":
+        rep = shared_path("data", "mpii_sample", "test_mpii.json")
+    elif case == "corrupt-tfrecord":
+        rep = tmp_path / "calib.tfrecord"
+        rep.write_bytes(b"this is not a TFRecord file at all")
+    elif case == "empty-representative":
         rep = tmp_path / "empty"
         rep.mkdir()
     elif case == "missing-model":
@@ -101,9 +119,16 @@ def test_bad_inputs_one_line_exit_2(case: str, error: type, match: str, keras_mo
         write_manifest(Manifest(name="erf", file="erf.tflite", input_size=(SIZE, SIZE), decoder="heatmap",
                                 schema="coco17"), model / "manifest.toml")
     with pytest.raises(error, match=match) as info:
-        quantize(model, rep, out, num_samples=2, held_out=1, progress=False)
+        quantize(model, rep, out, num_samples=2, held_out=held, progress=False)
     assert isinstance(info.value, EdgePoseError) and "\n" not in str(info.value)
-    assert main(["quantize", str(model), "--representative", str(rep), "--output", str(out),
-                 "--samples", "2", "--held-out", "1", "--no-progress"]) == 2
+    assert not out.is_file()  # nothing written under the int8 name
+    argv = ["quantize", str(model), "--representative", str(rep), "--output", str(out),
+            "--samples", "2", "--held-out", str(held), "--no-progress"]
+    if held < 1:
+        with pytest.raises(SystemExit) as stop:  # rejected by argparse before any work
+            main(argv)
+        assert stop.value.code == 2
+    else:
+        assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("edgepose-tools: error:")
+    assert err.count("\n") == 1 and err.startswith("edgepose-tools")

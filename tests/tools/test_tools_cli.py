@@ -13,7 +13,14 @@ def test_every_subcommand_is_registered() -> None:
     assert len(SUBCOMMANDS) == len(names)
 
 
-@pytest.mark.parametrize("argv", [[], ["nope"], ["check"], ["quantize", "m.keras"], ["compile", "--num-segments", "x", "m"]])
+@pytest.mark.parametrize("argv", [
+    [], ["nope"], ["check"], ["quantize", "m.keras"], ["compile", "--num-segments", "x", "m"],
+    ["compile", "m.tflite", "--num-segments", "0"],
+    ["dataset", "--format", "mpii", "--annotations", "a.json", "--out", "o", "--shards", "0"],
+    ["dataset", "--format", "mpii", "--annotations", "a.json", "--out", "o", "--workers", "-1"],
+    ["quantize", "m.keras", "--representative", "r", "--held-out", "0"],
+    ["train", "--train", "t", "--out", "o", "--steps-per-epoch", "0"],
+])
 def test_usage_errors_exit_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)

@@ -12,6 +12,7 @@ from edgepose.manifest import load_manifest
 from tests.conftest import shared_path
 from tests.tools.cli_helpers import run_subcommand
 from tools import train as train_cli
+from edgepose.errors import ConfigError
 from tools.train import TrainConfig, TrainResult, train
 
 
@@ -67,6 +68,14 @@ def test_export_is_batch1_with_trained_weights_and_manifest(
     assert crop.dtype == np.uint8 and crop.shape == (128, 128, 3)
     x = crop[None].astype(np.float32)
     np.testing.assert_allclose(exported.predict(x, verbose=0), best.predict(x, verbose=0), atol=1e-5)
+    # The SavedModel serves the same inference-mode model (BatchNorm on its moving statistics),
+    # with the static batch of 1 the Edge TPU compiler needs.
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(result.saved_model_dir)).signatures["serving_default"]
+    assert serve.structured_input_signature[1]["image"].shape == (1, 128, 128, 3)
+    (served,) = serve(image=tf.constant(x)).values()
+    np.testing.assert_allclose(served.numpy(), exported.predict(x, verbose=0), atol=1e-4)
     m = load_manifest(result.manifest_path)
     assert (m.file, m.input_size, m.schema, m.decoder, m.device) == (
         result.keras_path.name, (128, 128), "coco17", "heatmap", "cpu")
@@ -105,3 +114,44 @@ def test_bad_inputs_exit_2(case: str, message: str, tmp_path: Path, capsys: pyte
     assert run_subcommand(train_cli, ["train", "--train", data, "--out", out]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"steps_per_epoch": 0}, "steps_per_epoch = 0"),  # Keras would treat 0 as "no limit" and never stop
+    ({"val_steps": 0}, "val_steps = 0"),
+    ({"sigma": 0.0}, "sigma = 0.0"),
+    ({"learning_rate": -1e-3}, "learning_rate = -0.001"),
+])
+def test_out_of_range_numbers_are_config_errors(change: dict[str, object], message: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=message):
+        train(_config(tmp_path / "no-shards", tmp_path / "out", **change))
+
+
+@pytest.mark.parametrize("flag", ["--steps-per-epoch", "--batch-size", "--sigma", "--lr"])
+def test_cli_rejects_non_positive_numbers(flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        run_subcommand(train_cli, ["train", "--train", str(tmp_path), "--out", str(tmp_path / "o"), flag, "0"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and flag in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("case", "message"), [
+    ("shards of another schema", "17 joints (coco17), not the 16 of schema mpii16; pass --schema coco17"),
+    ("not a TFRecord", "is not a TFRecord of people"),
+    ("output cannot be created", "File name too long"),
+])
+def test_bad_shards_and_outputs_exit_2_before_training(case: str, message: str, shards: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    data, out, schema = str(shards), str(tmp_path / "out"), "coco17"
+    if case == "shards of another schema":
+        schema = "mpii16"
+    elif case == "not a TFRecord":
+        data = shared_path("data", "mpii_sample", "test_mpii.json")
+    else:
+        out = str(tmp_path / ("x" * 300))
+    argv = ["train", "--train", str(data), "--out", out, "--schema", schema, "--input-size", "64"]
+    assert run_subcommand(train_cli, argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "out").exists()  # nothing started

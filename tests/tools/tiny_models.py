@@ -57,6 +57,19 @@ def transpose_conv_model(size: int = 32) -> Any:
     return keras.Model(inp, layers.Conv2D(17, 1)(x))
 
 
+def hard_swish_model(size: int = 32) -> Any:
+    """Conv + hard swish (MobileNetV3's activation): TFLite fuses it into HARD_SWISH, which
+    Coral's supported-operations table does not list."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((size, size, 3), batch_size=1)
+    x = layers.Conv2D(8, 3, strides=2, padding="same")(inp)
+    x = layers.Activation("hard_silu")(x)
+    return keras.Model(inp, layers.Conv2D(17, 1)(x))
+
+
 def erf_model(size: int = 32) -> Any:
     """A model with ERF, which TFLite has no builtin for: full-int8 conversion must fail."""
     import keras

@@ -10,6 +10,7 @@ input is the camera image.
 from __future__ import annotations
 
 import glob
+import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -32,6 +33,42 @@ def resolve_shards(files: str | Path | Sequence[str | Path]) -> list[str]:
         shown = ", ".join(str(i) for i in items) or "nothing"
         raise DataError(f"no TFRecord shards found at {shown}; write them with `edgepose-tools dataset`")
     return found
+
+
+def check_shards(files: str | Path | Sequence[str | Path], schema: str | None = None) -> list[str]:
+    """``resolve_shards``, then read the first example of each shard, so that a file that is
+    not a TFRecord, or whose people have another joint count than ``schema``, is a one-line
+    DataError before training or calibration starts (not a TensorFlow error mid-run)."""
+    import tensorflow as tf
+
+    from edgepose.schemas import get_schema
+
+    paths = resolve_shards(files)
+    spec = {"visibility": tf.io.VarLenFeature(tf.float32),
+            "schema": tf.io.FixedLenFeature([], tf.string, default_value="")}
+    examples = 0
+    for path in paths:
+        try:
+            first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+            if first is None:
+                continue
+            rec = tf.io.parse_single_example(first, spec)
+        except tf.errors.OpError as err:
+            why = (err.message or type(err).__name__).strip().splitlines()[0]
+            why = re.sub(r"\s*\[Op:.*$", "", re.sub(r"\{\{.*?\}\}\s*", "", why)) or type(err).__name__
+            raise DataError(f"{path} is not a TFRecord of people ({why}); "
+                            "write the shards with `edgepose-tools dataset`") from None
+        examples += 1
+        joints = int(tf.shape(rec["visibility"].values)[0])
+        written = rec["schema"].numpy().decode(errors="replace") or "unknown schema"
+        if schema is not None and joints != get_schema(schema).num_keypoints:
+            raise DataError(f"{path} holds people with {joints} joints ({written}), not the "
+                            f"{get_schema(schema).num_keypoints} of schema {schema}; pass --schema {written} "
+                            "or shards written for that schema")
+    if not examples:
+        raise DataError(f"the TFRecord shards at {', '.join(paths[:3])} hold no examples; "
+                        "write them with `edgepose-tools dataset`")
+    return paths
 
 
 def parse_example(serialized: Any) -> dict[str, Any]:
@@ -165,7 +202,7 @@ def representative_images(
     """
     import tensorflow as tf
 
-    ds = tf.data.TFRecordDataset(resolve_shards(files)).map(
+    ds = tf.data.TFRecordDataset(check_shards(files)).map(
         lambda s: crop_person(parse_example(s), input_size, margin)[0],
         num_parallel_calls=tf.data.AUTOTUNE,
     )

@@ -38,6 +38,8 @@ class PersonSample:
 
 def load_json(path: Path, what: str) -> Any:
     """Read an annotation file; missing or broken files raise one-line DataErrors."""
+    if path.is_dir():
+        raise DataError(f"{what} {path} is a folder; pass the annotation JSON file itself")
     if not path.is_file():
         raise DataError(f"{what} {path} not found; pass the path to the dataset's annotation JSON")
     try:
