@@ -27,7 +27,6 @@ from edgepose.tflite_info import read_model_bytes, read_model_info
 
 log = logging.getLogger(__name__)
 
-DEVICE_CHOICES = ("auto", "cpu", "edgetpu", "usb", "pci")  # plus ":N", "usb:N", "pci:N"
 EDGETPU_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 
 DelegateLoader = Callable[..., Any]

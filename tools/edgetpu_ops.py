@@ -67,8 +67,6 @@ EDGETPU_MAX_VERSION: dict[str, tuple[int, str]] = {
     "TRANSPOSE_CONV": (3, SOURCE_README),  # v4 rejected by compiler 16
 }
 
-SUPPORTED_OPS = frozenset(EDGETPU_MAX_VERSION)
-
 # Dtype conversions that may run on the CPU at the very edges of the graph (Coral's
 # MoveNet build keeps CAST + QUANTIZE of the input on the CPU) without splitting it.
 EDGE_CONVERSION_OPS = frozenset({"CAST", "QUANTIZE", "DEQUANTIZE"})

@@ -35,7 +35,6 @@ from tools.errors import ConversionError, DataError, ToolError
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 RECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record")
 IO_DTYPES = ("uint8", "int8")
 
