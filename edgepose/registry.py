@@ -32,7 +32,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-BUILTIN_MANIFESTS = Path(__file__).resolve().parent.parent / "models"
+# models/ of a source checkout (editable install), else the copy shipped in the package.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+BUILTIN_MANIFESTS = (_CHECKOUT / "models" if (_CHECKOUT / "pyproject.toml").is_file()
+                     else Path(__file__).resolve().parent / "_manifests")
 CHUNK = 1 << 16
 
 
