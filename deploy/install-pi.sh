@@ -133,6 +133,9 @@ as_user "${VENV}/bin/python" -m pip install --upgrade pip
 # Built from source so that pygame links the system SDL, which has the kmsdrm driver.
 as_user "${VENV}/bin/python" -m pip install --no-binary pygame "pygame>=2.5"
 as_user "${VENV}/bin/python" -m pip install "${REPO_DIR}[pi]"
+# Debian's python3-simplejpeg (imported by picamera2) is built against numpy 1; the venv
+# may hold numpy 2, so give the venv its own simplejpeg wheel built for it.
+as_user "${VENV}/bin/python" -m pip install --force-reinstall --no-deps "simplejpeg>=1.8.1"
 
 step "udev rule for the Coral USB Accelerator"
 if put_file "${UDEV_RULE}" < "${REPO_DIR}/deploy/99-edgetpu-accelerator.rules"; then

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from edgepose.errors import DeviceError, EdgePoseError
+from edgepose.errors import DeviceError, EdgePoseError, SourceError
 from edgepose.render.driver import GROUPS_HINT, choose_driver
 
 USB_IDS = {("1a6e", "089a"): "not initialised yet (the runtime loads its firmware on first use)",
@@ -201,23 +201,31 @@ def check_camera(source: str, dev_root: Path, list_cameras: Callable[[], str | N
             return Check("camera", "ok", f"file {s}")
         return Check("camera", "fail", f"source file {s} not found",
                      "pass an existing video, image or folder with --source", blocking=True)
+    picam_hint = PICAMERA_HINT
     has_picam = importlib.util.find_spec("picamera2") is not None
+    if has_picam:  # present, but does it import? (numpy 1/2 clash of Debian's simplejpeg)
+        from edgepose.sources.picamera import import_picamera2
+
+        try:
+            import_picamera2()
+        except SourceError as err:
+            has_picam, picam_hint = False, str(err)
     listing = list_cameras() if has_picam else None
     cams = None if listing is None else ("No cameras available" not in listing and ": " in listing)
-    parts = [f"picamera2 {'importable' if has_picam else 'missing'}",
+    parts = [f"picamera2 {'importable' if has_picam else 'missing or broken'}",
              f"libcamera cameras: {'unknown' if cams is None else 'found' if cams else 'none'}",
              f"/dev/video*: {len(webcams)}"]
     detail = ", ".join(parts)
     if _is_picamera(s):
         if not has_picam:
-            return Check("camera", "fail", detail, PICAMERA_HINT, blocking=True)
+            return Check("camera", "fail", detail, picam_hint, blocking=True)
         if cams is False:
             return Check("camera", "fail", detail, "check the ribbon cable, then "
                          "`rpicam-hello --list-cameras`", blocking=True)
         return Check("camera", "ok", detail)
     if (has_picam and cams is not False) or webcams:
         return Check("camera", "ok", detail)
-    return Check("camera", "fail", detail, "--source auto needs a Pi camera (" + PICAMERA_HINT +
+    return Check("camera", "fail", detail, "--source auto needs a Pi camera (" + picam_hint +
                  ") or a webcam; or pass a video file with --source", blocking=True)
 
 

@@ -17,6 +17,10 @@ MISSING_MODULE = (
     "picamera2 is not installed: run `sudo apt install python3-picamera2` and use a venv "
     "made with `python3 -m venv --system-site-packages` so that it can see the apt package"
 )
+NUMPY_MISMATCH = (
+    "picamera2 is installed but its apt-built simplejpeg does not match this venv's numpy "
+    "({err}); run `pip install --force-reinstall simplejpeg` in the venv (deploy/install-pi.sh does)"
+)
 NO_CAMERA = (
     "no Raspberry Pi camera found: check the ribbon cable (contacts facing the right way, "
     "latch closed) and that `rpicam-hello --list-cameras` lists it"
@@ -27,8 +31,14 @@ def import_picamera2() -> Any:
     """The ``picamera2`` module, or ``SourceError`` naming the apt package to install."""
     try:
         import picamera2
-    except ImportError:
+    except ModuleNotFoundError as err:
+        if err.name != "picamera2":  # picamera2 is there, one of its imports is not
+            raise SourceError(f"picamera2 cannot be imported: {err}") from None
         raise SourceError(MISSING_MODULE) from None
+    except (ImportError, ValueError) as err:
+        # numpy 2 in the venv against Debian's numpy-1 builds: "numpy.dtype size changed"
+        # (ValueError) or "numpy.core.multiarray failed to import" (ImportError).
+        raise SourceError(NUMPY_MISMATCH.format(err=str(err).splitlines()[0])) from None
     return picamera2
 
 

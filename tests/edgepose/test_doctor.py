@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,16 @@ def test_cli_reads_the_config_file(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["doctor", "--config", str(cfg)]) == 1
     out = capsys.readouterr().out
     assert "cannot start" in out and "/no/such/clip.mp4" in out
+
+
+def test_camera_with_broken_picamera2_names_the_simplejpeg_fix(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """picamera2 present but failing to import (Debian's numpy-1 simplejpeg in a numpy-2 venv)."""
+    pkg = tmp_path / "site" / "picamera2"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise ValueError('numpy.dtype size changed')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    check = check_camera("picamera", tmp_path, list_cameras=lambda: "0 : imx708 [4608x2592]")
+    assert check.status == "fail" and check.blocking
+    assert "missing or broken" in check.detail and "pip install --force-reinstall simplejpeg" in check.hint

@@ -299,3 +299,23 @@ def test_first_open_failure_is_reported_not_retried(tmp_path: Path) -> None:
     src = ReconnectingSource(lambda: OpenCVSource(str(tmp_path / "gone.mp4"), live=True))
     with pytest.raises(SourceError, match="cannot open video source"):
         src.open()
+
+
+@pytest.mark.parametrize("body,expected", [
+    ("raise ValueError('numpy.dtype size changed, may indicate binary incompatibility')",
+     "pip install --force-reinstall simplejpeg"),
+    ("raise ImportError('numpy.core.multiarray failed to import')", "pip install --force-reinstall simplejpeg"),
+    ("import libcamera_not_here", "picamera2 cannot be imported: No module named 'libcamera_not_here'"),
+])
+def test_picamera_broken_install_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          body: str, expected: str) -> None:
+    """A picamera2 that is present but fails to import (the numpy 1/2 clash of Debian's
+    simplejpeg in a venv, or a missing libcamera binding) gets its own fix, not 'install it'."""
+    pkg = tmp_path / "picamera2"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(body + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    with pytest.raises(SourceError) as info:
+        PiCameraSource().open()
+    assert expected in str(info.value) and "\n" not in str(info.value)
