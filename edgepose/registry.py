@@ -129,20 +129,30 @@ def fetch_model(
     name: str,
     *,
     url: str | None = None,
+    source_dir: str | Path | None = None,
     force: bool = False,
     timeout: float = 30.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Download a model into the cache, atomically, refusing a sha256 mismatch.
 
-    Returns the local path (without downloading when a verified copy exists and not
-    ``force``). Nothing partial is ever left in the cache.
+    ``url`` replaces the manifest's (a mirror); ``source_dir`` takes the file from a local
+    folder instead (searched recursively by file name: a USB stick, a shared drive), for
+    machines without internet. Returns the local path (without downloading when a
+    verified copy exists and not ``force``). Nothing partial is ever left in the cache.
     """
     m = get_manifest(name)
     if not force:
         existing = find_model_file(m)
         if existing is not None:
             return existing
+    if source_dir is not None:
+        folder = Path(source_dir)
+        hit = next((p for p in [folder / m.file, *sorted(folder.rglob(m.file))] if p.is_file()), None) \
+            if folder.is_dir() else None
+        if hit is None:
+            raise FetchError(f"no {m.file} under {folder} for model {name!r}; check the folder or drop --from")
+        url = hit.resolve().as_uri()
     src = url or m.url
     if not src:
         raise FetchError(f"model {name!r} has no url in its manifest; put {m.file} in $EDGEPOSE_MODEL_PATH")

@@ -13,4 +13,11 @@ python3 -m venv .venv
 if ! command -v shellcheck >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null) || echo "shellcheck not installed; its test will be skipped"
 fi
+# Fetch the models into the per-user cache now, so that the first run works offline.
+# A folder of pre-downloaded models is used instead of the network when present
+# ($EDGEPOSE_MODELS_FROM, by default the shared data folder next to this checkout).
+from="${EDGEPOSE_MODELS_FROM:-../shared/models}"
+fetch=(.venv/bin/edgepose models fetch --all)
+[ -d "${from}" ] && fetch+=(--from "${from}")
+"${fetch[@]}" || echo "warning: models not fetched now; edgepose fetches them on first use"
 echo "edgepose is installed in .venv (activate with: . .venv/bin/activate)"

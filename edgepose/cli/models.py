@@ -23,8 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=run_info)
     fetch = msub.add_parser("fetch", help="download a model into the cache, verified by sha256")
-    fetch.add_argument("names", nargs="+", metavar="NAME")
+    fetch.add_argument("names", nargs="*", metavar="NAME")
+    fetch.add_argument("--all", action="store_true", help="every known model")
     fetch.add_argument("--url", help="download from this URL (a mirror) instead of the manifest's")
+    fetch.add_argument("--from", dest="source_dir", metavar="DIR",
+                       help="copy from a local folder (searched by file name) instead of downloading")
     fetch.add_argument("--force", action="store_true", help="download even when a verified copy exists")
     fetch.set_defaults(func=run_fetch)
 
@@ -70,13 +73,16 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    if args.url and len(args.names) > 1:
+    names = sorted(list_manifests()) if args.all else args.names
+    if not names:
+        raise ModelError("name the model(s) to fetch, or pass --all (see `edgepose models list`)")
+    if args.url and len(names) > 1:
         raise ModelError("--url names one file; fetch one model at a time with --url")
-    for name in args.names:
+    for name in names:
         existing = None if args.force else find_model_file(get_manifest(name))
         if existing is not None:
             print(f"{name}: {existing} (already there, sha256 verified; --force downloads again)")
             continue
-        path = fetch_model(name, url=args.url, force=args.force)
+        path = fetch_model(name, url=args.url, source_dir=args.source_dir, force=args.force)
         print(f"{name}: {path}")
     return 0

@@ -217,3 +217,32 @@ def test_models_info_takes_a_model_file_with_its_sidecar(tmp_path: Path,
     info = json.loads(capsys.readouterr().out)
     assert info["name"] == "mine" and info["manifest"] == str(tmp_path / "mine.toml")
     assert info["local_copy"] == str(link.resolve())
+
+
+def test_fetch_from_a_local_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Offline machines: models copied from a folder (USB stick), verified like a download."""
+    from edgepose.cli.main import main
+
+    monkeypatch.delenv("EDGEPOSE_MODEL_PATH")
+    stick = tmp_path / "stick" / "nested"
+    stick.mkdir(parents=True)
+    (stick / MOVENET).symlink_to(shared_path("models", "coral", MOVENET))
+    path = fetch_model("movenet-lightning", source_dir=tmp_path / "stick")
+    assert path.parent == cache_dir() and not path.is_symlink()
+    assert sha256_file(path) == list_manifests()["movenet-lightning"].sha256
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / MOVENET).write_bytes(b"tampered")
+    with pytest.raises(FetchError, match="sha256"):
+        fetch_model("movenet-lightning", source_dir=bad, force=True)
+    with pytest.raises(FetchError, match="no posenet_mobilenet_v1_075_353_481_quant.tflite under"):
+        fetch_model("posenet-mobilenet-v1-075-353x481", source_dir=bad)
+    assert [p.name for p in cache_dir().iterdir()] == [MOVENET]  # nothing partial left
+
+    assert main(["models", "fetch", "--all", "--from", str(shared_path("models"))]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == len(list_manifests())
+    assert sorted(p.name for p in cache_dir().iterdir()) == sorted(m.file for m in list_manifests().values())
+    assert main(["models", "fetch"]) == 2
