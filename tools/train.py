@@ -134,6 +134,20 @@ class _EpochState:
         return Save()
 
 
+def _resume_epoch(state: Path) -> int:
+    """The next epoch recorded in ``state.json`` (0 when there is none)."""
+    if not state.is_file():
+        return 0
+    try:
+        epoch = json.loads(state.read_text(encoding="utf-8"))["epoch"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        epoch = None
+    if not isinstance(epoch, int) or epoch < 0:
+        raise DataError(f"cannot resume: {state} is damaged; delete it (training restarts its epoch count) "
+                        "or train without --resume")
+    return epoch
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Train (or resume) and export; see the module docstring."""
     out = _validate(config)  # before importing Keras: bad input fails fast
@@ -151,8 +165,12 @@ def train(config: TrainConfig) -> TrainResult:
     initial_epoch = 0
     with _strategy().scope():
         if config.resume and last.is_file():
-            model = keras.models.load_model(last)
-            initial_epoch = json.loads(state.read_text())["epoch"] if state.is_file() else 0
+            initial_epoch = _resume_epoch(state)
+            try:
+                model = keras.models.load_model(last)
+            except (ValueError, OSError) as err:
+                raise DataError(f"cannot resume: checkpoint {last} is damaged ({str(err).splitlines()[0][:120]}); "
+                                "delete it or train without --resume") from None
             log.info("resuming from %s at epoch %d", last, initial_epoch)
         else:
             model = build_model(config.model, **config.model_kwargs())

@@ -155,3 +155,21 @@ def test_bad_shards_and_outputs_exit_2_before_training(case: str, message: str, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not (tmp_path / "out").exists()  # nothing started
+
+
+@pytest.mark.parametrize("text,expected", [
+    ('{"epoch": 3}', 3), ("{not json", None), ('{"step": 3}', None), ('{"epoch": -1}', None),
+    ('{"epoch": "3"}', None),
+])
+def test_resume_state_is_validated(tmp_path: Path, text: str, expected: int | None) -> None:
+    from tools.errors import DataError
+    from tools.train import _resume_epoch
+
+    state = tmp_path / "state.json"
+    state.write_text(text)
+    if expected is None:
+        with pytest.raises(DataError, match="cannot resume: .*state.json is damaged"):
+            _resume_epoch(state)
+    else:
+        assert _resume_epoch(state) == expected
+    assert _resume_epoch(tmp_path / "absent.json") == 0
