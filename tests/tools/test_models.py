@@ -74,6 +74,8 @@ def test_training_models_have_a_dynamic_batch() -> None:
 
 @pytest.mark.parametrize(("kind", "kwargs", "message"), [
     ("hourglass", {"input_size": (100, 100)}, "not divisible by 64"),
+    ("hourglass", {"input_size": (64, 64), "num_filters": 2}, "multiple of 4, at least 8"),
+    ("hourglass", {"input_size": (64, 64), "num_filters": 30}, "multiple of 4, at least 8"),
     ("simple_baselines", {"input_size": (100, 100)}, "not divisible by 32"),
     ("simple_baselines", {"interpolation": "cubic"}, "expected bilinear or nearest"),
     ("resnet", {}, "unknown model kind 'resnet'"),

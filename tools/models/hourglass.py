@@ -69,6 +69,9 @@ def build_hourglass(
 
     from edgepose.errors import ConfigError
 
+    if num_filters < 8 or num_filters % 4:
+        raise ConfigError(f"hourglass --filters {num_filters}: use a multiple of 4, at least 8 "
+                          "(the stem uses filters/4 and the residual blocks filters/2)")
     h, w = input_size
     step = 4 * 2**order
     if h % step or w % step:
