@@ -20,10 +20,9 @@ def require_shared() -> Path:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
+    from edgepose.imageio import read_image
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    return read_image(path)
 
 
 def median_ms(samples: list[float]) -> float:

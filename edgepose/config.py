@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import difflib
 import math
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from edgepose.errors import ConfigError, EdgePoseError
 from edgepose.render.driver import DISPLAYS
+from edgepose.tomlio import read_toml
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _LIVE_PREFIXES = ("auto", "picamera", "picam", "libcamera", "/dev/video")
@@ -60,15 +60,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
 def load_toml(path: str | Path) -> dict[str, Any]:
     """The settings in a TOML file (flat keys, ``-`` or ``_``); ConfigError when unreadable."""
     p = Path(path).expanduser()
-    try:
-        with open(p, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} not found: pass an existing TOML file with --config") from None
-    except OSError as err:
-        raise ConfigError(f"config file {p} cannot be read ({err.strerror}): check its permissions") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"config file {p} is not valid TOML ({err}): fix the syntax") from None
+    data = read_toml(p, "config file", ConfigError,
+                     ": pass an existing TOML file with --config")
     out: dict[str, Any] = {}
     for raw, value in data.items():
         key = raw.replace("-", "_")

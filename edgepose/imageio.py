@@ -12,6 +12,11 @@ from edgepose.errors import SourceError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def read_image(path: str | Path) -> npt.NDArray[np.uint8]:
     """The image at ``path`` as an (H, W, 3) RGB uint8 array."""
     p = Path(path)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from edgepose.errors import ModelError
+from edgepose.tomlio import read_toml
 
 DEVICES = ("cpu", "edgetpu")
 RESIZE_MODES = ("letterbox", "stretch", "crop")
@@ -102,14 +102,7 @@ def manifest_from_dict(data: dict[str, Any], origin: str = "manifest") -> Manife
 
 def load_manifest(path: str | Path) -> Manifest:
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"manifest {p} not found") from None
-    except OSError as exc:
-        raise ModelError(f"manifest {p} cannot be read ({exc.strerror}); check it is a readable file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"manifest {p} is not valid TOML: {exc}") from None
+    data = read_toml(p, "manifest", ModelError)
     return replace(manifest_from_dict(data, origin=str(p)), source=p)
 
 

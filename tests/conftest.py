@@ -41,10 +41,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
+    from edgepose.imageio import read_image
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    return read_image(path)
 
 
 def _edgetpu_available() -> bool:

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgepose.errors import ModelError
-from edgepose.imageio import IMAGE_SUFFIXES, read_image
+from edgepose.imageio import IMAGE_SUFFIXES, list_images, read_image
 from edgepose.manifest import DECODER_KINDS, SCHEMA_NAMES, Manifest, load_manifest, manifest_from_dict, write_manifest
 from edgepose.preprocess import resize
 from tools.argtypes import positive_int
@@ -50,10 +50,6 @@ class QuantizeResult:
 
 
 # --- representative data -------------------------------------------------------------
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
 
 def _video_frames(path: Path, count: int) -> Iterator[npt.NDArray[np.uint8]]:
     try:
@@ -92,7 +88,7 @@ def iter_source_frames(source: str | Path, count: int,
     if not src.exists():
         raise DataError(f"representative set {src} not found; give an image folder, a video or TFRecord files")
     if src.is_dir():
-        images = _images_in(src)
+        images = list_images(src)
         records = sorted(p for p in src.iterdir() if p.suffix.lower() in RECORD_SUFFIXES)
         if images:
             for p in images[:count]:

@@ -83,6 +83,7 @@ def run_fetch(args: argparse.Namespace) -> int:
         if existing is not None:
             print(f"{name}: {existing} (already there, sha256 verified; --force downloads again)")
             continue
-        path = fetch_model(name, url=args.url, source_dir=args.source_dir, force=args.force)
+        # no verified copy (or --force): download without looking for one again
+        path = fetch_model(name, url=args.url, source_dir=args.source_dir, force=True)
         print(f"{name}: {path}")
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepose.errors import SourceError
-from edgepose.imageio import IMAGE_SUFFIXES, read_image
+from edgepose.imageio import IMAGE_SUFFIXES, list_images, read_image
 from edgepose.sources.base import Frame, Source
 
 
@@ -39,7 +39,7 @@ class ImageSource(Source):
 
     def open(self) -> None:
         if self.path.is_dir():
-            files = sorted(p for p in self.path.iterdir() if p.is_file() and is_image_file(p))
+            files = list_images(self.path)
             if not files:
                 raise SourceError(f"image folder {self.path} has no images "
                                   f"({', '.join(IMAGE_SUFFIXES)}): pass another --source")
