@@ -11,6 +11,7 @@ from edgepose.errors import (
     EdgePoseError,
     FetchError,
     ModelError,
+    OutputError,
     RenderError,
     SourceError,
 )
@@ -22,6 +23,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "COCO17", "MPII16", "ConfigError", "DeviceError", "EdgePoseError", "FetchError",
-    "ModelError", "Poses", "RenderError", "Schema", "SourceError", "Transform",
+    "ModelError", "OutputError", "Poses", "RenderError", "Schema", "SourceError", "Transform",
     "get_schema", "__version__",
 ]

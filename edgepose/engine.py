@@ -63,12 +63,25 @@ def parse_device(device: str) -> tuple[str, str | None]:
     raise ConfigError(f"unknown device {device!r}; expected auto, cpu, edgetpu, usb, pci, :N, usb:N or pci:N")
 
 
+# Preferred first: tflite_runtime where it is installed (the pairing known to work with
+# libedgetpu builds, as Frigate ships it), else ai-edge-litert.
+INTERPRETER_MODULES = ("tflite_runtime.interpreter", "ai_edge_litert.interpreter")
+
+
+def interpreter_module() -> Any:
+    """The TFLite interpreter module in use (``tflite_runtime`` preferred)."""
+    import importlib
+
+    for name in INTERPRETER_MODULES:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise DeviceError("no TFLite interpreter installed; `pip install ai-edge-litert` (or `pip install edgepose`)")
+
+
 def _default_loader() -> DelegateLoader:
-    try:
-        from ai_edge_litert.interpreter import load_delegate
-    except ImportError:
-        from tflite_runtime.interpreter import load_delegate  # type: ignore[no-redef]
-    return load_delegate
+    return interpreter_module().load_delegate  # type: ignore[no-any-return]
 
 
 def load_edgetpu_delegate(device: str | None = None, loader: DelegateLoader | None = None) -> Any:
@@ -101,16 +114,7 @@ def load_edgetpu_delegate(device: str | None = None, loader: DelegateLoader | No
 
 
 def _interpreter_class() -> Any:
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
-        except ImportError:
-            raise DeviceError(
-                "no TFLite interpreter installed; `pip install ai-edge-litert` (or `pip install edgepose`)"
-            ) from None
-    return Interpreter
+    return interpreter_module().Interpreter
 
 
 @contextlib.contextmanager
@@ -197,6 +201,10 @@ class Engine:
     @property
     def name(self) -> str:
         return self.spec.manifest.name
+
+    @property
+    def multi_pose(self) -> bool:
+        return self.spec.manifest.multi_pose
 
     @property
     def input_dtype(self) -> np.dtype:

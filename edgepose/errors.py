@@ -34,3 +34,8 @@ class FetchError(ModelError):
 
 class RenderError(EdgePoseError):
     """The display or renderer could not be set up."""
+
+
+class OutputError(EdgePoseError):
+    """An output (file, recording, network stream) failed while the run was going:
+    a full disk, a vanished folder. The run goes on without that output and exits 1."""

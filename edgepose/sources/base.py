@@ -20,11 +20,18 @@ class Frame:
     - ``timestamp``: ``time.monotonic()`` seconds when the frame was captured, so that
       capture age and end-to-end latency can be measured against the same clock.
     - ``index``: 0-based count of frames this source produced.
+    - ``name``: what the frame came from when that is more than the source (an image
+      folder's file name), else "".
+    - ``error``: non-empty when this frame could not be read (a damaged image in a
+      folder): ``image`` is then a 1x1 placeholder, the pipeline infers nothing and the
+      frame's record carries the error, so every input has a record.
     """
 
     image: npt.NDArray[np.uint8]
     timestamp: float
     index: int
+    name: str = ""
+    error: str = ""
 
     @property
     def size(self) -> tuple[int, int]:
