@@ -185,3 +185,11 @@ class SingleModelEstimator(BaseEstimator):
 
     def close(self) -> None:
         self.engine.close()
+
+
+def open_estimator(model: str = "movenet-lightning", device: str = "auto", **options: Any) -> Estimator:
+    """The estimator for ``model`` on ``device`` (see ``edgepose.engine.open_engine`` for
+    the options): one model, or a pipeline of models that its manifest describes."""
+    from edgepose.engine import open_engine
+
+    return SingleModelEstimator(open_engine(model, device, **options))
