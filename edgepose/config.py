@@ -130,7 +130,7 @@ def parse_serve(text: str) -> tuple[str, int]:
 
 def _model(v: str, cfg: RunConfig) -> None:
     """Unknown model names and missing model files are config errors (no download here)."""
-    from edgepose.registry import get_manifest, is_model_path
+    from edgepose.registry import describe_model, is_model_path
 
     if is_model_path(v):
         path = Path(v).expanduser()
@@ -140,7 +140,7 @@ def _model(v: str, cfg: RunConfig) -> None:
                               "model name from `edgepose models list`")
         return
     try:
-        get_manifest(v)
+        describe_model(v)
     except EdgePoseError as err:
         raise ConfigError(f"model: {err}") from None
 
@@ -150,7 +150,8 @@ class RunConfig:
     """Everything ``edgepose-run`` needs; field names are the TOML keys and, with ``-``,
     the flags."""
 
-    model: str = setting("movenet-lightning", "model name from `edgepose models list`, or a "
+    model: str = setting("movenet-multipose", "model name from `edgepose models list` "
+                         "(movenet-multipose: several people; movenet-lightning: one), or a "
                          ".tflite path (with a <stem>.toml beside it)", check=_model, section="Model")
     device: str = setting("auto", "auto (Edge TPU if present, else CPU), cpu, edgetpu, usb, usb:N, "
                           "pci, pci:N", check=_device)

@@ -272,14 +272,20 @@ def check_models(model: str | None) -> list[Check]:
     checks = [Check("models", status, detail,
                     "" if cached else "edgepose models fetch movenet-lightning")]
     if model:
-        try:
-            spec = resolve_model(model, fetch=False)
-            checks.append(Check("model", "ok", f"{model} -> {spec.path}"))
-        except EdgePoseError as err:
-            known = model in manifests
-            checks.append(Check("model", "warn" if known else "fail", str(err),
-                                "it will be downloaded at start (needs internet)" if known else "",
-                                blocking=not known))
+        from edgepose.registry import get_pipeline, is_model_path
+
+        pipeline = None if is_model_path(model) else get_pipeline(model)
+        parts = [pipeline.proposer, pipeline.landmark] if pipeline else [model]
+        for part in parts:  # a pipeline's models, each like a model of its own
+            label = f"{model}: {part}" if pipeline else model
+            try:
+                spec = resolve_model(part, fetch=False)
+                checks.append(Check("model", "ok", f"{label} -> {spec.path}"))
+            except EdgePoseError as err:
+                known = part in manifests
+                checks.append(Check("model", "warn" if known else "fail", str(err),
+                                    "it will be downloaded at start (needs internet)" if known else "",
+                                    blocking=not known))
     return checks
 
 

@@ -10,9 +10,26 @@ An estimator works in three stages so that consecutive frames overlap in the pip
   order, on one thread;
 - ``finish(job)`` (decode thread, CPU): decode to source-pixel ``Poses``.
 
-``estimate(image)`` runs the three in series (still images, tools). A single-model
-engine is one implementation (``SingleModelEstimator``); a two-stage top-down model is
-another, its jobs carrying whatever it needs between stages in ``Job.state``.
+``estimate(image)`` runs the three in series (still images, tools). Implementations:
+
+- ``SingleModelEstimator``: one model, one invoke (PoseNet multi-pose);
+- ``edgepose.topdown.SinglePersonEstimator``: a single-pose model (MoveNet) on a square
+  crop around the person: the previous frame's keypoints on video, a second pass on a
+  still image;
+- ``edgepose.topdown.TopDownEstimator``: a proposer model finds people, a landmark
+  model runs on each one's crop (``movenet-multipose``); between proposals the crops
+  come from the previous frame's poses.
+
+State carried from frame to frame (where the previous poses were) lives in the
+estimator and is read and written in ``invoke``, which sees the frames in order;
+``prepare`` runs ahead on another thread and only makes what does not depend on it.
+
+A BlazePose-style pair (person detector + landmark model) fits the same way, without a
+change to the pipeline: a decoder kind for the detector's anchors that returns boxes (a
+``Proposer`` in ``edgepose.topdown``), one for the landmark model's outputs, and a
+``kind = "topdown"`` manifest naming the two. Its rotated crops would make
+``Transform`` a general 2x3 affine map; ``Transform.to_source`` stays the one place
+model pixels go back to the frame.
 """
 
 from __future__ import annotations
@@ -43,9 +60,11 @@ class Job:
     """One frame on its way through an estimator's stages.
 
     ``tensor``/``transform`` are set by ``prepare``, ``outputs`` by ``invoke``;
-    ``timings`` collects stage times in ms (``preprocess_ms``, ``invoke_ms``,
-    ``decode_ms``, and any an estimator adds); ``device`` is where ``invoke`` ran;
-    ``state`` is the estimator's own (crops, proposals).
+    ``timings`` collects times in ms by kind of work, wherever it ran: ``preprocess_ms``
+    (resizing, cropping, quantizing), ``invoke_ms`` (model invokes only),
+    ``decode_ms`` (decoders, duplicate removal, tracking), and any an estimator adds
+    (per model: ``<role>_invoke_ms``); ``invokes`` counts model invokes; ``device`` is
+    where ``invoke`` ran; ``state`` is the estimator's own (crops, proposals).
     """
 
     image: npt.NDArray[np.uint8]
@@ -57,6 +76,10 @@ class Job:
     invokes: int = 0
     device: str = ""
     state: Any = None
+
+    def add_time(self, key: str, ms: float) -> None:
+        """Add ``ms`` to the ``key`` timing (several invokes or crops per frame add up)."""
+        self.timings[key] = self.timings.get(key, 0.0) + ms
 
 
 @runtime_checkable
@@ -101,6 +124,11 @@ class ModelEngine(Protocol):
 
     @property
     def multi_pose(self) -> bool: ...
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The model input (height, width): crops are cut at this size."""
+        ...
 
     def preprocess(self, frame: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[Any], Transform]: ...
 
@@ -193,11 +221,43 @@ EngineOpener = Callable[..., ModelEngine]
 estimator in one worker process (one process owns the Edge TPU) passes its own."""
 
 
-def open_estimator(model: str = "movenet-lightning", device: str = "auto", *,
-                   opener: EngineOpener | None = None, **options: Any) -> Estimator:
-    """The estimator for ``model`` on ``device``: one model, or a pipeline of models that
-    its manifest describes. ``opener`` opens each model (default: in this process with
-    ``edgepose.engine.open_engine``; see its options)."""
+DEFAULT_MODEL = "movenet-multipose"
+# open_engine options that describe one .tflite file; a pipeline's parts have manifests.
+_FILE_OPTIONS = ("decoder", "schema", "decoder_params", "resize", "interpolation")
+
+
+def open_estimator(model: str = DEFAULT_MODEL, device: str = "auto", *,
+                   opener: EngineOpener | None = None, crops: bool = True,
+                   **options: Any) -> Estimator:
+    """The estimator for ``model`` on ``device``: a pipeline of models when its manifest
+    is ``kind = "topdown"``, else one model: multi-pose models run on the whole frame,
+    single-pose models on a crop around the person unless ``crops`` is False.
+
+    ``opener`` opens each model (default: in this process with
+    ``edgepose.engine.open_engine``); every engine comes through it, with ``options``
+    (its keyword arguments; the ones describing a single file are refused for a pipeline).
+    """
+    from edgepose.registry import get_pipeline, is_model_path
+
     if opener is None:
-        from edgepose.engine import open_engine as opener
-    return SingleModelEstimator(opener(model, device, **options))
+        from edgepose.engine import open_engine
+
+        opener = open_engine
+    pipeline = None if is_model_path(model) else get_pipeline(str(model))
+    if pipeline is not None:
+        from edgepose.errors import ConfigError
+        from edgepose.topdown import TopDownEstimator
+
+        given = [k for k in _FILE_OPTIONS if options.get(k) is not None]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ConfigError(f"{flag} describes one model file; {model} is a pipeline of "
+                              f"{pipeline.proposer} and {pipeline.landmark} with their own manifests")
+        rest = {k: v for k, v in options.items() if k not in _FILE_OPTIONS}
+        return TopDownEstimator.open(pipeline, device, opener, **rest)
+    engine = opener(model, device, **options)
+    if engine.multi_pose or not crops:
+        return SingleModelEstimator(engine)
+    from edgepose.topdown import SinglePersonEstimator
+
+    return SinglePersonEstimator(engine)

@@ -93,7 +93,11 @@ def box_iou(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArr
 class PoseTracker:
     """Assigns ``track_ids``: each pose's keypoint box is matched to the live tracks by
     IoU (optimal assignment); a match needs IoU >= ``min_iou``; unmatched poses start new
-    tracks; tracks unseen for ``max_age`` seconds end."""
+    tracks; tracks unseen for ``max_age`` seconds end.
+
+    Poses that come with track ids already (a top-down estimator follows each person
+    from crop to crop, which is a better tracker than box overlap) keep them.
+    """
 
     def __init__(self, min_iou: float = 0.3, max_age: float = 1.0,
                  keypoint_threshold: float = 0.2) -> None:
@@ -109,6 +113,8 @@ class PoseTracker:
         self._next_id = 0
 
     def __call__(self, poses: Poses, t: float) -> Poses:
+        if poses.track_ids is not None and bool((poses.track_ids >= 0).all()):
+            return poses
         self._seen = {k: v for k, v in self._seen.items() if t - v <= self.max_age}
         self._boxes = {k: v for k, v in self._boxes.items() if k in self._seen}
         boxes = poses.boxes(self.keypoint_threshold)

@@ -1,4 +1,10 @@
-"""Model manifests: one TOML file per model describing how to fetch, feed and decode it."""
+"""Model manifests: one TOML file per model describing how to fetch, feed and decode it.
+
+Two kinds of manifest (the TOML key ``kind``): ``model`` (the default; one .tflite file,
+``Manifest``) and ``topdown`` (a pipeline of two registered models, ``TopDownManifest``:
+a proposer that finds people in the frame and a landmark model run on a crop around
+each; see ``edgepose.topdown``).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from edgepose.decoders import DECODER_KINDS, decoder_info
 from edgepose.errors import ModelError
 from edgepose.tomlio import read_toml
 
 DEVICES = ("cpu", "edgetpu")
 RESIZE_MODES = ("letterbox", "stretch", "crop")
 INTERPOLATIONS = ("bilinear", "nearest")
-DECODER_KINDS = ("movenet", "posenet_single", "posenet_multi", "heatmap")
 SCHEMA_NAMES = ("coco17", "mpii16")
 REQUIRED = ("name", "file", "input_size", "decoder", "schema")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -42,9 +48,11 @@ class Manifest:
     decoder_params: dict[str, Any] = field(default_factory=dict)
     source: Path | None = field(default=None, compare=False)  # the TOML it came from
 
+    kind = "model"
+
     @property
     def multi_pose(self) -> bool:
-        return self.decoder == "posenet_multi"
+        return decoder_info(self.decoder).multi_pose
 
     def with_(self, **changes: Any) -> Manifest:
         return replace(self, **changes)
@@ -85,6 +93,10 @@ def manifest_from_dict(data: dict[str, Any], origin: str = "manifest") -> Manife
                          ("schema", SCHEMA_NAMES)):
         if key in d and d[key] not in allowed:
             raise ModelError(f"{origin}: {key} = {d[key]!r}; expected one of {', '.join(allowed)}")
+    produces = decoder_info(d["decoder"]).schemas
+    if d["schema"] not in produces:
+        raise ModelError(f"{origin}: decoder {d['decoder']!r} produces {' or '.join(produces)} "
+                         f"keypoints, not schema {d['schema']!r}; fix `schema` in the manifest")
     for key in ("mean", "std"):
         if d.get(key) is not None:
             v = d[key]
@@ -100,10 +112,80 @@ def manifest_from_dict(data: dict[str, Any], origin: str = "manifest") -> Manife
     return Manifest(**d)
 
 
-def load_manifest(path: str | Path) -> Manifest:
+@dataclass(frozen=True)
+class TopDownManifest:
+    """A top-down pipeline of two registered models: ``proposer`` finds the people in
+    the frame (a multi-pose model), ``landmark`` estimates each one's pose on a square
+    crop around it (a single-pose model). ``params`` tune the pipeline; they are checked
+    when it opens (``edgepose.topdown.TopDownParams``)."""
+
+    name: str
+    proposer: str
+    landmark: str
+    schema: str = "coco17"
+    description: str = ""
+    license: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = field(default=None, compare=False)
+
+    kind = "topdown"
+    multi_pose = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"kind": self.kind, **asdict(self)}
+        d.pop("source")
+        return d
+
+
+AnyManifest = Manifest | TopDownManifest
+MANIFEST_KINDS = ("model", "topdown")
+
+
+def topdown_from_dict(data: dict[str, Any], origin: str = "manifest") -> TopDownManifest:
+    """Validate a parsed ``kind = "topdown"`` manifest; errors name the file and the key."""
+    d = {k: v for k, v in data.items() if k != "kind"}
+    known = {f.name for f in fields(TopDownManifest)} - {"source"}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ModelError(f"{origin}: unknown key(s) {', '.join(unknown)} for a topdown manifest; "
+                         f"known keys: kind, {', '.join(sorted(known))}")
+    missing = [k for k in ("name", "proposer", "landmark") if k not in d]
+    if missing:
+        raise ModelError(f"{origin}: missing required field(s) {', '.join(missing)}")
+    for key in ("name", "proposer", "landmark"):
+        if not isinstance(d[key], str) or not d[key]:
+            raise ModelError(f"{origin}: {key} must be a non-empty string (a model name)")
+    if d.get("schema", "coco17") not in SCHEMA_NAMES:
+        raise ModelError(f"{origin}: schema = {d['schema']!r}; expected one of {', '.join(SCHEMA_NAMES)}")
+    if not isinstance(d.get("params", {}), dict):
+        raise ModelError(f"{origin}: [params] must be a table")
+    return TopDownManifest(**d)
+
+
+def any_manifest_from_dict(data: dict[str, Any], origin: str = "manifest") -> AnyManifest:
+    """A model or a topdown manifest, by its ``kind`` (default ``model``)."""
+    kind = data.get("kind", "model")
+    if kind == "topdown":
+        return topdown_from_dict(data, origin)
+    if kind != "model":
+        raise ModelError(f"{origin}: kind = {kind!r}; expected one of {', '.join(MANIFEST_KINDS)}")
+    return manifest_from_dict({k: v for k, v in data.items() if k != "kind"}, origin)
+
+
+def load_any_manifest(path: str | Path) -> AnyManifest:
+    """A manifest file of either kind (the registry's scan)."""
     p = Path(path)
     data = read_toml(p, "manifest", ModelError)
-    return replace(manifest_from_dict(data, origin=str(p)), source=p)
+    return replace(any_manifest_from_dict(data, origin=str(p)), source=p)
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """A model manifest file (a sidecar, a built-in model); a pipeline's is refused."""
+    m = load_any_manifest(path)
+    if not isinstance(m, Manifest):
+        raise ModelError(f"{path}: is a {m.kind} pipeline manifest, not a model's; a model file's "
+                         "sidecar describes one .tflite (kind = \"model\")")
+    return m
 
 
 def _toml_value(v: Any) -> str:

@@ -1,7 +1,9 @@
 """Resize frames for a model and return the transform back to source pixels.
 
 Mapping model coordinates back to the source frame happens in exactly one place:
-``Transform.to_source``.
+``Transform.to_source``. A crop followed by a resize is one ``Transform`` too
+(``Transform.for_crop(...).then(resize_transform)``), so a model run on a person crop
+maps back to the frame the same way as one run on the whole frame.
 """
 
 from __future__ import annotations
@@ -51,6 +53,24 @@ class Transform:
     @classmethod
     def identity(cls, height: int, width: int) -> Transform:
         return cls(1.0, 1.0, 0.0, 0.0, (height, width), (height, width))
+
+    @classmethod
+    def for_crop(cls, x0: float, y0: float, x1: float, y1: float, size: tuple[int, int],
+                 source_size: tuple[int, int] = (0, 0)) -> Transform:
+        """The region x0..x1, y0..y1 of the source (pixels; it may reach past the edges)
+        resized to ``size`` = (height, width)."""
+        if not (x1 > x0 and y1 > y0):
+            raise ModelError(f"crop region ({x0}, {y0}, {x1}, {y1}) is empty")
+        sx, sy = size[1] / (x1 - x0), size[0] / (y1 - y0)
+        return cls(sx, sy, -x0 * sx, -y0 * sy, source_size, (int(size[0]), int(size[1])))
+
+    def then(self, other: Transform) -> Transform:
+        """This transform followed by ``other`` (which maps this one's model pixels
+        onward, e.g. a crop then the model's resize): source -> ``other``'s model."""
+        return Transform(self.scale_x * other.scale_x, self.scale_y * other.scale_y,
+                         self.offset_x * other.scale_x + other.offset_x,
+                         self.offset_y * other.scale_y + other.offset_y,
+                         self.source_size, other.model_size)
 
 
 def _resize(image: npt.NDArray[np.uint8], w: int, h: int, interp: Interpolation) -> npt.NDArray[np.uint8]:

@@ -17,8 +17,11 @@ from edgepose.errors import FetchError, ModelError
 from edgepose.manifest import (
     DECODER_KINDS,
     SCHEMA_NAMES,
+    AnyManifest,
     Manifest,
+    TopDownManifest,
     dumps_manifest,
+    load_any_manifest,
     load_manifest,
     manifest_from_dict,
     write_manifest,
@@ -26,8 +29,9 @@ from edgepose.manifest import (
 from edgepose.tflite_info import read_model_bytes, read_model_info
 
 __all__ = [
-    "Manifest", "ModelSpec", "cache_dir", "dumps_manifest", "fetch_model", "find_model_file",
-    "is_model_path", "list_manifests", "load_manifest", "manifest_dirs", "resolve_model", "sha256_file",
+    "Manifest", "ModelSpec", "TopDownManifest", "cache_dir", "describe_model", "dumps_manifest",
+    "fetch_model", "find_model_file", "get_pipeline", "is_model_path", "list_manifests",
+    "list_pipelines", "load_manifest", "manifest_dirs", "resolve_model", "sha256_file",
     "write_manifest",
 ]
 
@@ -63,25 +67,50 @@ def manifest_dirs() -> list[Path]:
     return dirs
 
 
-def list_manifests() -> dict[str, Manifest]:
-    """Every known manifest by name; earlier directories win."""
-    found: dict[str, Manifest] = {}
+def _all_manifests() -> dict[str, AnyManifest]:
+    """Every known manifest of either kind by name; earlier directories win."""
+    found: dict[str, AnyManifest] = {}
     for d in manifest_dirs():
         if d.is_dir():
             for p in sorted(q for q in d.glob("*.toml") if q.is_file()):
-                m = load_manifest(p)
+                m = load_any_manifest(p)
                 found.setdefault(m.name, m)
     return found
 
 
-def get_manifest(name: str) -> Manifest:
-    known = list_manifests()
+def list_manifests() -> dict[str, Manifest]:
+    """Every known model (one .tflite file) by name; earlier directories win."""
+    return {n: m for n, m in _all_manifests().items() if isinstance(m, Manifest)}
+
+
+def list_pipelines() -> dict[str, TopDownManifest]:
+    """Every known pipeline of models (``kind = "topdown"``) by name."""
+    return {n: m for n, m in _all_manifests().items() if isinstance(m, TopDownManifest)}
+
+
+def get_pipeline(name: str) -> TopDownManifest | None:
+    """The pipeline manifest called ``name``, or None when it names no pipeline."""
+    return list_pipelines().get(name)
+
+
+def describe_model(name: str) -> AnyManifest:
+    """The manifest of a registered name, model or pipeline (unknown names: ModelError)."""
+    known = _all_manifests()
     if name not in known:
         raise ModelError(
             f"unknown model {name!r}; known models: {', '.join(sorted(known)) or 'none'} "
             "(see `edgepose models list`, or give a .tflite path)"
         )
     return known[name]
+
+
+def get_manifest(name: str) -> Manifest:
+    """The manifest of the model (one file) called ``name``."""
+    m = describe_model(name)
+    if not isinstance(m, Manifest):
+        raise ModelError(f"{name!r} is a {m.kind} pipeline of {m.proposer} and {m.landmark}, not one "
+                         "model file; use those names here")
+    return m
 
 
 _hash_memo: dict[tuple[str, int, int], str] = {}

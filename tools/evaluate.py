@@ -1,10 +1,14 @@
 """Accuracy of any model the runtime loads: OKS AP on COCO JSON, PCKh@0.5 on MPII JSON.
 
-Single-person models run on a square crop around each ground-truth person (COCO bbox,
-or MPII centre/scale) with a 25 % margin; multi-person models run on the full image.
+Models run through their estimator (``edgepose.estimator.open_estimator``), as
+``edgepose detect`` and ``edgepose-run`` run them: a top-down pipeline
+(``movenet-multipose``) and multi-pose models on the whole image; single-person models on
+a square crop around each ground-truth person (COCO bbox, or MPII centre/scale) with a
+25 % margin (``edgepose.crops.crop``), or on whole images with ``--full-images``.
 With ``--model2`` both models run on the same inputs and the table shows them side by
 side, plus keypoint agreement (PCK@0.05 of model2 against model, normalised by the crop
-or image size), e.g. float vs int8.
+or image size), e.g. float vs int8. COCO results also give the mean OKS of each person's
+best match and each model's costs: invokes per input and median ms per stage.
 
 PCKh head size: 0.6 x head-box diagonal when the JSON has ``head_box``; the tutorial's
 MPII JSON has none, so the fallback is the head-top -> neck distance. COCO-17 models are
@@ -25,6 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from edgepose.crops import Box, crop, to_source
+from edgepose.estimator import DEFAULT_MODEL, Estimate, Estimator
 from edgepose.imageio import read_image
 from edgepose.pose import Poses
 from edgepose.schemas import MPII_TO_COCO
@@ -39,32 +45,22 @@ AGREEMENT_ALPHA = 0.05
 COCO_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 
-def crop_square(image: npt.NDArray[np.uint8], cx: float, cy: float, size: float) -> tuple[npt.NDArray[np.uint8], tuple[int, int]]:
-    """A size x size crop centred at (cx, cy), zero-padded outside the image; returns it and its origin."""
-    s = max(int(round(size)), 8)
-    x0, y0 = int(round(cx - s / 2)), int(round(cy - s / 2))
-    out = np.zeros((s, s, 3), np.uint8)
-    h, w = image.shape[:2]
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
-    if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
-    return out, (x0, y0)
-
-
-def _best(poses: Poses, origin: tuple[int, int]) -> Poses:
-    """The highest-scoring pose, shifted from crop to image pixels."""
-    if not len(poses):
+def _best(poses: Poses) -> Poses:
+    """The highest-scoring pose (a single-person crop holds one person)."""
+    if len(poses) <= 1:
         return poses
-    i = int(np.argmax(poses.pose_scores))
-    p = poses[[i]]
-    return replace(p, xy=p.xy + np.asarray(origin, np.float32))
+    return poses[[int(np.argmax(poses.pose_scores))]]
 
 
-def _run_instances(engines: Sequence[Any], items: list[tuple[Path, tuple[float, float, float] | None]]) -> list[list[Poses]]:
-    """Per engine, per item: poses in image pixels (item = image, crop (cx, cy, size) or None)."""
+Item = tuple[Path, "tuple[float, float, float] | None"]
+
+
+def _run_instances(engines: Sequence[Estimator], items: Sequence[Item]) -> list[list[Estimate]]:
+    """Per estimator, per item: its estimate with poses in image pixels (item = image and
+    crop (cx, cy, size), or None for the whole image; a crop keeps its best pose)."""
     from tqdm import tqdm
 
-    out: list[list[Poses]] = [[] for _ in engines]
+    out: list[list[Estimate]] = [[] for _ in engines]
     cache: dict[Path, npt.NDArray[np.uint8]] = {}
     for path, box in tqdm(items, desc="evaluate", unit="inst", leave=False):
         image = cache.get(path)
@@ -72,10 +68,22 @@ def _run_instances(engines: Sequence[Any], items: list[tuple[Path, tuple[float, 
             image = read_image(path)
             if len(cache) < 64:  # several people share an image; keep a bounded cache
                 cache[path] = image
-        crop, origin = (image, (0, 0)) if box is None else crop_square(image, *box)
-        for k, engine in enumerate(engines):
-            poses = engine.infer(crop)
-            out[k].append(_best(poses, origin) if box is not None else poses)
+        region, to_region = (image, None) if box is None else crop(image, Box.around(*box))
+        for k, est in enumerate(engines):
+            result = est.estimate(region)
+            if to_region is not None:
+                result = replace(result, poses=to_source(_best(result.poses), to_region))
+            out[k].append(result)
+    return out
+
+
+def cost_summary(runs: Sequence[Estimate]) -> dict[str, float]:
+    """Invokes per input and the median ms of each stage over an estimator's runs."""
+    if not runs:
+        return {}
+    keys = sorted({k for r in runs for k in r.timings})
+    out = {"invokes_per_input": round(float(np.mean([r.invokes for r in runs])), 3)}
+    out.update({k: round(float(np.median([r.timings.get(k, 0.0) for r in runs])), 3) for k in keys})
     return out
 
 
@@ -91,8 +99,11 @@ def _agreement(a: list[Poses], b: list[Poses], norms: list[float]) -> float:
     return pck(np.stack(pb), np.stack(pa), np.asarray(ns)[:, None], AGREEMENT_ALPHA)
 
 
-def evaluate_coco(engines: Sequence[Any], ann_path: str | Path, images_dir: str | Path) -> dict[str, Any]:
-    """OKS AP (pycocotools, iouType 'keypoints') for each engine, plus their agreement."""
+def evaluate_coco(engines: Sequence[Estimator], ann_path: str | Path, images_dir: str | Path, *,
+                  full_images: bool = False) -> dict[str, Any]:
+    """OKS AP (pycocotools, iouType 'keypoints') for each estimator, the mean OKS of each
+    person's best match, costs, and the two estimators' agreement. Single-pose
+    estimators run on ground-truth crops unless ``full_images``."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -113,10 +124,12 @@ def evaluate_coco(engines: Sequence[Any], ann_path: str | Path, images_dir: str 
     results: dict[str, Any] = {"dataset": str(ann_path), "models": []}
     per_engine: list[list[dict[str, Any]]] = [[] for _ in engines]
     agreement_runs: list[tuple[list[Poses], list[Poses], list[float]]] = []
-    multi = [bool(e.spec.manifest.multi_pose) for e in engines]
+    runs_of: list[list[Estimate]] = [[] for _ in engines]
+    multi = [bool(e.multi_pose) or full_images for e in engines]
     for mode in sorted(set(multi)):
         idx = [k for k, m in enumerate(multi) if m == mode]
-        items, ids, norms = [], [], []
+        items: list[Item] = []
+        ids, norms = [], []
         for img in gt.loadImgs(gt.getImgIds()):
             path = images_dir / img["file_name"]
             if mode:
@@ -133,13 +146,15 @@ def evaluate_coco(engines: Sequence[Any], ann_path: str | Path, images_dir: str 
                 ids.append(img["id"])
                 norms.append(size)
         runs = _run_instances([engines[k] for k in idx], items)
-        for k, poses_list in zip(idx, runs):
-            for image_id, poses in zip(ids, poses_list):
-                per_engine[k] += poses.to_coco_results(image_id)
+        for k, estimates in zip(idx, runs):
+            runs_of[k] = estimates
+            for image_id, est in zip(ids, estimates):
+                per_engine[k] += est.poses.to_coco_results(image_id)
         if len(idx) == 2:
-            agreement_runs.append((runs[0], runs[1], norms))
-    for e, dets in zip(engines, per_engine):
+            agreement_runs.append(([r.poses for r in runs[0]], [r.poses for r in runs[1]], norms))
+    for e, dets, estimates in zip(engines, per_engine, runs_of):
         stats = [float("nan")] * len(COCO_STATS)
+        mean_oks = float("nan")
         if dets:
             with contextlib.redirect_stdout(io.StringIO()):
                 ev = COCOeval(gt, gt.loadRes(dets), "keypoints")
@@ -147,11 +162,31 @@ def evaluate_coco(engines: Sequence[Any], ann_path: str | Path, images_dir: str 
                 ev.accumulate()
                 ev.summarize()
             stats = [float(s) for s in ev.stats]
+            mean_oks = _mean_best_oks(gt, ev)
         results["models"].append({"model": e.name, "device": e.device, "detections": len(dets),
-                                  **dict(zip(COCO_STATS, stats))})
+                                  **dict(zip(COCO_STATS, stats)), "mean_oks": mean_oks,
+                                  "costs": cost_summary(estimates)})
     if agreement_runs:
         results[f"agreement_pck@{AGREEMENT_ALPHA}"] = _agreement(*agreement_runs[0])
     return results
+
+
+def _mean_best_oks(gt: Any, ev: Any) -> float:
+    """Mean over ground-truth people (with keypoints) of the OKS of their best-matching
+    detection in the same image (0 when none), from pycocotools' own OKS matrices."""
+    best = []
+    for image_id in gt.getImgIds():
+        anns = [a for a in gt.loadAnns(gt.getAnnIds(imgIds=image_id, iscrowd=False))
+                if a.get("num_keypoints", 1) > 0]
+        if not anns:
+            continue
+        sims = np.asarray(ev.ious.get((image_id, 1), []), np.float64)  # (detections, people)
+        if sims.size == 0:
+            best += [0.0] * len(anns)
+            continue
+        column = {g["id"]: j for j, g in enumerate(ev._gts[image_id, 1])}  # the matrix's order
+        best += [float(sims[:, column[a["id"]]].max()) for a in anns]
+    return float(np.mean(best)) if best else float("nan")
 
 
 def _mpii_pred(p: Poses) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
@@ -178,18 +213,20 @@ def evaluate_mpii(engines: Sequence[Any], ann_path: str | Path, images_dir: str 
     heads = mpii_head_sizes(gt, np.asarray(boxes, np.float32) if all(b is not None for b in boxes) else None)
     items = [(Path(s.image_path), (float(s.center[0]), float(s.center[1]), s.scale * PIXEL_STD * MARGIN))
              for s in samples]
-    runs = _run_instances(engines, items)
+    estimated = _run_instances(engines, items)
+    runs = [[r.poses for r in estimates] for estimates in estimated]
     results: dict[str, Any] = {"dataset": str(ann_path), "models": [],
                                "head_size": "head_box" if all(b is not None for b in boxes)
                                else "head-top to neck distance"}
-    for e, poses_list in zip(engines, runs):
+    for e, poses_list, estimates in zip(engines, runs, estimated):
         preds = [_mpii_pred(p) for p in poses_list]
         xy = np.stack([p for p, _ in preds])
         have = np.stack([h for _, h in preds])
         overall, per_joint = pckh(xy, gt, vis & have, heads)
         results["models"].append({"model": e.name, "device": e.device, "PCKh@0.5": overall,
                                   "joints_scored": int(have.any(axis=0).sum()),
-                                  "per_joint": [None if np.isnan(v) else float(v) for v in per_joint]})
+                                  "per_joint": [None if np.isnan(v) else float(v) for v in per_joint],
+                                  "costs": cost_summary(estimates)})
     if len(engines) == 2:
         results[f"agreement_pck@{AGREEMENT_ALPHA}"] = _agreement(runs[0], runs[1], [b[2] for _, b in items])
     return results
@@ -197,10 +234,12 @@ def evaluate_mpii(engines: Sequence[Any], ann_path: str | Path, images_dir: str 
 
 def format_table(results: dict[str, Any]) -> str:
     models = results["models"]
-    keys = [k for k in ("AP", "AP50", "AP75", "AR", "PCKh@0.5", "detections") if k in models[0]]
-    lines = [f"{'model':<40} " + " ".join(f"{k:>10}" for k in keys)]
+    keys = [k for k in ("AP", "AP50", "AP75", "AR", "mean_oks", "PCKh@0.5", "detections")
+            if k in models[0]]
+    lines = [f"{'model':<40} " + " ".join(f"{k:>10}" for k in keys) + f" {'invokes':>8}"]
     for m in models:
         cells = [f"{m[k]:>10.3f}" if isinstance(m[k], float) else f"{m[k]:>10}" for k in keys]
+        cells.append(f"{m.get('costs', {}).get('invokes_per_input', float('nan')):>8.2f}")
         lines.append(f"{m['model'] + ' (' + m['device'] + ')':<40} " + " ".join(cells))
     key = f"agreement_pck@{AGREEMENT_ALPHA}"
     if key in results:
@@ -211,26 +250,32 @@ def format_table(results: dict[str, Any]) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="OKS AP (COCO) or PCKh@0.5 (MPII) of one or two models",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model name or .tflite path (with a <stem>.toml manifest)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model name or .tflite path (with a <stem>.toml manifest); default {DEFAULT_MODEL}")
     p.add_argument("--model2", help="a second model to compare side by side (e.g. the int8 build)")
     p.add_argument("--device", default="cpu", help="cpu, edgetpu or auto")
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument("--coco", type=Path, help="COCO keypoints JSON")
     data.add_argument("--mpii", type=Path, help="MPII JSON (tutorial layout)")
     p.add_argument("--images", type=Path, required=True, help="folder with the images of the annotations")
+    p.add_argument("--full-images", action="store_true",
+                   help="COCO: run single-pose models on whole images too (not on ground-truth crops)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgepose.engine import open_engine
+    from edgepose.estimator import open_estimator
 
     if not args.images.is_dir():
         raise DataError(f"--images {args.images}: no such folder")
-    engines = [open_engine(m, device=args.device) for m in (args.model, args.model2) if m]
+    engines = []
     try:
+        for m in (args.model, args.model2):
+            if m:
+                engines.append(open_estimator(m, device=args.device))
         if args.coco:
-            results = evaluate_coco(engines, args.coco, args.images)
+            results = evaluate_coco(engines, args.coco, args.images, full_images=args.full_images)
         else:
             results = evaluate_mpii(engines, args.mpii, args.images)
     finally:

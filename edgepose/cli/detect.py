@@ -8,22 +8,31 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgepose.estimator import open_estimator
+from edgepose.decoders import DECODER_KINDS
+from edgepose.estimator import DEFAULT_MODEL, open_estimator
 from edgepose.errors import ConfigError
 from edgepose.imageio import read_image, write_image
-from edgepose.manifest import DECODER_KINDS, INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
+from edgepose.manifest import INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
+
+
+STAGES = ("preprocess_ms", "invoke_ms", "decode_ms")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("detect", help="detect poses in images",
                        description="Detect poses in images; print COCO keypoint results.")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    p.add_argument("--model", default="movenet-lightning", help="model name or .tflite path")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model name or .tflite path (default {DEFAULT_MODEL}: several people; "
+                        "movenet-lightning for one)")
     p.add_argument("--device", default="auto", help="auto, cpu, edgetpu, usb, pci or :N")
     p.add_argument("--decoder", choices=DECODER_KINDS, help="decoder for a .tflite without manifest")
     p.add_argument("--schema", choices=SCHEMA_NAMES, help="keypoint schema for a .tflite without manifest")
     p.add_argument("--resize", choices=RESIZE_MODES, help="override the manifest's resize mode")
     p.add_argument("--interpolation", choices=INTERPOLATIONS, help="override the manifest's interpolation")
+    p.add_argument("--no-crops", dest="crops", action="store_false",
+                   help="a single-pose model runs once on the whole image, with no second pass "
+                        "on a crop around the person")
     p.add_argument("--json", action="store_true", help="print COCO results JSON (one list for all images)")
     p.add_argument("--output", type=Path, help="write annotated images into this directory")
     p.add_argument("--keypoint-threshold", type=float, default=0.3, help="draw keypoints scoring at least this")
@@ -45,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--output {args.output}: cannot create it ({err.strerror}); "
                               "pass a writable folder") from None
     frames = [read_image(p) for p in args.images]  # fail on a bad image before loading the model
-    estimator = open_estimator(args.model, args.device, decoder=args.decoder, schema=args.schema,
-                               resize=args.resize, interpolation=args.interpolation)
+    estimator = open_estimator(args.model, args.device, crops=args.crops, decoder=args.decoder,
+                               schema=args.schema, resize=args.resize,
+                               interpolation=args.interpolation)
     results: list[dict[str, Any]] = []
     stems = [p.stem for p in args.images]
     out_names = [f"{s}_pose.png" if stems.count(s) == 1 else f"{s}_{i}_pose.png"
@@ -64,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
                 write_image(args.output / out_names[image_id - 1],
                             annotate(frame, poses, args.keypoint_threshold))
             if not args.json:
-                invoke = est.timings.get("invoke_ms", 0.0)
+                stages = ", ".join(f"{k[:-3]} {v:.1f} ms" for k, v in est.timings.items()
+                                   if k in STAGES)
                 print(f"{path}: {len(poses)} pose(s) [{estimator.name} on {est.device}, "
-                      f"{est.invokes} invoke(s), {invoke:.1f} ms]")
+                      f"{est.invokes} invoke(s), {stages}]")
                 for i in range(len(poses)):
                     seen = int((poses.scores[i] >= args.keypoint_threshold).sum())
                     print(f"  pose {i}: score {poses.pose_scores[i]:.2f}, "

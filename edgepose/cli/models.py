@@ -7,8 +7,9 @@ import json
 import sys
 
 from edgepose.errors import ModelError
-from edgepose.registry import (cache_dir, fetch_model, find_model_file, get_manifest, is_model_path,
-                               list_manifests, resolve_model)
+from edgepose.manifest import AnyManifest, TopDownManifest
+from edgepose.registry import (cache_dir, describe_model, fetch_model, find_model_file, get_manifest,
+                               is_model_path, list_manifests, list_pipelines, resolve_model)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -33,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _where(name: str) -> str:
+    m = describe_model(name)
+    if isinstance(m, TopDownManifest):  # a pipeline is on disk when its models are
+        missing = [p for p in (m.proposer, m.landmark) if not _on_disk(p)]
+        return f"parts not downloaded: {', '.join(missing)}" if missing else "parts downloaded"
     try:
         path = find_model_file(get_manifest(name))
     except ModelError as exc:
@@ -40,15 +45,35 @@ def _where(name: str) -> str:
     return str(path) if path else "not downloaded"
 
 
+def _on_disk(name: str) -> bool:
+    try:
+        return find_model_file(get_manifest(name)) is not None
+    except ModelError:
+        return False
+
+
+def _parts(m: TopDownManifest) -> list[str]:
+    """A pipeline's models and their twins (so it runs offline on either device)."""
+    names = []
+    for part in (m.proposer, m.landmark):
+        pm = get_manifest(part)
+        names += [n for n in (part, pm.edgetpu_twin, pm.cpu_twin) if n and n not in names]
+    return names
+
+
 def run_list(args: argparse.Namespace) -> int:
     ms = list_manifests()
+    pipes = list_pipelines()
     if args.json:
-        json.dump([{**m.to_dict(), "path": _where(n)} for n, m in ms.items()], sys.stdout, indent=1)
+        every: list[tuple[str, AnyManifest]] = [*ms.items(), *pipes.items()]
+        json.dump([{**m.to_dict(), "path": _where(n)} for n, m in every], sys.stdout, indent=1)
         print()
         return 0
     rows = [("NAME", "DEVICE", "INPUT", "DECODER", "SCHEMA", "LOCAL COPY")]
     for n, m in sorted(ms.items()):
         rows.append((n, m.device, f"{m.input_size[0]}x{m.input_size[1]}", m.decoder, m.schema, _where(n)))
+    for n, p in sorted(pipes.items()):
+        rows.append((n, "both", "crops", f"topdown: {p.proposer} -> {p.landmark}", p.schema, _where(n)))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])
@@ -57,11 +82,12 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    m: AnyManifest
     if is_model_path(args.name):  # a model file with its sidecar
         spec = resolve_model(args.name, fetch=False)
         m, where = spec.manifest, str(spec.path)
     else:
-        m, where = get_manifest(args.name), _where(args.name)
+        m, where = describe_model(args.name), _where(args.name)
     d = {**m.to_dict(), "manifest": str(m.source), "local_copy": where}
     if args.json:
         json.dump(d, sys.stdout, indent=1)
@@ -78,6 +104,9 @@ def run_fetch(args: argparse.Namespace) -> int:
         raise ModelError("name the model(s) to fetch, or pass --all (see `edgepose models list`)")
     if args.url and len(names) > 1:
         raise ModelError("--url names one file; fetch one model at a time with --url")
+    pipes = list_pipelines()
+    names = [n for name in names for n in (_parts(pipes[name]) if name in pipes else [name])]
+    names = list(dict.fromkeys(names))  # a model named twice is fetched once
     for name in names:
         existing = None if args.force else find_model_file(get_manifest(name))
         if existing is not None:

@@ -69,7 +69,8 @@ def test_auto_device_falls_back_to_cpu_twin_with_right_keypoints(tmp_path: Path)
 
     img = tmp_path / "squat_192.png"  # the input Coral used for its reference
     Image.fromarray(coral_input("coral_squat.bmp")).save(img)
-    r = _run("detect", str(img), "--model", "movenet-lightning-edgetpu", "--device", "auto", "--json")
+    r = _run("detect", str(img), "--model", "movenet-lightning-edgetpu", "--device", "auto", "--json",
+             "--no-crops")  # Coral's reference is one pass on the whole input
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and "no Edge TPU" in warnings[0]
@@ -128,3 +129,42 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path) -> None:
     r = _run("detect", *args, "--device", "cpu", "--json")
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert expected in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+# The people of ultralytics_bus.jpg (810x1080), boxed by hand once: the image drawn with
+# a 50 px grid, each person's box read off it (x0, y0, x1, y1) from the top of the head
+# to the soles, arm tip to arm tip.
+BUS_PEOPLE = {
+    "man in the beige coat": (50, 395, 245, 905),
+    "man in the black coat": (222, 400, 345, 862),
+    "man walking in at the right edge": (668, 395, 810, 882),
+}
+# Cut off at the left edge (a patterned sleeve and a hand): a pose there is allowed, not required.
+BUS_PARTIAL = {"person cut off at the left edge": (0, 545, 80, 875)}
+
+
+def test_bus_one_pose_per_person_none_spanning_two() -> None:
+    """Defaults (the multi-person model): every visible person gets one pose, and each
+    pose's confident keypoints all lie on one person."""
+    img = shared_path("images", "ultralytics_bus.jpg")
+    r = _run("detect", str(img), "--json")
+    assert r.returncode == 0, r.stderr
+    found: dict[str, int] = {}
+    for pose in json.loads(r.stdout):
+        kps = np.array(pose["keypoints"]).reshape(17, 3)
+        pts = kps[kps[:, 2] >= 0.3, :2]
+        assert len(pts) >= 5, pose
+        owners = [name for name, box in {**BUS_PEOPLE, **BUS_PARTIAL}.items()
+                  if _inside(pts, box, slack=0.15)]
+        assert len(owners) == 1, f"a pose on {owners or 'nobody'}: {pts.round().tolist()}"
+        found[owners[0]] = found.get(owners[0], 0) + 1
+    assert {n: found.get(n, 0) for n in BUS_PEOPLE} == {n: 1 for n in BUS_PEOPLE}
+    assert all(found.get(n, 0) <= 1 for n in BUS_PARTIAL)
+
+
+def _inside(pts: np.ndarray, box: tuple[int, int, int, int], slack: float) -> bool:
+    """All points within the box grown by ``slack`` of its size on each side."""
+    x0, y0, x1, y1 = box
+    dx, dy = slack * (x1 - x0), slack * (y1 - y0)
+    return bool(((pts[:, 0] >= x0 - dx) & (pts[:, 0] <= x1 + dx)
+                 & (pts[:, 1] >= y0 - dy) & (pts[:, 1] <= y1 + dy)).all())

@@ -14,7 +14,7 @@ from tests.conftest import shared_path
 def test_defaults_suit_the_embedded_case() -> None:
     cfg = build_config({})
     assert (cfg.source, cfg.display, cfg.device, cfg.model) == (
-        "auto", "auto", "auto", "movenet-lightning")
+        "auto", "auto", "auto", "movenet-multipose")
 
 
 def test_flags_win_over_the_file_which_wins_over_defaults(tmp_path: Path) -> None:

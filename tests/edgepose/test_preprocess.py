@@ -64,3 +64,21 @@ def test_bad_frame_and_mode() -> None:
         resize(np.zeros((4, 4, 3), np.uint8), (2, 2), "zoom")  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="quantization"):
         to_input_tensor(np.zeros((1, 1, 3), np.uint8), np.uint8, (0.0, 0), mean=0.0, std=1.0)
+
+
+def test_a_crop_then_a_resize_is_one_transform() -> None:
+    """Crop 100..300 x 50..250 of a 480x640 frame, letterbox it to 192x192: model pixels
+    map straight back to the frame through the composed transform."""
+    crop = Transform.for_crop(100, 50, 300, 250, (200, 200), (480, 640))
+    _, resized = resize(np.zeros((200, 200, 3), np.uint8), (192, 192), "letterbox")
+    t = crop.then(resized)
+    assert t.source_size == (480, 640) and t.model_size == (192, 192)
+    np.testing.assert_allclose(t.to_source([[0, 0], [192, 192], [96, 48]]),
+                               [[100, 50], [300, 250], [200, 100]], atol=1e-4)
+    pts = np.array([[123.0, 77.0], [290.0, 240.0]], np.float32)
+    np.testing.assert_allclose(t.to_source(t.to_model(pts)), pts, atol=1e-4)
+
+
+def test_an_empty_crop_region_is_refused() -> None:
+    with pytest.raises(ModelError, match="is empty"):
+        Transform.for_crop(10, 10, 10, 20, (8, 8))

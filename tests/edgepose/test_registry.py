@@ -246,3 +246,45 @@ def test_fetch_from_a_local_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert out.count("\n") == len(list_manifests())
     assert sorted(p.name for p in cache_dir().iterdir()) == sorted(m.file for m in list_manifests().values())
     assert main(["models", "fetch"]) == 2
+
+
+def test_pipelines_are_registered_apart_from_model_files() -> None:
+    from edgepose.registry import describe_model, get_manifest, get_pipeline, list_pipelines
+
+    pipes = list_pipelines()
+    assert "movenet-multipose" in pipes and "movenet-multipose" not in list_manifests()
+    p = pipes["movenet-multipose"]
+    assert (p.kind, p.proposer, p.landmark) == ("topdown", "posenet-mobilenet-v1-075-481x641",
+                                                "movenet-lightning")
+    assert {p.proposer, p.landmark} <= set(list_manifests())  # its parts are registered models
+    assert describe_model("movenet-multipose") == p == get_pipeline("movenet-multipose")
+    assert get_pipeline("movenet-lightning") is None
+    with pytest.raises(ModelError, match="is a topdown pipeline of posenet.*not one model file"):
+        get_manifest("movenet-multipose")
+    with pytest.raises(ModelError, match="unknown model 'nope'; known models:.*movenet-multipose"):
+        describe_model("nope")
+
+
+def test_models_cli_lists_shows_and_fetches_a_pipeline(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from edgepose.cli.main import main
+
+    monkeypatch.delenv("EDGEPOSE_MODEL_PATH")
+    assert main(["models", "list"]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("movenet-multipose")]
+    assert len(row) == 1 and "topdown: posenet-mobilenet-v1-075-481x641 -> movenet-lightning" in row[0]
+    assert "parts not downloaded" in row[0]
+    assert main(["models", "info", "movenet-multipose", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "topdown" and info["params"]["crop_margin"] == 1.4
+    assert main(["models", "fetch", "movenet-multipose", "--from", str(shared_path("models"))]) == 0
+    fetched = capsys.readouterr().out.splitlines()
+    # both parts, and the Edge TPU twins a Pi with an accelerator would load
+    ms = list_manifests()
+    want = [n for part in ("posenet-mobilenet-v1-075-481x641", "movenet-lightning")
+            for n in (part, ms[part].edgetpu_twin) if n]
+    assert [line.split(":")[0] for line in fetched] == want and "movenet-lightning-edgetpu" in want
+    assert main(["models", "list"]) == 0
+    assert "parts downloaded" in capsys.readouterr().out

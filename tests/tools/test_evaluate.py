@@ -10,15 +10,7 @@ import pytest
 
 from tests.conftest import shared_path
 from tools.cli import main
-from tools.evaluate import crop_square
 from tools.metrics import pckh
-
-
-def test_crop_square_pads_outside_the_image() -> None:
-    image = np.arange(10 * 20 * 3, dtype=np.uint8).reshape(10, 20, 3)
-    crop, (x0, y0) = crop_square(image, 2.0, 3.0, 8)
-    assert crop.shape == (8, 8, 3) and (x0, y0) == (-2, -1)
-    assert np.array_equal(crop[1:, 2:], image[:7, :6]) and not crop[0].any() and not crop[:, :2].any()
 
 
 def test_pckh_counts_only_visible_joints() -> None:
@@ -96,3 +88,49 @@ def test_float_vs_int8_agreement_of_a_tool_quantized_model(tmp_path: Path, capsy
     res = json.loads(capsys.readouterr().out)
     assert [m["model"] for m in res["models"]] == ["tiny_float", "tiny_int8"]
     assert 0.0 <= res["agreement_pck@0.05"] <= 1.0
+
+
+def _coco(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict]:
+    data = shared_path("data", "coco17_dev")
+    assert main(["evaluate", *args, "--coco", str(data / "person_keypoints.json"),
+                 "--images", str(data / "images"), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)["models"]
+
+
+def test_default_multi_person_model_ap_on_coco_dev(capsys: pytest.CaptureFixture[str]) -> None:
+    """Whole images through the default (top-down) model: AP >= 0.60, where PoseNet alone
+    reaches 0.489 and MoveNet on the whole frame 0.152 (both measured here too)."""
+    top, posenet = _coco(capsys, "--model2", "posenet-mobilenet-v1-075-481x641")
+    assert top["model"] == "movenet-multipose" and top["AP"] >= 0.60
+    assert top["AP"] > posenet["AP"] + 0.1 and top["detections"] >= 15
+    costs = top["costs"]  # one proposer invoke per image, then one landmark invoke per person
+    assert costs["invokes_per_input"] >= 2 and costs["proposer_invoke_ms"] > 0
+    assert costs["landmark_invoke_ms"] > 0 and costs["decode_ms"] > 0
+    assert posenet["costs"]["invokes_per_input"] == 1.0
+
+
+def test_movenet_on_whole_images_is_what_the_default_replaced(capsys: pytest.CaptureFixture[str]) -> None:
+    (movenet,) = _coco(capsys, "--model", "movenet-lightning", "--full-images")
+    assert movenet["AP"] < 0.4  # one pose per image, on images of up to five people
+
+
+def test_on_one_person_images_the_default_loses_nothing(tmp_path: Path) -> None:
+    """Mean OKS on the coco17_dev images showing one person: the default model against
+    MoveNet Lightning run once on the whole frame (what the default was before)."""
+    from edgepose.estimator import open_estimator
+    from tools.evaluate import evaluate_coco
+
+    data = shared_path("data", "coco17_dev")
+    coco = json.loads((data / "person_keypoints.json").read_text())
+    counts = {im["id"]: sum(a["image_id"] == im["id"] for a in coco["annotations"]) for im in coco["images"]}
+    singles = {i for i, n in counts.items() if n == 1}
+    assert len(singles) == 3
+    subset = {**coco, "images": [im for im in coco["images"] if im["id"] in singles],
+              "annotations": [a for a in coco["annotations"] if a["image_id"] in singles]}
+    (tmp_path / "one_person.json").write_text(json.dumps(subset))
+    default, full_frame = open_estimator(device="cpu"), open_estimator("movenet-lightning", "cpu", crops=False)
+    res = evaluate_coco([default, full_frame], tmp_path / "one_person.json", data / "images", full_images=True)
+    ours, before = res["models"]
+    assert (ours["model"], before["model"]) == ("movenet-multipose", "movenet-lightning")
+    assert ours["mean_oks"] >= before["mean_oks"] and before["costs"]["invokes_per_input"] == 1.0
+    assert ours["detections"] == before["detections"] == 3  # no extra person invented

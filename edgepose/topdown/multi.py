@@ -1,0 +1,315 @@
+"""Several people, top-down: a proposer finds them, a landmark model poses each one.
+
+Per frame (``invoke``, in frame order):
+
+1. **Temporal crops.** Each person tracked from the previous frame is cropped around
+   their previous keypoints (box grown by ``crop_margin``, squared) and the landmark
+   model (MoveNet Lightning) runs on the crop. A crop whose pose scores below
+   ``min_pose_score`` lost its person.
+2. **Proposals**, every ``proposal_interval`` frames, when nobody is tracked, or at once
+   when a track was lost (a cut, someone left): the proposer (PoseNet 481x641, on the
+   Edge TPU through its ``edgetpu_twin``) finds people in the whole frame; those not
+   already tracked (OKS against the temporal poses) are cropped the same way, best
+   first, up to ``max_people`` in all. A proposal crop whose pose scores below
+   ``refine_below`` (the proposal cut the person off) is cropped once more around that
+   pose; the better of the two survives the next step.
+3. **Duplicates** are removed by OKS-based pose NMS (``nms_oks``); a pose keeps the
+   track id of the tracked pose it absorbed, so ids are stable; a new person gets a new
+   id. The pose score is the landmark model's (mean keypoint score).
+
+``estimate`` (a still image) runs the proposals and the crops once, with no tracks in or
+out. Costs per frame: one proposer invoke on proposal frames, one landmark invoke per
+person (see ``benchmarks/bench_topdown.py``). Measured on coco17_dev (CPU): PoseNet
+alone AP 0.489; PoseNet proposals + MoveNet crops 0.679 with a 1.4x margin (1.3x
+0.627, 1.5x 0.616); adding the full-frame MoveNet pose as a proposal (``full_frame_proposal``)
+costs an invoke and gave 0.664.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgepose.crops import Box, person_boxes
+from edgepose.errors import ConfigError
+from edgepose.estimator import BaseEstimator, EngineOpener, Estimate, Job, ModelEngine
+from edgepose.manifest import TopDownManifest
+from edgepose.pose import Poses
+from edgepose.preprocess import Transform
+from edgepose.topdown.nms import oks_matrix, pose_nms
+from edgepose.topdown.runner import ModelRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopDownParams:
+    """The ``[params]`` of a ``kind = "topdown"`` manifest (see the module docstring)."""
+
+    proposal_interval: int = 5
+    max_people: int = 6
+    crop_margin: float = 1.4
+    keypoint_threshold: float = 0.2
+    nms_oks: float = 0.5
+    min_pose_score: float = 0.2
+    refine_below: float = 0.3
+    full_frame_proposal: bool = False
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any], origin: str = "topdown manifest") -> TopDownParams:
+        """Checked values; a bad one is a ConfigError naming the manifest and the key."""
+        known = {f.name: f for f in fields(cls)}
+        for key, value in params.items():
+            if key not in known:
+                raise ConfigError(f"{origin}: [params] has no {key!r}; expected some of "
+                                  f"{', '.join(known)}")
+            rule = _RULES[key]
+            if not rule[0](value):
+                raise ConfigError(f"{origin}: [params] {key} = {value!r}; expected {rule[1]}")
+        return cls(**params)
+
+
+def _int_from_1(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _fraction(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v < 1.0
+
+
+_RULES = {
+    "proposal_interval": (_int_from_1, "an integer >= 1 (frames between proposals)"),
+    "max_people": (_int_from_1, "an integer >= 1"),
+    "crop_margin": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and 1.0 <= v <= 3.0, "a number from 1.0 to 3.0"),
+    "keypoint_threshold": (_fraction, "a score from 0 to below 1"),
+    "nms_oks": (lambda v: _fraction(v) and v > 0, "an OKS above 0 and below 1"),
+    "min_pose_score": (_fraction, "a score from 0 to below 1"),
+    "refine_below": (lambda v: _fraction(v) or v == 1, "a score from 0 to 1"),
+    "full_frame_proposal": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+class PoseProposer:
+    """People from a multi-pose model's poses (PoseNet): one crop box per pose."""
+
+    def __init__(self, engine: ModelEngine, params: TopDownParams) -> None:
+        self.runner = ModelRunner(engine, "proposer")
+        self.params = params
+
+    def propose(self, job: Job, prepared: tuple[Any, Transform] | None) -> Poses:
+        """The proposer's poses in the whole frame, best first."""
+        if prepared is None:
+            tensor, transform, ms = self.runner.prepare(job.image)
+            job.add_time("preprocess_ms", ms)
+        else:
+            tensor, transform = prepared
+        poses = self.runner.run(job, tensor, transform)
+        return poses[np.argsort(-poses.pose_scores, kind="stable")]
+
+
+@dataclass
+class _Plan:
+    """``Job.state``: a still image or a video frame, and the proposer's input if
+    ``prepare`` made it."""
+
+    still: bool
+    proposer_input: tuple[Any, Transform] | None = None
+
+
+@dataclass
+class _Track:
+    id: int
+    box: Box  # where to crop this person in the next frame
+
+
+class TopDownEstimator(BaseEstimator):
+    """Proposer + landmark model (see the module docstring)."""
+
+    def __init__(self, proposer: ModelEngine, landmark: ModelEngine,
+                 params: TopDownParams | None = None, name: str = "topdown") -> None:
+        self.params = params or TopDownParams()
+        self._name = name
+        self.proposer_engine, self.landmark_engine = proposer, landmark
+        self._proposer = PoseProposer(proposer, self.params)
+        self._landmark = ModelRunner(landmark, "landmark")
+        self._tracks: list[_Track] = []
+        self._countdown = 0  # frames until proposals are due
+        self._next_id = 0
+
+    @classmethod
+    def open(cls, manifest: TopDownManifest, device: str, opener: EngineOpener,
+             **options: Any) -> TopDownEstimator:
+        """Open the manifest's two models through ``opener`` and check they fit."""
+        origin = str(manifest.source or manifest.name)
+        params = TopDownParams.from_dict(manifest.params, origin)
+        proposer = opener(manifest.proposer, device, **options)
+        try:
+            landmark = opener(manifest.landmark, device, **options)
+        except BaseException:
+            proposer.close()
+            raise
+        try:
+            if not proposer.multi_pose:
+                raise ConfigError(f"{origin}: proposer {manifest.proposer} finds one pose per "
+                                  "frame; a proposer must be a multi-pose model (e.g. PoseNet)")
+            if landmark.multi_pose:
+                raise ConfigError(f"{origin}: landmark {manifest.landmark} is a multi-pose "
+                                  "model; the landmark model must be single-pose (e.g. MoveNet)")
+            if landmark.schema != manifest.schema:
+                raise ConfigError(f"{origin}: landmark {manifest.landmark} gives {landmark.schema} "
+                                  f"keypoints but the manifest says schema = {manifest.schema!r}")
+        except BaseException:
+            proposer.close()
+            landmark.close()
+            raise
+        _log_co_compilation(proposer, landmark)
+        return cls(proposer, landmark, params, manifest.name)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def device(self) -> str:
+        devices = [self.proposer_engine.device, self.landmark_engine.device]
+        return devices[0] if devices[0] == devices[1] else "+".join(devices)
+
+    @property
+    def schema(self) -> str:
+        return self.landmark_engine.schema
+
+    @property
+    def multi_pose(self) -> bool:
+        return True
+
+    # ---- the stages -----------------------------------------------------------------
+
+    def prepare(self, image: npt.NDArray[np.uint8], timestamp: float = 0.0) -> Job:
+        """The proposer's input when proposals look due (a guess from this thread; the
+        inference stage makes it itself when the guess was wrong)."""
+        job = Job(image, timestamp, timings={"preprocess_ms": 0.0}, state=_Plan(False))
+        if not self._tracks or self._countdown <= 1:
+            tensor, transform, ms = self._proposer.runner.prepare(image)
+            job.state.proposer_input = (tensor, transform)
+            job.add_time("preprocess_ms", ms)
+        return job
+
+    def invoke(self, job: Job) -> Job:
+        plan = job.state if isinstance(job.state, _Plan) else _Plan(True)
+        p = self.params
+        tracks = [] if plan.still else self._tracks
+        cands = self._landmark.on_boxes(job, [t.box for t in tracks])
+        ids = [t.id for t in tracks]
+        alive = [c for c in cands if c.pose_scores[0] >= p.min_pose_score]
+        if not plan.still:
+            self._countdown -= 1
+        propose = plan.still or not alive or len(alive) < len(cands) or self._countdown <= 0
+        if propose:
+            new = self._new_people(job, plan, alive, p.max_people - len(alive))
+            if p.full_frame_proposal:
+                new.append(self._full_frame(job))
+            cands += new
+            ids += [-1] * len(new)
+            if not plan.still:
+                self._countdown = p.proposal_interval
+        t0 = time.perf_counter()
+        poses = self._merge(job, cands, ids, plan.still)
+        job.add_time("decode_ms", (time.perf_counter() - t0) * 1e3)
+        job.outputs = poses
+        job.device = self.device
+        return job
+
+    def finish(self, job: Job) -> Estimate:
+        """The poses were settled in ``invoke`` (the next frame's crops need them);
+        nothing here touches a model."""
+        poses = job.outputs if isinstance(job.outputs, Poses) else Poses.empty(self.schema)
+        return Estimate(poses, job.timings, job.invokes, job.device or self.device)
+
+    def estimate(self, image: npt.NDArray[np.uint8], timestamp: float = 0.0) -> Estimate:
+        """A still image: proposals and crops once, nothing kept for the next call."""
+        job = self.prepare(image, timestamp)
+        job.state = _Plan(True, job.state.proposer_input if isinstance(job.state, _Plan) else None)
+        return self.finish(self.invoke(job))
+
+    # ---- the steps ------------------------------------------------------------------
+
+    def _new_people(self, job: Job, plan: _Plan, tracked: list[Poses], room: int) -> list[Poses]:
+        """Landmark poses of the people the proposer finds that are not tracked yet."""
+        p = self.params
+        found = self._proposer.propose(job, plan.proposer_input)
+        if room <= 0 or not len(found):
+            return []
+        if tracked:  # a proposal matching a tracked pose is that person again
+            both = Poses.concat([*tracked, found])
+            sim = oks_matrix(both, p.keypoint_threshold)[len(tracked):, :len(tracked)]
+            found = found[sim.max(axis=1) <= p.nms_oks]
+        size = job.image.shape[:2]
+        boxes = person_boxes(found, size, p.crop_margin, p.keypoint_threshold)
+        poses = self._landmark.on_boxes(job, boxes[:room])
+        weak = [q for q in poses if q.pose_scores[0] < p.refine_below]
+        again = [b for q in weak for b in person_boxes(q, size, p.crop_margin, p.keypoint_threshold)]
+        return poses + self._landmark.on_boxes(job, again)  # duplicates go in the merge
+
+    def _full_frame(self, job: Job) -> Poses:
+        tensor, transform, ms = self._landmark.prepare(job.image)
+        job.add_time("preprocess_ms", ms)
+        return self._landmark.run(job, tensor, transform)
+
+    def _merge(self, job: Job, cands: list[Poses], ids: list[int], still: bool) -> Poses:
+        """Duplicates removed, weak poses dropped, track ids given, tracks updated."""
+        p = self.params
+        if not cands:
+            if not still:
+                self._tracks = []
+            return Poses.empty(self.schema)
+        allp = Poses.concat(cands)
+        keep, groups = pose_nms(allp, p.nms_oks, p.keypoint_threshold)
+        chosen = [(k, g) for k, g in zip(keep, groups)
+                  if allp.pose_scores[k] >= p.min_pose_score][:p.max_people]
+        poses = allp[[k for k, _ in chosen]]
+        if still:
+            return poses
+        track_ids = []
+        for _, group in chosen:
+            known = [ids[i] for i in group if ids[i] >= 0]
+            if known:
+                track_ids.append(min(known))
+            else:
+                track_ids.append(self._next_id)
+                self._next_id += 1
+        poses = Poses(poses.xy, poses.scores, poses.pose_scores, poses.schema,
+                      np.asarray(track_ids, np.int64))
+        boxes = [person_boxes(poses[i], job.image.shape[:2], p.crop_margin, p.keypoint_threshold)
+                 for i in range(len(poses))]
+        self._tracks = [_Track(int(t), b[0]) for t, b in zip(track_ids, boxes) if b]
+        return poses
+
+    def reset(self) -> None:
+        """Forget the tracked people (a new video)."""
+        self._tracks, self._countdown = [], 0
+
+    def close(self) -> None:
+        self.proposer_engine.close()
+        self.landmark_engine.close()
+
+
+def _log_co_compilation(*engines: ModelEngine) -> None:
+    """One log line when two Edge TPU models loaded together were compiled separately:
+    each switch between them then reloads parameters through the 8 MB cache."""
+    if not all(e.device == "edgetpu" for e in engines):
+        return
+    try:
+        from edgepose.tflite_info import co_compilation_warning  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    paths = [getattr(getattr(e, "spec", None), "path", None) for e in engines]
+    if all(paths):
+        warning = co_compilation_warning(paths)
+        if warning:
+            log.warning("%s", warning)
