@@ -9,8 +9,9 @@ Per frame (``invoke``, in frame order):
 2. **Proposals**, every ``proposal_interval`` frames, when nobody is tracked, or at once
    when a track was lost (a cut, someone left): the proposer (PoseNet 481x641, on the
    Edge TPU through its ``edgetpu_twin``) finds people in the whole frame; those not
-   already tracked (OKS against the temporal poses) are cropped the same way, best
-   first, up to ``max_people`` in all. A proposal crop whose pose scores below
+   already tracked (OKS against a temporal pose above ``match_oks``, looser than
+   ``nms_oks`` as PoseNet's keypoints are coarser) are cropped the same way, best first,
+   up to ``max_people`` in all. A proposal crop whose pose scores below
    ``refine_below`` (the proposal cut the person off) is cropped once more around that
    pose; the better of the two survives the next step.
 3. **Duplicates** are removed by OKS-based pose NMS (``nms_oks``); a pose keeps the
@@ -56,6 +57,7 @@ class TopDownParams:
     crop_margin: float = 1.4
     keypoint_threshold: float = 0.2
     nms_oks: float = 0.5
+    match_oks: float = 0.3
     min_pose_score: float = 0.2
     refine_below: float = 0.3
     full_frame_proposal: bool = False
@@ -89,6 +91,7 @@ _RULES = {
                     and 1.0 <= v <= 3.0, "a number from 1.0 to 3.0"),
     "keypoint_threshold": (_fraction, "a score from 0 to below 1"),
     "nms_oks": (lambda v: _fraction(v) and v > 0, "an OKS above 0 and below 1"),
+    "match_oks": (lambda v: _fraction(v) and v > 0, "an OKS above 0 and below 1"),
     "min_pose_score": (_fraction, "a score from 0 to below 1"),
     "refine_below": (lambda v: _fraction(v) or v == 1, "a score from 0 to 1"),
     "full_frame_proposal": (lambda v: isinstance(v, bool), "true or false"),
@@ -247,8 +250,10 @@ class TopDownEstimator(BaseEstimator):
             return []
         if tracked:  # a proposal matching a tracked pose is that person again
             both = Poses.concat([*tracked, found])
-            sim = oks_matrix(both, p.keypoint_threshold)[len(tracked):, :len(tracked)]
-            found = found[sim.max(axis=1) <= p.nms_oks]
+            sim = oks_matrix(both, p.keypoint_threshold)
+            n = len(tracked)
+            sim = np.maximum(sim[n:, :n], sim[:n, n:].T)
+            found = found[sim.max(axis=1) <= p.match_oks]
         size = job.image.shape[:2]
         boxes = person_boxes(found, size, p.crop_margin, p.keypoint_threshold)
         poses = self._landmark.on_boxes(job, boxes[:room])

@@ -142,3 +142,38 @@ def test_the_two_models_must_fit_their_roles(tmp_path: Path, monkeypatch: pytest
 def test_file_options_are_refused_for_a_pipeline() -> None:
     with pytest.raises(ConfigError, match="--decoder describes one model file"):
         open_estimator("movenet-multipose", "cpu", decoder="movenet")
+
+
+class EdgeTpuLoaded:
+    """What an Edge TPU engine looks like to the estimator (no accelerator here): the
+    real CPU engine, reporting device "edgetpu" and the Edge TPU file it would run."""
+
+    def __init__(self, engine: Any, edgetpu_file: Path) -> None:
+        from edgepose.registry import ModelSpec
+
+        self._engine = engine
+        self.spec = ModelSpec(engine.spec.manifest, edgetpu_file)
+        self.device = "edgetpu"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
+def test_a_pair_not_co_compiled_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    try:
+        from edgepose.tflite_info import co_compilation_warning  # noqa: F401
+    except ImportError:
+        pytest.skip("edgepose.tflite_info.co_compilation_warning comes with the co-compilation work")
+    coral = ("models", "coral")  # Coral's Edge TPU builds, each compiled on its own
+    files = {PROPOSER: shared_path(*coral, "posenet_mobilenet_v1_075_481_641_quant_decoder_edgetpu.tflite"),
+             "movenet-lightning": shared_path(*coral, "movenet_single_pose_lightning_ptq_edgetpu.tflite")}
+
+    def opener(model: str, device: str, **options: Any) -> Any:
+        return EdgeTpuLoaded(open_engine(model, "cpu", **options), files[model])
+
+    with caplog.at_level("WARNING", logger="edgepose.topdown.multi"):
+        est = open_estimator("movenet-multipose", "auto", opener=opener)
+    est.close()
+    assert est.device == "edgetpu"
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "compiled separately" in lines[0]
