@@ -25,11 +25,12 @@ estimator and is read and written in ``invoke``, which sees the frames in order;
 ``prepare`` runs ahead on another thread and only makes what does not depend on it.
 
 A BlazePose-style pair (person detector + landmark model) fits the same way, without a
-change to the pipeline: a decoder kind for the detector's anchors that returns boxes (a
-``Proposer`` in ``edgepose.topdown``), one for the landmark model's outputs, and a
-``kind = "topdown"`` manifest naming the two. Its rotated crops would make
-``Transform`` a general 2x3 affine map; ``Transform.to_source`` stays the one place
-model pixels go back to the frame.
+change to the pipeline, which only sees this protocol: a decoder kind for each model (the
+detector's anchors, the 39 landmarks), a ``Proposer`` (``edgepose.topdown.multi``)
+turning the detector's output into crop boxes, which ``TopDownEstimator`` takes in place
+of ``PoseProposer``, and a ``kind = "topdown"`` manifest naming the two models. Its
+rotated crops would make ``Transform`` a general 2x3 affine map; ``Transform.to_source``
+stays the one place model pixels go back to the frame.
 """
 
 from __future__ import annotations

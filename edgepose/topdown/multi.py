@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -98,22 +98,48 @@ _RULES = {
 }
 
 
+class Proposer(Protocol):
+    """Finds the people a top-down pipeline crops: PoseNet's poses here; a person
+    detector (BlazePose's) would be another. ``prepare`` makes its input from a frame
+    (on the capture thread when it can); ``propose`` returns boxes of the people not
+    among ``tracked`` (this frame's temporal poses), best first."""
+
+    runner: ModelRunner
+
+    def prepare(self, image: npt.NDArray[np.uint8]) -> tuple[Any, Transform, float]: ...
+
+    def propose(self, job: Job, prepared: tuple[Any, Transform] | None,
+                tracked: list[Poses]) -> list[Box]: ...
+
+
 class PoseProposer:
-    """People from a multi-pose model's poses (PoseNet): one crop box per pose."""
+    """People from a multi-pose model's poses (PoseNet): a pose matching a tracked one
+    (OKS above ``match_oks``) is that person again; each other pose's keypoint box,
+    grown by ``crop_margin`` and squared, is a crop."""
 
     def __init__(self, engine: ModelEngine, params: TopDownParams) -> None:
         self.runner = ModelRunner(engine, "proposer")
         self.params = params
 
-    def propose(self, job: Job, prepared: tuple[Any, Transform] | None) -> Poses:
-        """The proposer's poses in the whole frame, best first."""
+    def prepare(self, image: npt.NDArray[np.uint8]) -> tuple[Any, Transform, float]:
+        return self.runner.prepare(image)
+
+    def propose(self, job: Job, prepared: tuple[Any, Transform] | None,
+                tracked: list[Poses]) -> list[Box]:
+        p = self.params
         if prepared is None:
-            tensor, transform, ms = self.runner.prepare(job.image)
+            tensor, transform, ms = self.prepare(job.image)
             job.add_time("preprocess_ms", ms)
         else:
             tensor, transform = prepared
-        poses = self.runner.run(job, tensor, transform)
-        return poses[np.argsort(-poses.pose_scores, kind="stable")]
+        found = self.runner.run(job, tensor, transform)
+        found = found[np.argsort(-found.pose_scores, kind="stable")]
+        if tracked and len(found):
+            n = len(tracked)
+            sim = oks_matrix(Poses.concat([*tracked, found]), p.keypoint_threshold)
+            sim = np.maximum(sim[n:, :n], sim[:n, n:].T)  # proposals x tracked, either way round
+            found = found[sim.max(axis=1) <= p.match_oks]
+        return person_boxes(found, job.image.shape[:2], p.crop_margin, p.keypoint_threshold)
 
 
 @dataclass
@@ -132,14 +158,17 @@ class _Track:
 
 
 class TopDownEstimator(BaseEstimator):
-    """Proposer + landmark model (see the module docstring)."""
+    """Proposer + landmark model (see the module docstring). ``proposals`` turns the
+    proposer model's output into crop boxes (default: ``PoseProposer``, for a
+    multi-pose model)."""
 
     def __init__(self, proposer: ModelEngine, landmark: ModelEngine,
-                 params: TopDownParams | None = None, name: str = "topdown") -> None:
+                 params: TopDownParams | None = None, name: str = "topdown",
+                 proposals: Proposer | None = None) -> None:
         self.params = params or TopDownParams()
         self._name = name
         self.proposer_engine, self.landmark_engine = proposer, landmark
-        self._proposer = PoseProposer(proposer, self.params)
+        self._proposer = proposals or PoseProposer(proposer, self.params)
         self._landmark = ModelRunner(landmark, "landmark")
         self._tracks: list[_Track] = []
         self._countdown = 0  # frames until proposals are due
@@ -198,7 +227,7 @@ class TopDownEstimator(BaseEstimator):
         inference stage makes it itself when the guess was wrong)."""
         job = Job(image, timestamp, timings={"preprocess_ms": 0.0}, state=_Plan(False))
         if not self._tracks or self._countdown <= 1:
-            tensor, transform, ms = self._proposer.runner.prepare(image)
+            tensor, transform, ms = self._proposer.prepare(image)
             job.state.proposer_input = (tensor, transform)
             job.add_time("preprocess_ms", ms)
         return job
@@ -243,20 +272,14 @@ class TopDownEstimator(BaseEstimator):
     # ---- the steps ------------------------------------------------------------------
 
     def _new_people(self, job: Job, plan: _Plan, tracked: list[Poses], room: int) -> list[Poses]:
-        """Landmark poses of the people the proposer finds that are not tracked yet."""
+        """Landmark poses of the people the proposer finds that are not tracked yet; a
+        weak one (cut off by its proposal box) is cropped once more around itself."""
         p = self.params
-        found = self._proposer.propose(job, plan.proposer_input)
-        if room <= 0 or not len(found):
+        if room <= 0:
             return []
-        if tracked:  # a proposal matching a tracked pose is that person again
-            both = Poses.concat([*tracked, found])
-            sim = oks_matrix(both, p.keypoint_threshold)
-            n = len(tracked)
-            sim = np.maximum(sim[n:, :n], sim[:n, n:].T)
-            found = found[sim.max(axis=1) <= p.match_oks]
+        boxes = self._proposer.propose(job, plan.proposer_input, tracked)[:room]
+        poses = self._landmark.on_boxes(job, boxes)
         size = job.image.shape[:2]
-        boxes = person_boxes(found, size, p.crop_margin, p.keypoint_threshold)
-        poses = self._landmark.on_boxes(job, boxes[:room])
         weak = [q for q in poses if q.pose_scores[0] < p.refine_below]
         again = [b for q in weak for b in person_boxes(q, size, p.crop_margin, p.keypoint_threshold)]
         return poses + self._landmark.on_boxes(job, again)  # duplicates go in the merge

@@ -20,9 +20,10 @@ def _ms(t0: float) -> float:
 
 class ModelRunner:
     """One engine in a pipeline: each call invokes it once and books the time on the job
-    (``preprocess_ms``, ``invoke_ms`` and ``<role>_invoke_ms``, ``decode_ms``)."""
+    (``preprocess_ms``, ``invoke_ms`` and, with a ``role``, ``<role>_invoke_ms``,
+    ``decode_ms``)."""
 
-    def __init__(self, engine: ModelEngine, role: str) -> None:
+    def __init__(self, engine: ModelEngine, role: str = "") -> None:
         self.engine, self.role = engine, role
 
     def prepare(self, image: npt.NDArray[np.uint8]) -> tuple[Any, Transform, float]:
@@ -37,7 +38,8 @@ class ModelRunner:
         outputs = self.engine.invoke(tensor)
         ms = _ms(t0)
         job.add_time("invoke_ms", ms)
-        job.add_time(f"{self.role}_invoke_ms", ms)
+        if self.role:
+            job.add_time(f"{self.role}_invoke_ms", ms)
         job.invokes += 1
         t0 = time.perf_counter()
         poses = self.engine.decode(outputs, transform)

@@ -36,7 +36,7 @@ class SinglePersonEstimator(SingleModelEstimator):
     def __init__(self, engine: ModelEngine, keypoint_threshold: float = 0.2) -> None:
         super().__init__(engine)
         self.keypoint_threshold = keypoint_threshold
-        self._model = ModelRunner(engine, "model")
+        self._model = ModelRunner(engine)
         self._box: Box | None = None  # where the previous frame's person was
 
     @property
