@@ -18,9 +18,10 @@ MOVENET = "movenet_single_pose_lightning_ptq.tflite"
 def test_builtin_manifests_load_and_twins_point_at_each_other() -> None:
     ms = list_manifests()
     assert {"movenet-lightning", "movenet-lightning-edgetpu", "posenet-mobilenet-v1-075-353x481",
-            "posenet-mobilenet-v1-075-481x641", "posenet-mobilenet-v1-075-721x1281"} <= set(ms)
+            "posenet-mobilenet-v1-075-481x641", "posenet-mobilenet-v1-075-481x641-edgetpu",
+            "posenet-mobilenet-v1-075-721x1281"} <= set(ms)
     for m in ms.values():
-        assert m.url.startswith("https://") and len(m.sha256) == 64
+        assert (m.source_url if m.derive else m.url).startswith("https://") and len(m.sha256) == 64
         if m.edgetpu_twin:
             assert ms[m.edgetpu_twin].cpu_twin == m.name
         if m.cpu_twin:
@@ -43,6 +44,10 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     assert back == m and back.source == p
 
 
+_DERIVED = ('name = "x"\nfile = "x.tflite"\ninput_size = [1, 2]\ndecoder = "movenet"\nschema = "coco17"\n'
+            'derive = "strip-posenet-decoder"\n')
+
+
 @pytest.mark.parametrize("text,message", [
     ('name = "x"\nfile = "x.tflite"\ndecoder = "movenet"\nschema = "coco17"\n', "missing required field(s) input_size"),
     ('name = "x"\nfile = "x.tflite"\ninput_size = [1, 2]\ndecoder = "movenet"\nschema = "coco17"\nsha256 = "abc"\n', "not 64 hex digits"),
@@ -50,6 +55,12 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     ('name = "x"\nfile = "x.tflite"\ninput_size = [1, 2]\ndecoder = "movenet"\nschema = "coco17"\ncolour = 1\n', "unknown key(s) colour"),
     ('name = "x"\nfile = "x.tflite"\ninput_size = "192"\ndecoder = "movenet"\nschema = "coco17"\n', "input_size must be"),
     ('name = "x\n', "not valid TOML"),
+    (_DERIVED + 'source_file = "s.tflite"\nsource_sha256 = "' + "a" * 64 + '"\n', "derive needs sha256"),
+    (_DERIVED + 'sha256 = "' + "a" * 64 + '"\n', "derive needs source_file, source_sha256"),
+    (_DERIVED.replace("strip-posenet-decoder", "magic"), "derive = 'magic'; expected one of strip-posenet-decoder"),
+    (_DERIVED.replace('derive = "strip-posenet-decoder"', 'source_url = "https://x"'), "source_url without derive"),
+    (_DERIVED + 'url = "https://x"\nsha256 = "' + "a" * 64 + '"\nsource_file = "s"\nsource_sha256 = "' + "b" * 64
+     + '"\n', "a derived model has no url of its own"),
 ])
 def test_bad_manifests(tmp_path: Path, text: str, message: str) -> None:
     p = tmp_path / "bad.toml"
@@ -153,6 +164,22 @@ def local_manifests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str
 def _cache_files() -> list[Path]:
     d = cache_dir()
     return sorted(d.iterdir()) if d.exists() else []
+
+
+def test_derived_model_from_its_source_url(local_manifests: Path) -> None:
+    """No local source: the source is downloaded (verified), stripped, verified, and only the
+    derived file lands in the cache."""
+    tpu = list_manifests()["posenet-mobilenet-v1-075-481x641-edgetpu"]
+    url = f"{{}}/ok/{tpu.source_file}"
+    server = list_manifests()["m-good"].url.split("/ok/")[0]
+    write_manifest(tpu.with_(name="d-good", source_url=url.format(server)), local_manifests / "d-good.toml")
+    write_manifest(tpu.with_(name="d-drop", source_url=url.format(server).replace("/ok/", "/drop/")),
+                   local_manifests / "d-drop.toml")
+    with pytest.raises(FetchError, match="could not download 'd-drop'|stopped at"):
+        fetch_model("d-drop")
+    assert _cache_files() == []
+    path = fetch_model("d-good")
+    assert _cache_files() == [path] and path.name == tpu.file and sha256_file(path) == tpu.sha256
 
 
 def test_fetch_good_checksum(local_manifests: Path) -> None:
