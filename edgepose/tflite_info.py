@@ -128,12 +128,11 @@ def _executables(package: bytes) -> list[EdgeTpuExecutable]:
     out = []
     for i in range(multi.VectorLen(o) if o else 0):  # type: ignore[attr-defined]
         ex = _fb_root(multi.String(multi.Vector(o) + 4 * i))  # type: ignore[attr-defined]
-        kind = _fb_field(ex, _EXEC_TYPE)
-        token = _fb_field(ex, _EXEC_TOKEN)
-        out.append(EdgeTpuExecutable(
-            EXECUTABLE_TYPES.get(ex.Get(N.Int16Flags, kind + ex.Pos) if kind else 0, "unknown"),  # type: ignore[attr-defined]
-            int(ex.Get(N.Uint64Flags, token + ex.Pos)) if token else 0,  # type: ignore[attr-defined]
-            len(_fb_bytes(ex, _EXEC_PARAMETERS))))
+        kind, token = _fb_field(ex, _EXEC_TYPE), _fb_field(ex, _EXEC_TOKEN)
+        kind_value = ex.Get(N.Int16Flags, kind + ex.Pos) if kind else 0  # type: ignore[attr-defined]
+        token_value = ex.Get(N.Uint64Flags, token + ex.Pos) if token else 0  # type: ignore[attr-defined]
+        out.append(EdgeTpuExecutable(EXECUTABLE_TYPES.get(kind_value, "unknown"), int(token_value),
+                                     len(_fb_bytes(ex, _EXEC_PARAMETERS))))
     return out
 
 

@@ -188,7 +188,8 @@ def _tpu_manifest(model: Path, out_model: Path) -> Manifest | None:
         return None
     cpu = load_manifest(sidecar)
     return cpu.with_(name=out_model.stem, file=out_model.name, device="edgetpu", cpu_twin=cpu.name,
-                     edgetpu_twin="", url="", sha256="", derive="", source_file="", source_url="", source_sha256="",
+                     edgetpu_twin="", url="", sha256="", derive="", source_file="", source_url="",
+                     source_sha256="",
                      description=f"{cpu.name} compiled for the Edge TPU by edgetpu_compiler")
 
 
@@ -278,8 +279,9 @@ def compile_models(models: Sequence[str | Path], out_dir: str | Path | None = No
         partial = [p for m in paths for p in _expected_outputs(m, out) if fresh(p)]
         for p in partial:
             p.unlink(missing_ok=True)
-        raise CompileTimeoutError(f"{err}{'; removed its partial ' + ', '.join(p.name for p in partial) if partial else ''}; "
-                                  "raise --timeout-sec, or check the model with `edgepose-tools check`") from None
+        removed = f"; removed its partial {', '.join(p.name for p in partial)}" if partial else ""
+        raise CompileTimeoutError(f"{err}{removed}; raise --timeout-sec, or check the model with "
+                                  "`edgepose-tools check`") from None
     text = proc.stdout + proc.stderr
     if proc.returncode != 0:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
