@@ -102,6 +102,9 @@ def manifest_from_dict(data: dict[str, Any], origin: str = "manifest") -> Manife
             if not isinstance(v, (list, tuple)) or len(v) not in (1, 3) or not all(isinstance(x, (int, float)) for x in v):
                 raise ModelError(f"{origin}: {key} must be a number or 3 numbers, got {d[key]!r}")
             d[key] = tuple(float(x) for x in v)
+    if d.get("std") is not None and not all(x > 0 for x in d["std"]):
+        raise ModelError(f"{origin}: std = {data['std']!r}: every std must be positive (pixels are "
+                         "divided by it); use the training normalisation, e.g. std = 127.5")
     if not isinstance(d.get("decoder_params", {}), dict):
         raise ModelError(f"{origin}: [decoder_params] must be a table")
     for key in ("name", "file"):

@@ -118,11 +118,48 @@ def find_model_file(m: Manifest) -> Path | None:
         cached = cache_dir() / m.file
         hit = cached if cached.is_file() else None
     if hit is not None and m.sha256 and sha256_file(hit) != m.sha256:
+        in_cache = hit.parent == cache_dir()
+        fix = (f"replace it with `edgepose models fetch --force {m.name}`" if in_cache else
+               f"remove or replace it (found through $EDGEPOSE_MODEL_PATH)")
         raise ModelError(
             f"{hit}: sha256 {sha256_file(hit)[:12]}… does not match manifest {m.name!r} "
-            f"({m.sha256[:12]}…); delete the file and run `edgepose models fetch {m.name}`"
+            f"({m.sha256[:12]}…), the file is damaged or another version; {fix}"
         )
     return hit
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def clean_stale_parts(dest_dir: Path, max_age_s: float = 24 * 3600) -> list[Path]:
+    """Remove ``.part`` files that a killed download left in the cache: those of a process
+    that is gone (the PID is in the name) and unnamed ones older than ``max_age_s``."""
+    import time
+
+    removed: list[Path] = []
+    if not dest_dir.is_dir():
+        return removed
+    for part in dest_dir.glob(".*.part"):
+        pid = part.name[:-len(".part")].rsplit(".", 2)
+        owner = int(pid[-2]) if len(pid) == 3 and pid[-2].isdigit() else None
+        try:
+            stale = (not _pid_alive(owner)) if owner is not None else \
+                time.time() - part.stat().st_mtime > max_age_s
+            if stale:
+                part.unlink()
+                removed.append(part)
+        except OSError:
+            continue
+    if removed:
+        log.info("removed %d unfinished download(s) from %s", len(removed), dest_dir)
+    return removed
 
 
 def _find_in_folder(folder: Path, file_name: str) -> Path | None:
@@ -136,7 +173,10 @@ def _temp_in(dest_dir: Path, file_name: str) -> Path:
     """A new empty temporary file in the cache, for an atomic rename once verified."""
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{file_name}.", suffix=".part", dir=dest_dir)
+        clean_stale_parts(dest_dir)
+        # .<file>.<pid>.<random>.part: a later fetch can tell when its writer is gone
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{file_name}.{os.getpid()}.", suffix=".part",
+                                        dir=dest_dir)
     except OSError as exc:
         raise FetchError(f"cannot write into the model cache {dest_dir} ({exc.strerror}); set "
                          "EDGEPOSE_CACHE_DIR to a writable folder") from None
@@ -294,6 +334,11 @@ def _manifest_for_path(path: Path, decoder: str | None, schema: str | None) -> M
     sidecar = path.with_suffix(".toml")
     if sidecar.is_file():
         m = load_manifest(sidecar)
+        if m.sha256 and sha256_file(path) != m.sha256:
+            raise ModelError(
+                f"{path}: sha256 {sha256_file(path)[:12]}… does not match its manifest {sidecar} "
+                f"({m.sha256[:12]}…); the model changed since the manifest was written: "
+                "re-export both, or fix sha256 in the manifest")
         return m.with_(file=path.name)
     if not decoder or not schema:
         read_model_bytes(path)  # an empty or non-TFLite file says so before asking for flags

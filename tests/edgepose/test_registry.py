@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -127,6 +128,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if self.path.startswith("/stall/"):
+            self.wfile.write(data[: len(data) // 3])
+            self.wfile.flush()
+            time.sleep(60)  # a mirror that stops sending: the client is killed meanwhile
+            return
         if self.path.startswith("/drop/"):
             self.wfile.write(data[: len(data) // 3])
             self.wfile.flush()
@@ -273,3 +279,39 @@ def test_fetch_from_a_local_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert out.count("\n") == len(list_manifests())
     assert sorted(p.name for p in cache_dir().iterdir()) == sorted(m.file for m in list_manifests().values())
     assert main(["models", "fetch"]) == 2
+
+
+def test_a_killed_fetch_leaves_no_part_file_for_long(local_manifests: Path, server: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`models fetch` SIGKILLed mid-download leaves its .part; the next fetch sees that its
+    writer is gone and removes it (and one of a running fetch is left alone)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    write_manifest(list_manifests()["m-good"].with_(name="m-stall", url=f"{server}/stall/{MOVENET}"),
+                   local_manifests / "stall.toml")
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli.main", "models", "fetch", "m-stall"],
+                            cwd=REPO, env=dict(os.environ), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        parts: list[Path] = []
+        while time.monotonic() < deadline:
+            parts = [p for p in _cache_files() if p.name.endswith(".part") and p.stat().st_size > 0]
+            if parts:
+                break
+            time.sleep(0.05)
+        assert parts, "the stalled download never started"
+        live = resolve_model("m-good")  # another fetch meanwhile: the live .part is kept
+        assert parts[0].exists() and live.path.is_file()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    assert parts[0].exists()  # what SIGKILL leaves behind
+    fetch_model("m-good", force=True)
+    assert not [p for p in _cache_files() if p.name.endswith(".part")]
