@@ -104,14 +104,14 @@ def check_interpreter() -> Check:
                  "pip install ai-edge-litert (or reinstall edgepose)", blocking=True)
 
 
-def check_runtime_pair(os_release: Path) -> Check:
+def check_runtime_pair(os_release: Path, pairs: Path = runtimes.PAIRS_FILE) -> Check:
     """The installed libedgetpu and interpreter against deploy/runtimes.toml's pair."""
     arch = runtimes.dpkg_architecture()
     pair, why = None, "no dpkg: not Raspberry Pi OS"
     if arch:
         codename = runtimes.read_os_release(os_release).get("VERSION_CODENAME", "")
         try:
-            pair = runtimes.pair_for(codename, arch)
+            pair = runtimes.pair_for(codename, arch, pairs)
         except ConfigError as err:
             why = str(err)
     result = runtimes.compare(pair, runtimes.installed_libedgetpu(), runtimes.installed_interpreter(), why)
@@ -348,6 +348,7 @@ def run_doctor(
     dev_root: Path = Path("/dev"),
     dt_root: Path = Path("/proc/device-tree"),
     os_release: Path = Path("/etc/os-release"),
+    pairs: Path = runtimes.PAIRS_FILE,
     environ: Mapping[str, str] | None = None,
     list_cameras: Callable[[], str | None] = _list_cameras,
     probe_timeout: float = PROBE_TIMEOUT,
@@ -361,7 +362,7 @@ def run_doctor(
     if probe_timeout <= 0:
         raise ConfigError(f"probe timeout {probe_timeout:g} s must be positive")
     env = os.environ if environ is None else environ
-    report = Report([check_platform(), check_interpreter(), check_runtime_pair(os_release)])
+    report = Report([check_platform(), check_interpreter(), check_runtime_pair(os_release, pairs)])
     report.checks.append(check_edgetpu_runtime(kind, tpu, model, probe_timeout,
                                                None if environ is None else env))
     report.checks += check_tpu_devices(kind, tpu, sysfs_root, dev_root)
