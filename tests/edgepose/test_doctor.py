@@ -225,33 +225,18 @@ def test_pair_check_against_the_data_file(fakebin: Path, tmp_path: Path) -> None
 
 
 def test_pair_check_matching(fakebin: Path, tmp_path: Path) -> None:
+    """A pairs file whose trixie pair is this venv's interpreter and the fake dpkg's libedgetpu."""
+    from tests.edgepose.test_runtimes import GOOD
+
     module, version = installed_interpreter() or ("", "")
     dist = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}[module]
     pairs = tmp_path / "pairs.toml"
-    pairs.write_text(f"""
-[bookworm.arm64]
-python = "3.11"
-evidence = "this venv"
-[bookworm.arm64.interpreter]
-dist = "{dist}"
-module = "{module}"
-version = "{version}"
-tensorflow = "x"
-requirement = "{dist}=={version}"
-sha256 = ""
-[bookworm.arm64.libedgetpu]
-version = "16.0tf2.17.1-1"
-tensorflow = "2.17.1"
-std = {{ url = "https://example.invalid/a.deb", sha256 = "" }}
-max = {{ url = "https://example.invalid/b.deb", sha256 = "" }}
-[bookworm.arm64.pygame]
-source = "pip"
-requirement = "pygame-ce"
-""")
-    osr = pair_machine(fakebin, tmp_path, "bookworm", "arm64", "libedgetpu1-max 16.0tf2.17.1-1")
+    pairs.write_text(GOOD.replace('"ai-edge-litert"', f'"{dist}"').replace('"ai_edge_litert"', f'"{module}"')
+                     .replace("2.2.0", version))
+    osr = pair_machine(fakebin, tmp_path, "trixie", "arm64", "libedgetpu1-max 16.0tf2.19.1-1")
     check = check_runtime_pair(osr, pairs)
     assert check.status == "ok" and check.detail.startswith(
-        f"matching: libedgetpu1-max 16.0tf2.17.1-1 with {module} {version}: the bookworm/arm64 pair")
+        f"matching: libedgetpu1-max 16.0tf2.19.1-1 with {module} {version}: the trixie/arm64 pair")
 
 
 def test_pair_check_on_32_bit_userland(fakebin: Path, tmp_path: Path) -> None:
