@@ -330,14 +330,12 @@ class TopDownEstimator(BaseEstimator):
 def _log_co_compilation(*engines: ModelEngine) -> None:
     """One log line when two Edge TPU models loaded together were compiled separately:
     each switch between them then reloads parameters through the 8 MB cache."""
+    from edgepose.tflite_info import co_compilation_warning
+
     if not all(e.device == "edgetpu" for e in engines):
         return
-    try:
-        from edgepose.tflite_info import co_compilation_warning  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    paths = [getattr(getattr(e, "spec", None), "path", None) for e in engines]
-    if all(paths):
+    paths = [p for e in engines if (p := getattr(getattr(e, "spec", None), "path", None))]
+    if len(paths) == len(engines):
         warning = co_compilation_warning(paths)
         if warning:
             log.warning("%s", warning)

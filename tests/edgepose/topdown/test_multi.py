@@ -160,10 +160,6 @@ class EdgeTpuLoaded:
 
 
 def test_a_pair_not_co_compiled_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    try:
-        from edgepose.tflite_info import co_compilation_warning  # noqa: F401
-    except ImportError:
-        pytest.skip("edgepose.tflite_info.co_compilation_warning comes with the co-compilation work")
     coral = ("models", "coral")  # Coral's Edge TPU builds, each compiled on its own
     files = {PROPOSER: shared_path(*coral, "posenet_mobilenet_v1_075_481_641_quant_decoder_edgetpu.tflite"),
              "movenet-lightning": shared_path(*coral, "movenet_single_pose_lightning_ptq_edgetpu.tflite")}
