@@ -70,6 +70,7 @@ class _Stopper:
 
     def __init__(self) -> None:
         self.pipeline: Any = None
+        self.source: Any = None  # interrupted too: a stream may still be opening
         self.signal_at: float | None = None
         self.signum = 0
         self._old: dict[int, Any] = {}
@@ -78,6 +79,8 @@ class _Stopper:
         if self.signal_at is None:
             self.signal_at = time.monotonic()
             self.signum = signum
+        if self.source is not None:
+            self.source.interrupt()
         if self.pipeline is not None:
             self.pipeline.stop()
 
@@ -105,19 +108,27 @@ def _filters(cfg: RunConfig) -> list[Any]:
 def run(cfg: RunConfig) -> int:
     """Open everything ``cfg`` names, run the pipeline, release everything."""
     from edgepose.engine import open_engine
+    from edgepose.errors import SourceError
     from edgepose.pipeline import Pipeline, limit_library_threads
     from edgepose.render import make_renderer
     from edgepose.sinks import JsonLinesSink
-    from edgepose.sources import open_source
+    from edgepose.sources import make_source
 
     stopper = _Stopper()
     stopper.install()
     rc = EXIT_OK
     try:
         with ExitStack() as stack:
-            source = open_source(cfg.source, width=cfg.width, height=cfg.height, fps=cfg.fps,
+            source = make_source(cfg.source, width=cfg.width, height=cfg.height, fps=cfg.fps,
                                  loop=cfg.loop, realtime=cfg.realtime)
+            stopper.source = source
             stack.callback(source.close)
+            try:
+                source.open()
+            except SourceError:
+                if stopper.signal_at is None:
+                    raise
+                return rc  # stopped while the source was opening: a clean stop
             engine = open_engine(cfg.model, cfg.device, num_threads=cfg.num_threads)
             limit_library_threads()
             stack.callback(engine.close)
@@ -154,9 +165,9 @@ def run(cfg: RunConfig) -> int:
             sdnotify.stopping()
     finally:
         stopper.restore()
-    if stopper.signal_at is not None:
-        log.info("stopped in %.0f ms after signal %d", (time.monotonic() - stopper.signal_at) * 1e3,
-                 stopper.signum)
+        if stopper.signal_at is not None:
+            log.info("stopped in %.0f ms after signal %d",
+                     (time.monotonic() - stopper.signal_at) * 1e3, stopper.signum)
     return rc
 
 
