@@ -5,8 +5,11 @@ A plain MP4 keeps its index (the ``moov`` box) at the end, written at close: a k
 run leaves no playable frame. Here the index comes first and empty (``empty_moov``),
 every keyframe starts a new fragment (``moof`` + ``mdat``, ``frag_keyframe``), the
 encoder makes a keyframe at least every ``keyframe_interval`` seconds, and each fragment
-goes to the OS as soon as it is complete (``flush_packets``) and, with ``sync``, to the
-disk (``fdatasync``). So SIGKILL or a power cut loses at most the fragment in progress.
+goes to the OS as soon as it is complete (``flush_packets``) and then to the disk
+(``fdatasync``, on a thread of its own so the writer never waits for the disk). So a
+SIGKILL or a power cut loses at most the fragment in progress. (``flush``: "sync", the
+default; "fragment" skips the fdatasync: it survives a kill, not a power cut;
+"buffered" is FFmpeg's own 32 KiB buffering, for measurements only.)
 A write error (disk full, read-only file system) cuts the file back to the end of its
 last complete fragment, so it stays playable with every frame that fitted, and raises
 ``OutputError`` naming the file.
@@ -23,18 +26,22 @@ import logging
 import math
 import os
 import tempfile
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NoReturn
 
 from edgepose.errors import ConfigError, OutputError
 from edgepose.outputs.base import FrameResult, Output
+from edgepose.outputs.files import check_writable_file
+from edgepose.outputs.lock import OutputLock
 
 log = logging.getLogger(__name__)
 
 #: encoders tried in this order by ``codec="auto"``
 AUTO_CODECS = ("libx264", "mpeg4")
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+FLUSH_POLICIES = ("sync", "fragment", "buffered")
 
 
 def import_av() -> Any:
@@ -88,21 +95,6 @@ def frame_rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def check_file_target(path: Path, what: str, suffix: str) -> None:
-    """ConfigError unless ``path`` could be created or replaced; no side effects."""
-    if path.suffix.lower() != suffix:
-        raise ConfigError(f"{what} {path}: expected a {suffix} file name")
-    folder = path.parent
-    if path.is_dir():
-        raise ConfigError(f"{what} {path} is a directory; pass a {suffix} file name")
-    if not folder.is_dir():
-        raise ConfigError(f"{what} {path}: folder {folder} does not exist; create it first")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise ConfigError(f"{what} {path}: the file is not writable (permission denied); "
-                          "pass another file name")
-    check_writable_folder(folder, f"{what} {path}")
-
-
 def check_writable_folder(folder: Path, what: str) -> None:
     """ConfigError unless a file can be made in ``folder``. Probed with an unnamed
     temporary file (O_TMPFILE): nothing appears in the folder, and unlike ``access()``
@@ -151,6 +143,41 @@ class _RawFile:
         return self.pos
 
 
+class _Syncer:
+    """``fdatasync`` on a thread of its own, asked for after each fragment, so that the
+    writer never waits for the disk (an SD card can take a second now and then); a
+    failure is reported at the next fragment."""
+
+    def __init__(self, fd: int, name: str) -> None:
+        self.fd = fd
+        self.error: OSError | None = None
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"edgepose-sync {name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stopping:
+                return
+            try:
+                os.fdatasync(self.fd)
+            except OSError as err:
+                self.error = err
+
+    def stop(self) -> None:
+        """Wait for a sync in progress, then end the thread (the fd stays open)."""
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join()
+
+
 class RecordingOutput(Output):
     """Annotated frames (skeleton drawn by ``annotate``) to a fragmented MP4.
 
@@ -165,17 +192,20 @@ class RecordingOutput(Output):
     blocking = True
 
     def __init__(self, spec: str, *, fps: float = 30.0, keypoint_threshold: float = 0.3,
-                 codec: str = "auto", keyframe_interval: float = 1.0, sync: bool = True,
-                 threads: int = 2) -> None:
+                 codec: str = "auto", keyframe_interval: float = 1.0, flush: str = "sync",
+                 threads: int = 2, flag: str = "--record", **_: Any) -> None:
         super().__init__(spec)
         self.path = Path(spec).expanduser()
+        self.flag = flag
+        self._lock = OutputLock(self.path, flag)
         self.fps, self.keypoint_threshold = fps, keypoint_threshold
-        self.codec, self.keyframe_interval, self.sync = codec, keyframe_interval, sync
+        self.codec, self.keyframe_interval, self.flush = codec, keyframe_interval, flush
         self.threads = threads
         self.size: tuple[int, int] | None = None  # (width, height) of the video
         self.codec_name = ""
         self._av: Any = None
         self._file: _RawFile | None = None
+        self._syncer: _Syncer | None = None
         self._container: Any = None
         self._stream: Any = None
         self._encoded = 0   # frames handed to the encoder
@@ -185,22 +215,28 @@ class RecordingOutput(Output):
 
     def check(self) -> None:
         if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
-            raise ConfigError(f"recording {self.path}: fps {self.fps!r} must be a positive "
+            raise ConfigError(f"{self.flag} {self.path}: fps {self.fps!r} must be a positive "
                               "number of frames per second")
         if not 0.0 <= self.keypoint_threshold <= 1.0:
             raise ConfigError(f"keypoint_threshold {self.keypoint_threshold!r} must be "
                               "between 0 and 1")
         if not self.keyframe_interval > 0:
-            raise ConfigError(f"recording keyframe_interval {self.keyframe_interval!r} must be "
-                              "a positive number of seconds")
-        check_file_target(self.path, "recording", ".mp4")
+            raise ConfigError(f"{self.flag} {self.path}: keyframe_interval "
+                              f"{self.keyframe_interval!r} must be a positive number of seconds")
+        if self.flush not in FLUSH_POLICIES:
+            raise ConfigError(f"{self.flag} {self.path}: flush {self.flush!r}: expected one of "
+                              f"{', '.join(FLUSH_POLICIES)}")
+        check_writable_file(self.path, self.flag, (".mp4",))
+        check_writable_folder(self.path.parent, f"{self.flag} {self.path}")
         pick_codec(import_av(), self.codec)
 
     def open(self) -> None:
-        """Picks the encoder; the file itself is created at the first frame."""
+        """Picks the encoder and locks the file against a second writer; the file itself
+        is created (replacing an existing one) at the first frame."""
         self._av = av = import_av()
         route_ffmpeg_logs(av)
         self.codec_name = pick_codec(av, self.codec)
+        self._lock.acquire()
 
     def write(self, result: FrameResult) -> None:
         if self.error:
@@ -232,13 +268,16 @@ class RecordingOutput(Output):
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         except OSError as err:
-            self.error = f"recording {self.path}: cannot create it ({describe(err)})"
+            self.error = f"{self.flag} {self.path}: cannot create it ({describe(err)})"
             raise OutputError(f"{self.error}; check the folder") from None
         self._file = raw = _RawFile(fd)
+        if self.flush == "sync":
+            self._syncer = _Syncer(fd, str(self.path))
         rate = frame_rate(self.fps)
         try:
+            flush = "0" if self.flush == "buffered" else "1"
             container = av.open(raw, "w", format="mp4",
-                                options={"movflags": MOVFLAGS, "flush_packets": "1"})
+                                options={"movflags": MOVFLAGS, "flush_packets": flush})
             stream = container.add_stream(self.codec_name, rate=rate)
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             ctx = stream.codec_context
@@ -273,11 +312,10 @@ class RecordingOutput(Output):
         """The file now ends after a complete fragment holding ``frames`` frames."""
         raw = self._file
         assert raw is not None
-        if self.sync:
-            try:
-                os.fdatasync(raw.fd)
-            except OSError as err:
-                self._fail(err)
+        if self._syncer is not None:
+            if self._syncer.error is not None:
+                self._fail(self._syncer.error)
+            self._syncer.request()
         self._good_end = raw.end
         self.written = frames
 
@@ -291,10 +329,13 @@ class RecordingOutput(Output):
                 os.ftruncate(raw.fd, self._good_end)
             except OSError as trunc_err:
                 log.debug("could not cut %s back: %s", self.path, trunc_err)
-        self.error = (f"recording {self.path}: {describe(err)} after {self._encoded} frame(s); "
+        self.error = (f"{self.flag} {self.path}: {describe(err)} after {self._encoded} frame(s); "
                       f"the file keeps the first {kept}, playable")
         log.debug("recording failed", exc_info=err)
         raise OutputError(self.error) from None
+
+    def summary(self) -> str:
+        return f"{self.flag} {super().summary()}"
 
     def close(self) -> None:
         """Flush the encoder, write the last fragment and close the file (idempotent).
@@ -323,6 +364,16 @@ class RecordingOutput(Output):
                     container.close()  # frees FFmpeg's state; its writes are discarded
                 except Exception as err:
                     log.debug("closing the failed recording %s: %s", self.path, err)
+            if self._syncer is not None:
+                self._syncer.stop()
+                self._syncer = None
             if raw is not None:
+                if self.flush == "sync" and not self.error:
+                    try:  # the end of the recording is on the disk when close() returns
+                        os.fdatasync(raw.fd)
+                    except OSError as err:
+                        log.warning("%s %s: could not sync the end of the recording to the "
+                                    "disk (%s)", self.flag, self.path, describe(err))
                 os.close(raw.fd)
                 self._file = None
+            self._lock.release()

@@ -26,7 +26,7 @@ class SnapshotOutput(Output):
     blocking = True
 
     def __init__(self, spec: str, *, every: int = 1, keypoint_threshold: float = 0.3,
-                 fmt: str = "jpg", quality: int = 90) -> None:
+                 fmt: str = "jpg", quality: int = 90, **_: Any) -> None:
         super().__init__(spec)
         self.folder = Path(spec).expanduser()
         self.every, self.keypoint_threshold = every, keypoint_threshold
@@ -37,7 +37,8 @@ class SnapshotOutput(Output):
 
     def check(self) -> None:
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
-            raise ConfigError(f"snapshot_every {self.every!r} must be a whole number of frames >= 1")
+            raise ConfigError(f"snapshot_every {self.every!r} must be a whole number of "
+                              "frames >= 1")
         if self.fmt not in SNAPSHOT_FORMATS:
             raise ConfigError(f"snapshot format {self.fmt!r}: expected one of "
                               f"{', '.join(SNAPSHOT_FORMATS)}")

@@ -20,10 +20,10 @@ from typing import Any, Callable
 
 from edgepose.errors import SourceError
 from edgepose.sources.base import Frame, Source
+from edgepose.sources.spec import STREAM_SCHEMES
 
 log = logging.getLogger(__name__)
 
-STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 #: seconds a network stream may take to answer when opened, and to deliver a frame
 STREAM_TIMEOUT_S = 5.0
 #: how often a caller waiting on the helper thread looks at the interrupt flag
@@ -56,7 +56,8 @@ def _quiet_opencv(cv2: Any) -> None:
 
 
 def is_stream_url(spec: str) -> bool:
-    return spec.lower().startswith(STREAM_SCHEMES)
+    scheme, sep, _ = spec.partition("://")
+    return bool(sep) and scheme.lower() in STREAM_SCHEMES
 
 
 class _Job:

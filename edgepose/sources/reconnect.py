@@ -85,6 +85,11 @@ class ReconnectingSource(Source):
             log.info("%s reconnected", self.name)
         return None
 
+    @property
+    def frame_rate(self) -> float:
+        """The open inner source's own frame rate (0 when unknown)."""
+        return float(getattr(self._inner, "frame_rate", 0.0) or 0.0)
+
     def interrupt(self) -> None:
         super().interrupt()
         inner = self._inner

@@ -170,18 +170,20 @@ def test_a_complete_video_is_not_called_truncated() -> None:
     assert not src.truncated
 
 
-def test_edgepose_run_on_a_truncated_video_exits_1_naming_the_last_good_frame(
-        tmp_path: Path) -> None:
+@pytest.mark.parametrize("allow", [False, True], ids=["refused", "allowed"])
+def test_edgepose_run_on_a_truncated_video_names_the_last_good_frame(
+        tmp_path: Path, allow: bool) -> None:
     path = _truncated_copy(tmp_path)
     good = _decodable(path)
     out = tmp_path / "out.jsonl"
     proc = subprocess.run([sys.executable, "-m", "edgepose.cli.run", "--source", str(path),
                            "--display", "none", "--device", "cpu", "--json", str(out),
-                           "--log-level", "WARNING"],
+                           "--log-level", "WARNING"] + (["--allow-truncated"] if allow else []),
                           cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == (0 if allow else 1), proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"last good frame: frame {good - 1}" in lines[0], proc.stderr
+    assert lines[0].startswith("WARNING" if allow else "ERROR")
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(good))  # the frames before, all of them
 
