@@ -97,6 +97,23 @@ _HOLDERS: list[subprocess.Popen[str]] = []
 
 MANIFEST_BAD_PARAMS = ('name = "x"\nfile = "m.tflite"\ninput_size = [192, 192]\ndecoder = "movenet"\n'
                        'schema = "coco17"\n[decoder_params]\nsmoothing = 3\n')
+MOVENET_FILE = SHARED / "models/coral/movenet_single_pose_lightning_ptq.tflite"
+
+
+def _damaged_cache(tmp: Path) -> None:
+    (tmp / "cache").mkdir()
+    (tmp / "cache" / MOVENET_FILE.name).write_bytes(MOVENET_FILE.read_bytes()[:100_000])
+
+
+def _sidecar(text: str):
+    def setup(tmp: Path) -> None:
+        (tmp / "m.tflite").symlink_to(MOVENET_FILE)
+        (tmp / "m.toml").write_text(text)
+    return setup
+
+
+SIDECAR = ('name = "x"\nfile = "m.tflite"\ninput_size = [192, 192]\ndecoder = "movenet"\n'
+           'schema = "coco17"\n')
 RUN = ["edgepose-run", "--source", "{video}", "--display", "none", "--device", "cpu",
        "--log-level", "WARNING"]
 
@@ -131,6 +148,13 @@ CASES = [
                                           "--json", "{tmp}/old.jsonl"], 2,
          r"has no manifest .*pass --decoder", setup=_existing_jsonl, check=_untouched,
          env={"EDGEPOSE_MODEL_PATH": ""}),
+    Case("run-damaged-cached-model", RUN + ["--model", "movenet-lightning"], 2,
+         r"does not match manifest 'movenet-lightning'.*edgepose models fetch --force movenet-lightning",
+         setup=_damaged_cache, env={"EDGEPOSE_MODEL_PATH": "", "EDGEPOSE_CACHE_DIR": "{tmp}/cache"}),
+    Case("run-sidecar-sha256", RUN + ["--model", "{tmp}/m.tflite"], 2, r"does not match its manifest",
+         setup=_sidecar(SIDECAR + 'sha256 = "' + "ab" * 32 + '"\n')),
+    Case("run-sidecar-std-zero", RUN + ["--model", "{tmp}/m.tflite"], 2, r"every std must be positive",
+         setup=_sidecar(SIDECAR + "mean = 127.5\nstd = 0\n")),
     Case("run-device", RUN + ["--device", "tpu9"], 2, r"unknown device 'tpu9'"),
     Case("run-device-usb-abc", RUN + ["--device", "usb:abc"], 2, r"unknown device 'usb:abc'"),
     Case("run-fps-nan", RUN + ["--fps", "nan"], 2, r"fps nan must be a positive number"),
