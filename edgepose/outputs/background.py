@@ -17,10 +17,11 @@ from another thread, to unblock a stuck call.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
-from typing import Generic, Sequence, TypeVar
+from typing import Any, Generic, Sequence, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 from edgepose.errors import ConfigError
@@ -104,6 +105,15 @@ def parse_url(spec: str, schemes: Sequence[str], form: str, *, default_port: int
     if need_path and url.path.strip("/") == "":
         raise bad("no path")
     return url
+
+
+def import_net(module: str, package: str, what: str) -> Any:
+    """``module`` from the ``net`` extra, or a ``ConfigError`` naming how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"{what} need the {package} package: pip install 'edgepose[net]' "
+                          f"(or pip install {package})") from None
 
 
 def url_port(url: SplitResult, default: int) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from edgepose.errors import ConfigError
-from edgepose.outputs.background import BackgroundOutput, parse_url, url_port
+from edgepose.outputs.background import BackgroundOutput, import_net, parse_url, url_port
 from edgepose.outputs.base import FrameResult
 from edgepose.outputs.websocket import record_text
 
@@ -37,12 +37,7 @@ PUBLISH_TIMEOUT = 2.0
 
 
 def import_paho() -> Any:
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError:
-        raise ConfigError("mqtt:// outputs need the paho-mqtt package: "
-                          "pip install 'edgepose[net]' (or pip install paho-mqtt)") from None
-    return mqtt
+    return import_net("paho.mqtt.client", "paho-mqtt", "mqtt:// outputs")
 
 
 def parse_mqtt(spec: str) -> tuple[str, int, str, str | None, str | None]:

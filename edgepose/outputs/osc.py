@@ -19,20 +19,16 @@ from __future__ import annotations
 from typing import Any
 
 from edgepose.errors import ConfigError
-from edgepose.outputs.background import BackgroundOutput, parse_url
+from edgepose.outputs.background import BackgroundOutput, import_net, parse_url
 from edgepose.outputs.base import FrameResult
 
 FORM = "osc://HOST:PORT[/PREFIX]"
 DEFAULT_PREFIX = "/edgepose"
 
 
-def import_pythonosc() -> Any:
-    try:
-        from pythonosc import osc_bundle_builder, osc_message_builder, udp_client
-    except ImportError:
-        raise ConfigError("osc:// outputs need the python-osc package: "
-                          "pip install 'edgepose[net]' (or pip install python-osc)") from None
-    return osc_bundle_builder, osc_message_builder, udp_client
+def import_pythonosc() -> tuple[Any, Any, Any]:
+    return tuple(import_net(f"pythonosc.{m}", "python-osc", "osc:// outputs")  # type: ignore[return-value]
+                 for m in ("osc_bundle_builder", "osc_message_builder", "udp_client"))
 
 
 def parse_osc(spec: str) -> tuple[str, int, str]:

@@ -13,8 +13,7 @@ import json
 import socket
 from typing import Any
 
-from edgepose.errors import ConfigError
-from edgepose.outputs.background import BackgroundOutput, parse_url
+from edgepose.outputs.background import BackgroundOutput, import_net, parse_url
 from edgepose.outputs.base import FrameResult
 
 FORM = "ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH]"
@@ -22,12 +21,7 @@ OPEN_TIMEOUT = 3.0
 
 
 def import_websockets_client() -> Any:
-    try:
-        from websockets.sync import client
-    except ImportError:
-        raise ConfigError("ws:// outputs need the websockets package: "
-                          "pip install 'edgepose[net]' (or pip install websockets)") from None
-    return client
+    return import_net("websockets.sync.client", "websockets", "ws:// outputs")
 
 
 def record_text(record: dict[str, Any]) -> str:
@@ -58,8 +52,10 @@ class WebSocketOutput(BackgroundOutput):
         self._sock = socket.create_connection(self._address, timeout=self.open_timeout)
         # compression off: records are small and the Pi's CPU is better spent on poses;
         # proxy off: a stream to the LAN never goes through an HTTP proxy.
-        self._ws = client.connect(self.spec, sock=self._sock, open_timeout=self.open_timeout,
-                                  close_timeout=0.3, compression=None, proxy=None, max_queue=4)
+        connection = client.connect(self.spec, sock=self._sock, open_timeout=self.open_timeout,
+                                    close_timeout=0.3, compression=None, proxy=None, max_queue=4)
+        # entered as its library wants (websockets >= 17.1); left in _disconnect/_abort
+        self._ws = connection.__enter__()
 
     def _send(self, result: FrameResult) -> None:
         self._ws.send(record_text(result.record))
