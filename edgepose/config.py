@@ -1,80 +1,259 @@
-"""``edgepose-run`` settings: defaults, then a TOML file, then command-line flags (flags win).
+"""``edgepose-run`` settings, declared once: the fields of ``RunConfig`` (name, type,
+default, help, choices, check) generate the command-line flags (``edgepose.cli.run``),
+the TOML checks (``load_toml``) and the sample config (``sample_config``).
 
-Every bad value becomes one ``ConfigError`` line naming the key, its value and the fix.
+Precedence: defaults, then a TOML file, then flags (flags win). Every bad value is one
+``ConfigError`` line naming the key, its value and the fix.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, fields, replace
+import os
+import typing
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from edgepose.errors import ConfigError, EdgePoseError
+from edgepose.outputs import OUTPUT_HELP
 from edgepose.render.driver import DISPLAYS
+from edgepose.sources.spec import SOURCE_HELP
 from edgepose.tomlio import read_toml
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_LIVE_PREFIXES = ("auto", "picamera", "picam", "libcamera", "/dev/video")
+Check = Callable[[Any, "RunConfig"], None]
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), check: Check | None = None,
+            metavar: str | None = None, example: str | None = None, section: str = "") -> Any:
+    """One setting: a ``RunConfig`` field with what the flag, the TOML check and the sample
+    config need. ``example`` is shown commented out in the sample config; ``section``
+    starts a new paragraph there."""
+    meta = {"help": help, "choices": choices, "check": check, "metavar": metavar,
+            "example": example, "section": section}
+    if isinstance(default, (list, tuple)):
+        return field(default=tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ---- checks: (value, whole config) -> None or ConfigError ------------------------------
+
+def _unit_score(key: str) -> Check:
+    def check(v: Any, cfg: RunConfig) -> None:
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"{key} {v} is out of range; use a score between 0 and 1")
+    return check
+
+
+def _positive(key: str) -> Check:
+    def check(v: Any, cfg: RunConfig) -> None:
+        if not (v > 0 and math.isfinite(v)):  # NaN and inf too
+            raise ConfigError(f"{key} {v} must be a positive number")
+    return check
+
+
+def _count(key: str) -> Check:
+    def check(v: Any, cfg: RunConfig) -> None:
+        if v < 0:
+            raise ConfigError(f"{key} {v} must be 0 (off) or a positive count")
+    return check
+
+
+def _threads(v: int | None, cfg: RunConfig) -> None:
+    cores = usable_cores()
+    if v is not None and not 1 <= v <= cores:
+        raise ConfigError(f"num_threads {v} is out of range: this machine has {cores} usable "
+                          f"core(s); pass 1..{cores} or leave it out (all of them)")
+
+
+def _device(v: str, cfg: RunConfig) -> None:
+    from edgepose.engine import parse_device
+
+    parse_device(v)  # raises ConfigError naming the accepted devices
+
+
+def _source(v: str, cfg: RunConfig) -> None:
+    from edgepose.sources.spec import parse_source
+
+    try:
+        parse_source(v).check_exists()
+    except EdgePoseError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _not_empty(key: str, fix: str) -> Check:
+    def check(v: Any, cfg: RunConfig) -> None:
+        if v is not None and not str(v).strip():
+            raise ConfigError(f"{key} = {v!r} is empty; {fix}")
+    return check
+
+
+def _snapshots(v: int, cfg: RunConfig) -> None:
+    _count("snapshot_every")(v, cfg)
+    if v and not cfg.snapshot_dir:
+        raise ConfigError(f"snapshot_every {v} needs a folder: pass --snapshot-dir DIR")
+
+
+def _outputs(v: tuple[str, ...], cfg: RunConfig) -> None:
+    for spec in v:
+        _not_empty("output", "give a file or URL, or remove it")(spec, cfg)
+
+
+def _serve(v: str | None, cfg: RunConfig) -> None:
+    if v is None:
+        return
+    host, port = parse_serve(v)
+    if host not in ("127.0.0.1", "localhost", "::1") and not cfg.serve_token:
+        raise ConfigError(f"serve {v}: binding beyond loopback needs a token; set serve_token "
+                          "(or --serve-token TOKEN), or serve on 127.0.0.1")
+
+
+def parse_serve(text: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` -> (host, port); host defaults to loopback."""
+    host, sep, port = str(text).strip().rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"serve {text!r}: expected [HOST:]PORT with a port 1..65535, e.g. 8080 "
+                          "or 0.0.0.0:8080")
+    return host or "127.0.0.1", int(port)
+
+
+def _model(v: str, cfg: RunConfig) -> None:
+    """Unknown model names and missing model files are config errors (no download here)."""
+    from edgepose.registry import get_manifest, is_model_path
+
+    if is_model_path(v):
+        path = Path(v).expanduser()
+        if not path.is_file():
+            what = "is a directory" if path.is_dir() else "not found"
+            raise ConfigError(f"model file {v} {what}: pass an existing .tflite or a "
+                              "model name from `edgepose models list`")
+        return
+    try:
+        get_manifest(v)
+    except EdgePoseError as err:
+        raise ConfigError(f"model: {err}") from None
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything ``edgepose-run`` needs; field names are the TOML keys."""
+    """Everything ``edgepose-run`` needs; field names are the TOML keys and, with ``-``,
+    the flags."""
 
-    model: str = "movenet-lightning"
-    device: str = "auto"
-    num_threads: int | None = None
-    source: str = "auto"
-    width: int = 640
-    height: int = 480
-    fps: float = 30.0
-    loop: bool = False
-    realtime: bool = False
-    display: str = "auto"
-    mirror: bool = False
-    keypoint_threshold: float = 0.3
-    pose_threshold: float = 0.15
-    json: str | None = None
-    record: str | None = None
-    snapshot_every: int = 0
-    snapshot_dir: str | None = None
-    max_frames: int = 0
-    smooth: bool = False
-    track: bool = False
-    log_level: str = "INFO"
+    model: str = setting("movenet-lightning", "model name from `edgepose models list`, or a "
+                         ".tflite path (with a <stem>.toml beside it)", check=_model, section="Model")
+    device: str = setting("auto", "auto (Edge TPU if present, else CPU), cpu, edgetpu, usb, usb:N, "
+                          "pci, pci:N", check=_device)
+    num_threads: int | None = setting(None, "CPU interpreter threads (default: every usable core)",
+                                      check=_threads, metavar="N", example="4")
+    source: str = setting("auto", SOURCE_HELP, check=_source, section="Source")
+    width: int = setting(640, "camera capture width", check=_positive("width"))
+    height: int = setting(480, "camera capture height", check=_positive("height"))
+    fps: float = setting(30.0, "camera frame rate", check=_positive("fps"))
+    loop: bool = setting(False, "video files: start again at the end")
+    realtime: bool = setting(False, "video files: play at their own frame rate instead of as "
+                             "fast as possible")
+    allow_truncated: bool = setting(False, "a truncated or damaged video ends the run with "
+                                    "exit 0 instead of 1")
+    display: str = setting("auto", "auto (desktop window when DISPLAY/WAYLAND_DISPLAY is set, "
+                           "else full-screen on the TV through KMS/DRM, else headless), tv, "
+                           "window or none", choices=DISPLAYS, section="Display")
+    mirror: bool = setting(False, "flip frames left-right before inference (selfie view)")
+    keypoint_threshold: float = setting(0.3, "draw keypoints scoring at least this (0..1)",
+                                        check=_unit_score("keypoint_threshold"), metavar="S")
+    pose_threshold: float = setting(0.15, "keep poses scoring at least this (0..1)",
+                                    check=_unit_score("pose_threshold"), metavar="S")
+    smooth: bool = setting(False, "smooth keypoints over time (One Euro filter)")
+    track: bool = setting(False, "give each person a stable track id")
+    json: str | None = setting(None, "write one JSON line per frame to this file (- for stdout)",
+                               check=_not_empty("json", "give a file name or - , or remove the key"),
+                               metavar="FILE", example='"/home/pi/edgepose/poses.jsonl"',
+                               section="Outputs")
+    output: tuple[str, ...] = setting((), OUTPUT_HELP + "; repeat for several", check=_outputs, metavar="SPEC",
+                                      example='["mqtt://127.0.0.1/edgepose/poses"]')
+    record: str | None = setting(None, "record the annotated frames (source resolution, skeleton "
+                                 "drawn) to this MP4",
+                                 check=_not_empty("record", "give an .mp4 file name, or remove the key"),
+                                 metavar="FILE.mp4", example='"/home/pi/edgepose/session.mp4"')
+    snapshot_every: int = setting(0, "save every Nth annotated frame as a JPEG into snapshot_dir "
+                                  "(0: off)", check=_snapshots, metavar="N")
+    snapshot_dir: str | None = setting(None, "folder for snapshot_every", metavar="DIR",
+                                       example='"/home/pi/edgepose/snapshots"')
+    serve: str | None = setting(None, "serve the live view and /poses on [HOST:]PORT (loopback "
+                                "unless a host is given; beyond loopback needs serve_token)",
+                                check=_serve, metavar="[HOST:]PORT", example='"8080"')
+    serve_token: str | None = setting(None, "token every request to --serve must carry "
+                                      "(required beyond loopback)", metavar="TOKEN",
+                                      example='"change-me"')
+    max_frames: int = setting(0, "stop after this many frames (0: run until stopped)",
+                              check=_count("max_frames"), metavar="N", section="Run")
+    log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR (to stderr: the journal "
+                             "under systemd)", choices=LOG_LEVELS)
 
 
-KEYS: dict[str, Any] = {f.name: f.type for f in fields(RunConfig)}
-_TYPES: dict[str, tuple[type, ...]] = {
-    "model": (str,), "device": (str,), "num_threads": (int,), "source": (str, int),
-    "width": (int,), "height": (int,), "fps": (int, float), "loop": (bool,),
-    "realtime": (bool,), "display": (str,), "mirror": (bool,),
-    "keypoint_threshold": (int, float), "pose_threshold": (int, float), "json": (str,),
-    "record": (str,), "snapshot_every": (int,), "snapshot_dir": (str,), "max_frames": (int,),
-    "smooth": (bool,), "track": (bool,), "log_level": (str,),
-}
+SETTINGS: tuple[Field[Any], ...] = tuple(fields(RunConfig))
+KEYS: dict[str, Any] = {f.name: f.type for f in SETTINGS}
+_HINTS = typing.get_type_hints(RunConfig)
+
+
+def value_types(key: str) -> tuple[type, ...]:
+    """The Python types a setting accepts from TOML (``None`` never: omit the key)."""
+    hint = _HINTS[key]
+    if typing.get_origin(hint) is tuple:
+        return (list,)
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    base = typing.get_origin(args[0]) or args[0]
+    if base is float:
+        return (int, float)
+    if base is tuple:
+        return (list,)
+    return (base,)
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {"list": "a list of strings", "int": "an int", "float": "float", "bool": "a bool",
+             "str": "a str"}
+    return " or ".join(names.get(t.__name__, t.__name__) for t in types)
+
+
+def _coerce(key: str, value: Any, origin: str) -> Any:
+    types = value_types(key)
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if ok and list in types:
+        ok = all(isinstance(v, str) for v in value)
+    if key == "source" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # source = 0 means the first webcam
+    if not ok:
+        raise ConfigError(f"{origin}: {key} = {value!r} should be {_type_name(types)}")
+    return tuple(value) if list in types else value
+
+
+def _unknown(key: str, origin: str) -> ConfigError:
+    close = difflib.get_close_matches(key, KEYS, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return ConfigError(f"{origin}: unknown key {key!r}; {hint}known keys: {', '.join(KEYS)}")
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """The settings in a TOML file (flat keys, ``-`` or ``_``); ConfigError when unreadable."""
     p = Path(path).expanduser()
-    data = read_toml(p, "config file", ConfigError,
-                     ": pass an existing TOML file with --config")
+    data = read_toml(p, "config file", ConfigError, ": pass an existing TOML file with --config")
     out: dict[str, Any] = {}
     for raw, value in data.items():
         key = raw.replace("-", "_")
         if key not in KEYS:
-            close = difflib.get_close_matches(key, KEYS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"config file {p}: unknown key {raw!r}; {hint}known keys: "
-                              f"{', '.join(KEYS)}")
-        if not isinstance(value, _TYPES[key]) or (isinstance(value, bool) and bool not in _TYPES[key]):
-            want = " or ".join(t.__name__ for t in _TYPES[key])
-            article = "an" if want[0] in "aeiou" else "a"
-            raise ConfigError(f"config file {p}: {key} = {value!r} should be {article} {want}")
-        out[key] = str(value) if key == "source" else value
+            raise _unknown(raw, f"config file {p}")
+        out[key] = _coerce(key, value, f"config file {p}")
     return out
 
 
@@ -90,59 +269,57 @@ def build_config(flags: Mapping[str, Any], config_file: str | Path | None = None
         if key not in KEYS:
             raise ConfigError(f"unknown setting {key!r}; known settings: {', '.join(KEYS)}")
         if value is not None:
-            merged[key] = value
+            merged[key] = tuple(value) if isinstance(value, list) else value
     return validate(replace(RunConfig(), **merged), check_model=check_model)
-
-
-def _is_file_source(source: str) -> bool:
-    s = source.strip()
-    return not (s.isdigit() or s.startswith(_LIVE_PREFIXES) or "://" in s)
 
 
 def validate(cfg: RunConfig, *, check_model: bool = True) -> RunConfig:
     """``cfg`` if every value is usable, else ConfigError naming the first bad one."""
-    if cfg.display not in DISPLAYS:
-        raise ConfigError(f"display {cfg.display!r} is unknown; use one of {', '.join(DISPLAYS)}")
-    if cfg.log_level.upper() not in LOG_LEVELS:
-        raise ConfigError(f"log_level {cfg.log_level!r} is unknown; use one of {', '.join(LOG_LEVELS)}")
-    for key in ("keypoint_threshold", "pose_threshold"):
-        v = getattr(cfg, key)
-        if not 0.0 <= v <= 1.0:
-            raise ConfigError(f"{key} {v} is out of range; use a score between 0 and 1")
-    for key in ("width", "height", "fps"):
-        v = getattr(cfg, key)
-        if not (v > 0 and math.isfinite(v)):  # NaN and inf too
-            raise ConfigError(f"{key} {v} must be a positive number")
-    for key in ("snapshot_every", "max_frames"):
-        if getattr(cfg, key) < 0:
-            raise ConfigError(f"{key} {getattr(cfg, key)} must be 0 (off) or a positive count")
-    if cfg.num_threads is not None and cfg.num_threads < 1:
-        raise ConfigError(f"num_threads {cfg.num_threads} must be at least 1")
-    if cfg.snapshot_every and not cfg.snapshot_dir:
-        raise ConfigError(f"snapshot_every {cfg.snapshot_every} needs a folder: pass --snapshot-dir DIR")
-    if _is_file_source(cfg.source) and not Path(cfg.source).expanduser().exists():
-        raise ConfigError(f"source file {cfg.source} not found: pass an existing video, image or "
-                          "folder, a camera (auto, picamera, 0, /dev/video0) or a URL")
-    from edgepose.engine import parse_device
-
-    parse_device(cfg.device)  # raises ConfigError naming the accepted devices
-    if check_model:
-        _check_model(cfg.model)
-    return replace(cfg, log_level=cfg.log_level.upper())
+    cfg = replace(cfg, log_level=str(cfg.log_level).upper())
+    for f in SETTINGS:
+        value = getattr(cfg, f.name)
+        choices = f.metadata["choices"]
+        if choices and value not in choices:
+            raise ConfigError(f"{f.name} {value!r} is unknown; use one of {', '.join(choices)}")
+        check = f.metadata["check"]
+        if check is not None and (check_model or f.name != "model"):
+            check(value, cfg)
+    return cfg
 
 
-def _check_model(model: str) -> None:
-    """Unknown model names and missing model files are config errors (no download here)."""
-    from edgepose.registry import get_manifest
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
 
-    if model.endswith(".tflite") or "/" in model:
-        path = Path(model).expanduser()
-        if not path.is_file():
-            what = "is a directory" if path.is_dir() else "not found"
-            raise ConfigError(f"model file {model} {what}: pass an existing .tflite or a "
-                              "model name from `edgepose models list`")
-        return
-    try:
-        get_manifest(model)
-    except EdgePoseError as err:
-        raise ConfigError(f"model: {err}") from None
+
+def sample_config() -> str:
+    """The sample ``edgepose.toml`` (deploy/edgepose.toml), made from the settings table:
+    every key with its help; defaults active, examples commented out."""
+    import textwrap
+
+    lines = ["# edgepose-run settings (flat keys). Command-line flags override anything here.",
+             "# Installed as /etc/edgepose/edgepose.toml by deploy/install-pi.sh; check it with",
+             "#   edgepose doctor --config /etc/edgepose/edgepose.toml",
+             "# Every key is optional: active lines show the defaults, commented ones examples.",
+             "# Generated from edgepose/config.py: `python -m edgepose.config > deploy/edgepose.toml`."]
+    for f in SETTINGS:
+        meta = f.metadata
+        if meta["section"]:
+            lines += ["", f"# ---- {meta['section']}"]
+        lines += textwrap.wrap(meta["help"], 88, initial_indent="# ", subsequent_indent="# ")
+        if f.default is None or meta["example"] is not None and f.default in ((), None):
+            lines.append(f"# {f.name} = {meta['example']}")
+        else:
+            lines.append(f"{f.name} = {_toml_value(f.default)}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(sample_config())

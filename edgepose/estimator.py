@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -185,3 +185,19 @@ class SingleModelEstimator(BaseEstimator):
 
     def close(self) -> None:
         self.engine.close()
+
+
+EngineOpener = Callable[..., ModelEngine]
+"""Opens one model: ``opener(model, device, **options) -> ModelEngine``, the signature of
+``edgepose.engine.open_engine`` (in-process). A supervisor that hosts every model of an
+estimator in one worker process (one process owns the Edge TPU) passes its own."""
+
+
+def open_estimator(model: str = "movenet-lightning", device: str = "auto", *,
+                   opener: EngineOpener | None = None, **options: Any) -> Estimator:
+    """The estimator for ``model`` on ``device``: one model, or a pipeline of models that
+    its manifest describes. ``opener`` opens each model (default: in this process with
+    ``edgepose.engine.open_engine``; see its options)."""
+    if opener is None:
+        from edgepose.engine import open_engine as opener
+    return SingleModelEstimator(opener(model, device, **options))

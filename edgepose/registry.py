@@ -27,7 +27,7 @@ from edgepose.tflite_info import read_model_bytes, read_model_info
 
 __all__ = [
     "Manifest", "ModelSpec", "cache_dir", "dumps_manifest", "fetch_model", "find_model_file",
-    "list_manifests", "load_manifest", "manifest_dirs", "resolve_model", "sha256_file",
+    "is_model_path", "list_manifests", "load_manifest", "manifest_dirs", "resolve_model", "sha256_file",
     "write_manifest",
 ]
 
@@ -201,8 +201,12 @@ def fetch_model(
         tmp.unlink(missing_ok=True)
 
 
-def _looks_like_path(model: str) -> bool:
-    return model.endswith(".tflite") or os.sep in model or Path(model).exists()
+def is_model_path(model: str | Path) -> bool:
+    """The one answer to "is this a model file rather than a registry name": a Path, a
+    name ending in .tflite, anything with a path separator, or an existing path."""
+    if isinstance(model, Path):
+        return True
+    return model.endswith(".tflite") or os.sep in model or "/" in model or Path(model).exists()
 
 
 def _manifest_for_path(path: Path, decoder: str | None, schema: str | None) -> Manifest:
@@ -237,7 +241,7 @@ def resolve_model(
     its sidecar ``<stem>.toml`` or the ``decoder``/``schema`` given.
     """
     text = str(model)
-    if isinstance(model, Path) or _looks_like_path(text):
+    if is_model_path(model):
         path = Path(text).expanduser()
         if not path.exists():
             raise ModelError(f"model file {path} not found")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from typing import Callable, Sequence
 
-from edgepose.errors import EdgePoseError
+from edgepose.errors import EdgePoseError, OutputError
+from edgepose.stdio import silence_stdout
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -34,22 +36,71 @@ def setup_logging(level: str = "INFO") -> None:
     )
 
 
-def run_cli(prog: str, func: Callable[[], int | None]) -> int:
-    """Run ``func``; turn user errors into one line on stderr and exit code 2.
+# An OSError with one of these is about a path the user gave (exit 2); others (disk
+# full, I/O error) are failures of a good start (exit 1).
+_INPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR,
+                 errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST}
+_FIXES = {errno.ENOSPC: "free some space or write elsewhere",
+          errno.EDQUOT: "free some space or write elsewhere",
+          errno.EACCES: "pass a path you may write to", errno.EPERM: "pass a path you may write to",
+          errno.EROFS: "the file system is read-only; write elsewhere",
+          errno.ENOENT: "check the path", errno.ENOTDIR: "check the path",
+          errno.EISDIR: "pass a file, not a folder", errno.EIO: "check the disk or device"}
 
-    An ``EdgePoseError`` exits 2 (bad input or config), Ctrl-C exits 130, and any
-    other exception is a runtime failure (exit 1) with the traceback logged at debug.
+
+def describe_os_error(err: OSError, what: str = "") -> str:
+    """One line for an OSError: the file, what happened and the fix."""
+    name = err.filename if err.filename is not None else (what or "output")
+    reason = err.strerror or type(err).__name__
+    fix = _FIXES.get(err.errno or 0, "check the path and try again")
+    return f"{name}: {reason}; {fix}"
+
+
+def _flush_stdout() -> None:
+    """Flush stdout now, inside the error handling, and if that fails make sure the
+    interpreter's own flush at exit cannot fail again (no 'Exception ignored')."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        silence_stdout()
+        raise
+
+
+def run_cli(prog: str, func: Callable[[], int | None]) -> int:
+    """Run ``func``; turn every failure into one line on stderr and an exit code.
+
+    An ``EdgePoseError`` exits 2 (bad input or config; ``OutputError`` and other
+    mid-run failures are reported by the command and exit 1), an ``OSError`` is one line
+    naming the file (exit 2 when it is about a path the user gave, else 1), Ctrl-C exits
+    130, a reader that went away (``| head``) exits 0.
     """
     try:
         rc = func()
+        _flush_stdout()
         return EXIT_OK if rc is None else int(rc)
+    except BrokenPipeError:
+        silence_stdout()
+        return EXIT_OK
+    except OutputError as err:
+        _error(prog, str(err))
+        return EXIT_RUNTIME
     except EdgePoseError as err:
-        sys.stderr.write(f"{prog}: error: {err}\n")
+        _error(prog, str(err))
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
+    except OSError as err:
+        _error(prog, describe_os_error(err, "stdout"))
+        logging.getLogger(prog).debug("traceback", exc_info=True)
+        return EXIT_USAGE if err.errno in _INPUT_ERRNOS else EXIT_RUNTIME
+
+
+def _error(prog: str, message: str) -> None:
+    try:
+        sys.stderr.write(f"{prog}: error: {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
 
 
 def add_subcommands(parser: argparse.ArgumentParser, modules: Sequence[str]) -> None:

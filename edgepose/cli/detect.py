@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgepose.engine import open_engine
+from edgepose.estimator import open_estimator
 from edgepose.errors import ConfigError
 from edgepose.imageio import read_image, write_image
 from edgepose.manifest import DECODER_KINDS, INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
@@ -45,15 +45,16 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--output {args.output}: cannot create it ({err.strerror}); "
                               "pass a writable folder") from None
     frames = [read_image(p) for p in args.images]  # fail on a bad image before loading the model
-    engine = open_engine(args.model, args.device, decoder=args.decoder, schema=args.schema,
-                         resize=args.resize, interpolation=args.interpolation)
+    estimator = open_estimator(args.model, args.device, decoder=args.decoder, schema=args.schema,
+                               resize=args.resize, interpolation=args.interpolation)
     results: list[dict[str, Any]] = []
     stems = [p.stem for p in args.images]
     out_names = [f"{s}_pose.png" if stems.count(s) == 1 else f"{s}_{i}_pose.png"
                  for i, s in enumerate(stems, start=1)]  # a/x.jpg and b/x.jpg: both kept
     try:
         for image_id, (path, frame) in enumerate(zip(args.images, frames), start=1):
-            poses = engine.infer(frame).above(args.pose_threshold)
+            est = estimator.estimate(frame)
+            poses = est.poses.above(args.pose_threshold)
             for r in poses.to_coco_results(image_id):
                 r["file_name"] = str(path)
                 results.append(r)
@@ -63,15 +64,15 @@ def run(args: argparse.Namespace) -> int:
                 write_image(args.output / out_names[image_id - 1],
                             annotate(frame, poses, args.keypoint_threshold))
             if not args.json:
-                t = engine.timings
-                print(f"{path}: {len(poses)} pose(s) [{engine.name} on {engine.device}, "
-                      f"invoke {t['invoke_ms']:.1f} ms]")
+                invoke = est.timings.get("invoke_ms", 0.0)
+                print(f"{path}: {len(poses)} pose(s) [{estimator.name} on {est.device}, "
+                      f"{est.invokes} invoke(s), {invoke:.1f} ms]")
                 for i in range(len(poses)):
                     seen = int((poses.scores[i] >= args.keypoint_threshold).sum())
                     print(f"  pose {i}: score {poses.pose_scores[i]:.2f}, "
                           f"{seen}/{poses.num_keypoints} keypoints ≥ {args.keypoint_threshold}")
     finally:
-        engine.close()
+        estimator.close()
     if args.json:
         json.dump(results, sys.stdout, indent=1)
         sys.stdout.write("\n")

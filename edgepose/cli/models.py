@@ -7,8 +7,8 @@ import json
 import sys
 
 from edgepose.errors import ModelError
-from edgepose.registry import (cache_dir, fetch_model, find_model_file, get_manifest, list_manifests,
-                               resolve_model)
+from edgepose.registry import (cache_dir, fetch_model, find_model_file, get_manifest, is_model_path,
+                               list_manifests, resolve_model)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -57,7 +57,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    if args.name.endswith(".tflite") or "/" in args.name:  # a model file with its sidecar
+    if is_model_path(args.name):  # a model file with its sidecar
         spec = resolve_model(args.name, fetch=False)
         m, where = spec.manifest, str(spec.path)
     else:

@@ -1,8 +1,11 @@
 """``edgepose-run``: camera (or video) -> model -> skeleton on the screen, as a daemon.
 
 Settings come from defaults, then ``--config FILE`` (TOML), then flags (flags win).
-SIGINT/SIGTERM stop within a second and release the camera, Edge TPU and display.
-Exit codes: 0 clean, 2 bad config or input, 1 runtime failure.
+SIGINT, SIGTERM and SIGHUP stop within a second and release the camera, Edge TPU and
+display, with every output flushed and closed. Every output is checked before any is
+opened, and a file output replaces an existing file only once the first frame is done.
+Exit codes: 0 clean, 2 bad config or input, 1 runtime failure (an output that failed,
+a source that broke or ended truncated, a device that stopped answering).
 """
 
 from __future__ import annotations
@@ -19,57 +22,50 @@ from typing import Any, Sequence
 
 from edgepose import sdnotify
 from edgepose.cli.common import EXIT_OK, EXIT_RUNTIME, ArgumentParser, run_cli, setup_logging
-from edgepose.config import DISPLAYS, LOG_LEVELS, RunConfig, build_config
+from edgepose.config import SETTINGS, RunConfig, build_config, usable_cores, value_types
+from edgepose.errors import ConfigError
+from edgepose.outputs import Output, make_output
 
 log = logging.getLogger("edgepose.run")
 PROG = "edgepose-run"
 D = RunConfig()
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
 def build_parser() -> ArgumentParser:
-    """Flags default to 'not given' so that a config file value is only overridden when
-    the flag is on the command line; the effective defaults are listed in the help."""
-    from edgepose.sources import SOURCE_HELP
-
+    """One flag per setting of ``RunConfig``. Flags default to 'not given' so that a config
+    file value is only overridden when the flag is on the command line; the effective
+    defaults are listed in the help."""
     p = ArgumentParser(prog=PROG, description=__doc__, argument_default=argparse.SUPPRESS,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = p.add_argument
-    add("--config", metavar="FILE", help="TOML file with any of the settings below "
-        "(keys as the flags, with _ or -)")
-    add("--model", help=f"model name or .tflite path (default {D.model})")
-    add("--device", help=f"auto, cpu, edgetpu, usb, pci or :N (default {D.device})")
-    add("--num-threads", type=int, metavar="N", help="CPU interpreter threads")
-    add("--source", help=f"{SOURCE_HELP} (default {D.source})")
-    add("--width", type=int, help=f"camera width (default {D.width})")
-    add("--height", type=int, help=f"camera height (default {D.height})")
-    add("--fps", type=float, help=f"camera frame rate (default {D.fps:g})")
-    add("--loop", action=argparse.BooleanOptionalAction, help="restart a video file at its end")
-    add("--realtime", action=argparse.BooleanOptionalAction,
-        help="play a video file at its frame rate instead of as fast as possible")
-    add("--display", choices=DISPLAYS, help=f"where to draw (default {D.display})")
-    add("--mirror", action=argparse.BooleanOptionalAction,
-        help="flip frames left-right before inference (selfie view)")
-    add("--keypoint-threshold", type=float, metavar="S",
-        help=f"draw keypoints scoring at least S (default {D.keypoint_threshold})")
-    add("--pose-threshold", type=float, metavar="S",
-        help=f"keep poses scoring at least S (default {D.pose_threshold})")
-    add("--json", metavar="FILE", help="write JSON Lines, one record per frame (- for stdout)")
-    add("--record", metavar="FILE.mp4", help="record the annotated frames to an MP4")
-    add("--snapshot-every", type=int, metavar="N", help="save every Nth annotated frame")
-    add("--snapshot-dir", metavar="DIR", help="folder for --snapshot-every")
-    add("--max-frames", type=int, metavar="N", help="stop after N frames (0: no limit)")
-    add("--smooth", action=argparse.BooleanOptionalAction,
-        help="smooth keypoints over time (One Euro filter)")
-    add("--track", action=argparse.BooleanOptionalAction, help="assign track ids to poses")
-    add("--log-level", type=str.upper, choices=LOG_LEVELS, help=f"(default {D.log_level})")
+    p.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below "
+                   "(keys as the flags, with _ or -)")
+    for f in SETTINGS:
+        meta, flag = f.metadata, "--" + f.name.replace("_", "-")
+        default = "" if f.default in (None, ()) else f" (default {f.default})"
+        kwargs: dict[str, Any] = {"help": meta["help"] + default}
+        types = value_types(f.name)
+        if bool in types:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif list in types:
+            kwargs.update(action="append", metavar=meta["metavar"] or f.name.upper())
+        else:
+            kwargs["type"] = str.upper if f.name == "log_level" else types[-1]
+            if meta["choices"]:
+                kwargs["choices"] = meta["choices"]
+            elif meta["metavar"]:
+                kwargs["metavar"] = meta["metavar"]
+        p.add_argument(flag, **kwargs)
     return p
 
 
 class _Stopper:
-    """SIGINT/SIGTERM handler: asks the pipeline to stop and remembers when."""
+    """SIGINT/SIGTERM/SIGHUP handler: interrupts whatever is running (a source that is
+    still opening, the pipeline) and remembers when."""
 
     def __init__(self) -> None:
         self.pipeline: Any = None
+        self.source: Any = None
         self.signal_at: float | None = None
         self.signum = 0
         self._old: dict[int, Any] = {}
@@ -80,9 +76,18 @@ class _Stopper:
             self.signum = signum
         if self.pipeline is not None:
             self.pipeline.stop()
+        if self.source is not None:
+            self.source.interrupt()
+
+    @property
+    def stopped(self) -> bool:
+        return self.signal_at is not None
 
     def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for name in STOP_SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is None:
+                continue
             try:
                 self._old[sig] = signal.signal(sig, self)
             except ValueError:  # not the main thread (embedded use): no handlers
@@ -102,30 +107,64 @@ def _filters(cfg: RunConfig) -> list[Any]:
     return make_filters(smooth=cfg.smooth, track=cfg.track)
 
 
+def make_outputs(cfg: RunConfig) -> list[Output]:
+    """Every output ``cfg`` names, checked (no side effects), one path used once."""
+    outputs: list[Output] = []
+    if cfg.json is not None:
+        outputs.append(make_output(cfg.json, flag="--json"))
+    outputs += [make_output(spec, flag="--output") for spec in cfg.output]
+    seen: dict[str, str] = {}
+    for out in outputs:
+        path = getattr(out, "path", None)
+        if isinstance(path, Path) and not path.is_char_device():
+            key = str(path.resolve())
+            if key in seen:
+                raise ConfigError(f"{out.spec} is given twice ({seen[key]} and {out.spec}); "
+                                  "each output needs its own file")
+            seen[key] = out.spec
+    if cfg.record:
+        rec = Path(cfg.record).expanduser().resolve()
+        if str(rec) in seen:
+            raise ConfigError(f"--record {cfg.record} is also {seen[str(rec)]}; each output needs "
+                              "its own file")
+    for out in outputs:
+        out.check()
+    return outputs
+
+
+def _warm_up(estimator: Any, cfg: RunConfig) -> None:
+    """One inference on a blank frame before any output is opened: a decoder parameter
+    or preprocessing that cannot work is a start-up error (exit 2), not a mid-run one."""
+    import numpy as np
+
+    estimator.estimate(np.zeros((cfg.height, cfg.width, 3), np.uint8))
+
+
 def run(cfg: RunConfig) -> int:
     """Open everything ``cfg`` names, run the pipeline, release everything."""
-    from edgepose.engine import open_engine
+    from edgepose.estimator import open_estimator
     from edgepose.pipeline import Pipeline, limit_library_threads
     from edgepose.render import make_renderer
-    from edgepose.sinks import JsonLinesSink
-    from edgepose.sources import open_source
+    from edgepose.sources import make_source
 
     stopper = _Stopper()
     stopper.install()
     rc = EXIT_OK
     try:
         with ExitStack() as stack:
-            source = open_source(cfg.source, width=cfg.width, height=cfg.height, fps=cfg.fps,
+            outputs = make_outputs(cfg)
+            source = make_source(cfg.source, width=cfg.width, height=cfg.height, fps=cfg.fps,
                                  loop=cfg.loop, realtime=cfg.realtime)
+            stopper.source = source
+            source.open()  # a signal meanwhile interrupts it
             stack.callback(source.close)
-            engine = open_engine(cfg.model, cfg.device, num_threads=cfg.num_threads)
+            if stopper.stopped:
+                return EXIT_OK
+            estimator = open_estimator(cfg.model, cfg.device,
+                                       num_threads=cfg.num_threads or usable_cores())
             limit_library_threads()
-            stack.callback(engine.close)
-            sinks = []
-            if cfg.json:
-                sink = JsonLinesSink(cfg.json)
-                stack.callback(sink.close)
-                sinks.append(sink)
+            stack.callback(estimator.close)
+            _warm_up(estimator, cfg)
             renderer = make_renderer(
                 cfg.display, keypoint_threshold=cfg.keypoint_threshold,
                 record=Path(cfg.record) if cfg.record else None,
@@ -133,15 +172,18 @@ def run(cfg: RunConfig) -> int:
                 snapshot_dir=Path(cfg.snapshot_dir) if cfg.snapshot_dir else None,
                 fps=getattr(source, "frame_rate", 0.0) or cfg.fps)
             stack.callback(renderer.close)
-            pipeline = Pipeline(source, engine, renderer, sinks, mirror=cfg.mirror,
+            for out in outputs:
+                out.open()
+                stack.callback(_close_output, out)
+            pipeline = Pipeline(source, estimator, renderer, outputs, mirror=cfg.mirror,
                                 pose_threshold=cfg.pose_threshold, filters=_filters(cfg),
                                 max_frames=cfg.max_frames, heartbeat=sdnotify.Watchdog().ping)
             stopper.pipeline = pipeline
-            if stopper.signal_at is not None:
+            if stopper.stopped:
                 pipeline.stop()
-            log.info("running %s on %s (%s) from %s", engine.name, engine.device,
+            log.info("running %s on %s (%s) from %s", estimator.name, estimator.device,
                      cfg.model, source.name)
-            sdnotify.ready(status=f"{engine.name} on {engine.device} from {source.name}")
+            sdnotify.ready(status=f"{estimator.name} on {estimator.device} from {source.name}")
             try:
                 stats = pipeline.run()
                 log.info("done: %s", stats.summary())
@@ -151,13 +193,23 @@ def run(cfg: RunConfig) -> int:
                 log.error("runtime failure: %s", err)
                 log.debug("traceback", exc_info=True)
                 rc = EXIT_RUNTIME
+            if pipeline.failed_outputs:
+                rc = EXIT_RUNTIME
             sdnotify.stopping()
     finally:
         stopper.restore()
     if stopper.signal_at is not None:
-        log.info("stopped in %.0f ms after signal %d", (time.monotonic() - stopper.signal_at) * 1e3,
-                 stopper.signum)
+        name = signal.Signals(stopper.signum).name if stopper.signum else "?"
+        log.info("stopped in %.0f ms after signal %d (%s)",
+                 (time.monotonic() - stopper.signal_at) * 1e3, stopper.signum, name)
     return rc
+
+
+def _close_output(out: Output) -> None:
+    try:
+        out.close()
+    finally:
+        log.info("output %s", out.summary())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,18 +12,16 @@ from pathlib import Path
 
 from edgepose.errors import SourceError
 from edgepose.sources.base import Frame, Source
-from edgepose.sources.images import ImageSource, is_image_file
-from edgepose.sources.opencv import OpenCVSource, is_stream_url
+from edgepose.sources.images import ImageSource
+from edgepose.sources.opencv import OpenCVSource
 from edgepose.sources.reconnect import ReconnectingSource
+from edgepose.sources.spec import SOURCE_HELP, SourceSpec, parse_source
 
 __all__ = ["Frame", "Source", "ImageSource", "OpenCVSource", "ReconnectingSource",
-           "make_source", "open_source", "find_webcams", "SOURCE_HELP"]
+           "make_source", "open_source", "find_webcams", "parse_source", "SourceSpec", "SOURCE_HELP"]
 
 log = logging.getLogger(__name__)
 
-SOURCE_HELP = ("auto (Pi camera, else the first webcam), picamera[:N], a webcam index or "
-               "/dev/videoN, an rtsp:// or http:// URL, a video file, or an image file/folder")
-_PICAM = re.compile(r"^(?:picamera|picam|libcamera)(?::(\d+))?$")
 
 
 def find_webcams() -> list[str]:
@@ -46,10 +44,10 @@ def make_source(spec: str, *, width: int = 640, height: int = 480, fps: float = 
                 loop: bool = False, realtime: bool = False) -> Source:
     """The (unopened) source for ``spec`` (see ``SOURCE_HELP``). Live cameras and streams
     come wrapped in ``ReconnectingSource`` so that a failure mid-run is retried."""
-    spec = str(spec).strip()
-    if spec == "auto":
+    parsed = parse_source(spec)
+    if parsed.kind == "auto":
         if _picamera_present():
-            spec = "picamera"
+            parsed = parse_source("picamera")
         else:
             cams = find_webcams()
             if not cams:
@@ -57,28 +55,25 @@ def make_source(spec: str, *, width: int = 640, height: int = 480, fps: float = 
                     "--source auto found no camera: no Pi camera (check the ribbon cable and "
                     "`rpicam-hello --list-cameras`) and no /dev/video* webcam; plug one in "
                     "or pass a video file with --source")
-            spec = cams[0]
-        log.info("--source auto picked %s", spec)
-    m = _PICAM.match(spec)
-    if m:
+            parsed = parse_source(cams[0])
+        log.info("--source auto picked %s", parsed.text)
+    if parsed.kind == "picamera":
         from edgepose.sources.picamera import PiCameraSource
 
-        num = int(m.group(1) or 0)
+        num = int(parsed.target)
         return ReconnectingSource(
             lambda: PiCameraSource(width=width, height=height, fps=fps, camera_num=num))
-    if spec.isdigit() or spec.startswith("/dev/video") or is_stream_url(spec):
-        target: int | str = int(spec) if spec.isdigit() else spec
-        if isinstance(target, str) and target.startswith("/dev/") and not Path(target).exists():
-            raise SourceError(f"webcam {target} not found: plug it in or pick one of "
+    if parsed.kind in ("webcam", "stream"):
+        if parsed.kind == "webcam" and isinstance(parsed.target, str) and not Path(parsed.target).exists():
+            raise SourceError(f"webcam {parsed.target} not found: plug it in or pick one of "
                               f"{', '.join(find_webcams()) or '(none present)'}")
+        target = parsed.target
         return ReconnectingSource(
             lambda: OpenCVSource(target, width=width, height=height, fps=fps, live=True))
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise SourceError(f"source {spec} not found: pass {SOURCE_HELP}")
-    if path.is_dir() or is_image_file(path):
-        return ImageSource(path, loop=loop, fps=fps, realtime=realtime)
-    return OpenCVSource(path, loop=loop, realtime=realtime, live=False)
+    parsed.check_exists()
+    if parsed.kind == "images":
+        return ImageSource(parsed.path, loop=loop, fps=fps, realtime=realtime)
+    return OpenCVSource(parsed.path, loop=loop, realtime=realtime, live=False)
 
 
 def open_source(spec: str, *, width: int = 640, height: int = 480, fps: float = 30.0,

@@ -9,10 +9,10 @@ from typing import Any
 
 from edgepose.errors import SourceError
 from edgepose.sources.base import Frame, Source
+from edgepose.sources.spec import STREAM_SCHEMES
 
 log = logging.getLogger(__name__)
 
-STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
 def _import_cv2() -> Any:
@@ -27,7 +27,8 @@ def _import_cv2() -> Any:
 
 
 def is_stream_url(spec: str) -> bool:
-    return spec.lower().startswith(STREAM_SCHEMES)
+    scheme, sep, _ = spec.partition("://")
+    return bool(sep) and scheme.lower() in STREAM_SCHEMES
 
 
 class OpenCVSource(Source):

@@ -78,3 +78,47 @@ def test_bad_values_are_one_line_config_errors(tmp_path: Path, flags: dict, toml
 def test_unreadable_toml_files(tmp_path: Path, make, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_toml(make(tmp_path))
+
+
+def test_the_sample_config_is_generated_from_the_settings_table() -> None:
+    """deploy/edgepose.toml is what `python -m edgepose.config` prints: every setting,
+    its help and default, declared once in RunConfig."""
+    from edgepose.config import SETTINGS, sample_config
+    from tests.conftest import REPO
+
+    text = (REPO / "deploy" / "edgepose.toml").read_text()
+    assert text == sample_config(), "regenerate: python -m edgepose.config > deploy/edgepose.toml"
+    for f in SETTINGS:
+        assert f"{f.name} = " in text
+
+
+def test_flags_are_generated_from_the_settings_table() -> None:
+    from edgepose.cli.run import build_parser
+    from edgepose.config import SETTINGS
+
+    flags = {a.dest for a in build_parser()._actions} - {"help", "config"}
+    assert flags == {f.name for f in SETTINGS}
+
+
+@pytest.mark.parametrize("flags, match", [
+    ({"num_threads": 100000}, r"num_threads 100000 is out of range: this machine has \d+ usable core"),
+    ({"num_threads": 0}, r"num_threads 0 is out of range"),
+    ({"json": ""}, r"json = '' is empty"),
+    ({"output": ("",)}, r"output = '' is empty"),
+    ({"serve": "0.0.0.0:8080"}, r"binding beyond loopback needs a token"),
+    ({"serve": "80800"}, r"expected \[HOST:\]PORT"),
+    ({"source": "gopher://x"}, r"scheme gopher:// is not supported"),
+])
+def test_more_bad_values(flags: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        build_config(flags)
+
+
+def test_file_urls_and_output_lists(tmp_path: Path) -> None:
+    video = shared_path("videos", "mmpose_demo.mp4")
+    cfg = build_config({"source": video.as_uri(), "output": ["a.jsonl", "mqtt://h/t"]})
+    assert cfg.output == ("a.jsonl", "mqtt://h/t")
+    toml = _toml(tmp_path, 'output = ["b.jsonl"]\nsource = 0\n')
+    assert load_toml(toml) == {"output": ("b.jsonl",), "source": "0"}
+    with pytest.raises(ConfigError, match=r"output = 'b.jsonl' should be a list of strings"):
+        load_toml(_toml(tmp_path, 'output = "b.jsonl"\n'))
