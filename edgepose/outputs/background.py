@@ -21,50 +21,14 @@ import importlib
 import logging
 import threading
 import time
-from typing import Any, Generic, Sequence, TypeVar
+from typing import Any, Sequence
 from urllib.parse import SplitResult, urlsplit
 
 from edgepose.errors import ConfigError
+from edgepose.latest import LatestBox
 from edgepose.outputs.base import FrameResult, Output
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-class Slot(Generic[T]):
-    """One item between a producer that must never wait and one consumer thread:
-    ``put`` replaces an item not yet taken (counted in ``replaced``)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: T | None = None
-        self._closed = False
-        self.replaced = 0
-
-    def put(self, item: T) -> bool:
-        """Store ``item``; False once the slot is closed."""
-        with self._cond:
-            if self._closed:
-                return False
-            if self._item is not None:
-                self.replaced += 1
-            self._item = item
-            self._cond.notify()
-            return True
-
-    def take(self, timeout: float) -> T | None:
-        """The pending item, or None after ``timeout`` s or once closed and empty."""
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
 
 class Backoff:
@@ -132,7 +96,7 @@ class BackgroundOutput(Output):
 
     def __init__(self, spec: str) -> None:
         super().__init__(spec)
-        self._slot: Slot[FrameResult] = Slot()
+        self._slot: LatestBox[FrameResult] = LatestBox()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lost = 0             # taken, then not sent because the peer failed
@@ -155,7 +119,7 @@ class BackgroundOutput(Output):
         self._count_dropped()
 
     def _count_dropped(self) -> None:
-        self.dropped = self._slot.replaced + self._lost
+        self.dropped = self._slot.dropped + self._lost
 
     def close(self) -> None:
         """Stop the thread: what is pending is sent if the peer is there; bounded in time."""

@@ -64,7 +64,7 @@ class MqttOutput(BackgroundOutput):
     retry_initial = 0.25
     retry_max = 1.0
 
-    def __init__(self, spec: str, *, client_id: str | None = None) -> None:
+    def __init__(self, spec: str, *, client_id: str | None = None, **_: Any) -> None:
         super().__init__(spec)
         self.host, self.port, self.topic, self._user, self._password = parse_mqtt(spec)
         self.status_topic = self.topic + STATUS_SUFFIX

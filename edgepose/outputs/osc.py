@@ -63,7 +63,7 @@ class OscOutput(BackgroundOutput):
 
     kind = "osc"
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, **_: Any) -> None:
         super().__init__(spec)
         self.host, self.port, self.prefix = parse_osc(spec)
         self._client: Any = None

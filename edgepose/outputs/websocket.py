@@ -34,7 +34,7 @@ class WebSocketOutput(BackgroundOutput):
 
     kind = "ws"
 
-    def __init__(self, spec: str, *, open_timeout: float = OPEN_TIMEOUT) -> None:
+    def __init__(self, spec: str, *, open_timeout: float = OPEN_TIMEOUT, **_: Any) -> None:
         super().__init__(spec)
         self.open_timeout = open_timeout
         url = parse_url(spec, ("ws", "wss"), FORM, default_port=80)
