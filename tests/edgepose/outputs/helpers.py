@@ -79,6 +79,30 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.02)
 
 
+class Feeder:
+    """Writes ``results`` to ``output`` over and over at ``fps`` from a thread, as a
+    camera-paced pipeline would, until ``stop()``."""
+
+    def __init__(self, output: Any, results: list[FrameResult], fps: float = 15.0) -> None:
+        import threading
+
+        self.output, self.results, self.period = output, results, 1.0 / fps
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.output.write(self.results[self.count % len(self.results)])
+            self.count += 1
+            self._stop.wait(self.period)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 class Mosquitto:
     """Debian's mosquitto on 127.0.0.1 with its own config file and a persistence folder,
     so that a persistent subscriber's session survives a restart of the broker."""
