@@ -113,6 +113,11 @@ def make_outputs(cfg: RunConfig) -> list[Output]:
     if cfg.json is not None:
         outputs.append(make_output(cfg.json, flag="--json"))
     outputs += [make_output(spec, flag="--output") for spec in cfg.output]
+    if cfg.serve is not None:
+        from edgepose.serve import ServeOutput
+
+        outputs.append(ServeOutput(cfg.serve, token=cfg.serve_token,
+                                   keypoint_threshold=cfg.keypoint_threshold))
     seen: dict[str, str] = {}
     for out in outputs:
         path = getattr(out, "path", None)

@@ -20,7 +20,7 @@ pytest.importorskip("aiohttp", reason="aiohttp is not installed (extra net)")
 THRESHOLD = 0.3
 CONFIDENT = f"""(() => {{
   const r = window.edgepose && window.edgepose.record;
-  if (!r || !r.poses.length) return -1;
+  if (!r || !r.poses.length || window.edgepose.received < 30) return -1;
   if (r.poses[0].keypoints.filter(k => k.score >= {THRESHOLD}).length < 8) return -1;
   return window.edgepose.pause();
 }})()"""
