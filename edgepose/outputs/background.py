@@ -13,12 +13,16 @@ A backend implements the hooks that run on the thread: ``_connect``, ``_send``,
 ``_idle`` (keep-alives while nothing is pending), ``_reset`` (forget a broken
 connection), ``_disconnect`` (a bounded goodbye), and ``_abort``, the one hook called
 from another thread, to unblock a stuck call.
+
+The threads run nicer than the pipeline (``NICENESS``), so that on a busy machine the
+pipeline keeps its frame rate and the outputs take what is left.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 import time
 from typing import Any, Sequence
@@ -69,6 +73,20 @@ def parse_url(spec: str, schemes: Sequence[str], form: str, *, default_port: int
     if need_path and url.path.strip("/") == "":
         raise bad("no path")
     return url
+
+
+#: how much nicer than the pipeline the output threads run: on a busy machine they give
+#: way, so a stream or a viewer never takes the CPU the pipeline needs
+NICENESS = 10
+
+
+def lower_priority(niceness: int = NICENESS) -> None:
+    """Make the calling thread nicer (Linux: nice is per thread, and threads it starts
+    inherit it); silently nothing where that is not possible."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError):
+        pass
 
 
 def import_net(module: str, package: str, what: str) -> Any:
@@ -151,6 +169,7 @@ class BackgroundOutput(Output):
     # -- the thread -----------------------------------------------------------------
 
     def _run(self) -> None:
+        lower_priority()
         backoff = Backoff(self.retry_initial, self.retry_max)
         connected = False
         while not self._stop.is_set():

@@ -34,6 +34,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import WSMsgType, web
 
 from edgepose.errors import ConfigError
+from edgepose.outputs.background import lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class LiveServer:
         failure: list[BaseException] = []
 
         def main() -> None:
+            lower_priority()  # the pipeline comes first; the executor threads inherit it
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             self._loop = loop
@@ -115,7 +117,7 @@ class LiveServer:
             finally:
                 loop.close()
 
-        self._thread = threading.Thread(target=main, name="edgepose-serve", daemon=True)
+        self._thread = threading.Thread(target=main, name="edgepose-serve-http", daemon=True)
         self._thread.start()
         started.wait()
         if failure:
