@@ -10,9 +10,10 @@ Lightning on the CPU; no screen) feeds a ``ServeOutput`` on 127.0.0.1:
    The clients run in a child process at nice 10, standing in for viewers on other
    machines (bounded: they stop after their round); the two cases alternate in
    ``--rounds`` rounds so that the shared machine's load hits both alike;
-3. (first) one viewer for ``--footprint-seconds`` (20): the CPU time of the serve threads
-   per frame (the JPEG/record thread and the HTTP event loop, from /proc) and the
-   process's RSS growth over a warmed-up run without the server.
+3. (first) one viewer for ``--footprint-seconds`` (20), the server fed the video's real
+   frames and poses at 30 frames/s: the CPU time of the serve threads per frame (the
+   JPEG/record thread and the HTTP event loop, from /proc) and the RSS growth from
+   before aiohttp is imported.
 
     .venv/bin/python benchmarks/bench_serve.py [--seconds 60] [--clients 20]
 """
@@ -65,6 +66,24 @@ def thread_cpu_s(names: tuple[str, ...]) -> float:
                 continue
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / TICKS
+
+
+def real_results(estimator, video: Path, count: int) -> list:
+    """The first ``count`` frames of ``video`` with their poses, as the pipeline hands them out."""
+    from edgepose.outputs.base import FrameResult
+    from edgepose.outputs.records import frame_record
+    from edgepose.sources import open_source
+
+    out = []
+    with open_source(str(video)) as source:
+        for frame in source:
+            est = estimator.estimate(frame.image, frame.timestamp)
+            record = frame_record(frame, est.poses, 10.0, device=est.device, timings=est.timings,
+                                  invokes=est.invokes)
+            out.append(FrameResult(record, frame.image, est.poses))
+            if len(out) == count:
+                break
+    return out
 
 
 def run_pipeline(estimator, serve, seconds: float, video: Path) -> float:
@@ -129,10 +148,9 @@ def main(argv: list[str] | None = None) -> int:
 
     estimator = open_estimator("movenet-lightning", "cpu")  # one for every run
 
-    # 3 first: a run without the server warms everything else up (interpreter, video
-    # decoder, buffers), so that the RSS growth after it is the server's and its viewer's
-    for _ in range(2):
-        run_pipeline(estimator, None, min(args.footprint_seconds, 5.0), video)
+    # 3 first, before aiohttp is imported: the server and one viewer, fed real frames with
+    # their poses at the video's rate (no pipeline, so its allocations do not count)
+    results = real_results(estimator, video, 60)
     rss0 = rss_mb()
     serve = ServeOutput(f"127.0.0.1:{free_port()}")
     serve.open()
@@ -140,16 +158,21 @@ def main(argv: list[str] | None = None) -> int:
                                str(args.footprint_seconds + 5)], stdout=subprocess.PIPE, text=True)
     time.sleep(1.0)
     cpu0 = thread_cpu_s(ENCODER + HTTP)
-    frames0 = serve.frames
-    run_pipeline(estimator, serve, args.footprint_seconds, video)
+    count = int(args.footprint_seconds * 30)
+    t0 = time.monotonic()
+    for i in range(count):
+        serve.write(results[i % len(results)])
+        time.sleep(max(0.0, t0 + (i + 1) / 30 - time.monotonic()))
+    time.sleep(0.2)
     cpu = thread_cpu_s(ENCODER + HTTP) - cpu0
-    frames = serve.frames - frames0
     rss1 = rss_mb()
     viewer.kill()
     viewer.wait()
+    pictures = serve.written
     serve.close()
-    print(f"footprint, one viewer: {cpu / max(frames, 1) * 1e3:.2f} ms CPU per frame in the serve "
-          f"threads over {frames} frames; RSS +{rss1 - rss0:.1f} MB (aiohttp, server, buffers)")
+    print(f"footprint, one viewer, 30 frames/s: {cpu / count * 1e3:.2f} ms CPU per frame in the "
+          f"serve threads ({pictures} of {count} frames encoded and sent); RSS +{rss1 - rss0:.1f} MB "
+          "(aiohttp imported, server, buffers)")
 
     serve = ServeOutput(f"127.0.0.1:{free_port()}")
     serve.open()
