@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edgepose.errors import ConfigError, EdgePoseError
+from edgepose.manifest import DECODER_KINDS, SCHEMA_NAMES
 from edgepose.outputs import OUTPUT_HELP
 from edgepose.render.driver import DISPLAYS
 from edgepose.sources.spec import SOURCE_HELP
@@ -152,6 +153,10 @@ class RunConfig:
                          ".tflite path (with a <stem>.toml beside it)", check=_model, section="Model")
     device: str = setting("auto", "auto (Edge TPU if present, else CPU), cpu, edgetpu, usb, usb:N, "
                           "pci, pci:N", check=_device)
+    decoder: str | None = setting(None, "decoder for a .tflite without a <stem>.toml manifest",
+                                  choices=DECODER_KINDS + (None,), metavar="KIND", example='"heatmap"')
+    schema: str | None = setting(None, "keypoint schema for a .tflite without a manifest",
+                                 choices=SCHEMA_NAMES + (None,), metavar="NAME", example='"coco17"')
     num_threads: int | None = setting(None, "CPU interpreter threads (default: every usable core)",
                                       check=_threads, metavar="N", example="4")
     source: str = setting("auto", SOURCE_HELP, check=_source, section="Source")
@@ -280,7 +285,8 @@ def validate(cfg: RunConfig, *, check_model: bool = True) -> RunConfig:
         value = getattr(cfg, f.name)
         choices = f.metadata["choices"]
         if choices and value not in choices:
-            raise ConfigError(f"{f.name} {value!r} is unknown; use one of {', '.join(choices)}")
+            known = ", ".join(c for c in choices if c is not None)
+            raise ConfigError(f"{f.name} {value!r} is unknown; use one of {known}")
         check = f.metadata["check"]
         if check is not None and (check_model or f.name != "model"):
             check(value, cfg)

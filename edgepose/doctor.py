@@ -1,26 +1,30 @@
-"""``edgepose doctor``: check this machine for a live run (runtime, Edge TPU, camera,
-display, models) and say, per check, what is wrong and how to fix it.
+"""``edgepose doctor``: check this machine for a live run (runtime pair, Edge TPU, camera,
+display, power, models) and say, per check, what is wrong and how to fix it.
 
-Every probe is read-only and cheap. The sysfs and /dev roots, the environment and the
-delegate loader are parameters, so tests build a fake machine in a temp folder.
+Every probe is read-only. The Edge TPU is tried for real: one invoke of an Edge TPU model
+in a child process under a timeout (edgepose.tpuprobe), so a runtime that segfaults or
+hangs is named instead of killing the doctor. The sysfs, /dev and device-tree roots, the
+os-release file and the environment are parameters, so tests build a fake machine in a
+temp folder (and put fake ``dpkg``/``vcgencmd`` tools and a fake libedgetpu on the paths).
 """
 
 from __future__ import annotations
 
-import gc
 import importlib.metadata
 import importlib.util
 import os
 import platform
 import shutil
+import struct
 import subprocess
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from edgepose.errors import DeviceError, EdgePoseError, SourceError
+from edgepose import runtimes
+from edgepose.errors import ConfigError, EdgePoseError, SourceError
 from edgepose.render.driver import GROUPS_HINT, choose_driver
+from edgepose.tpuprobe import probe_edgetpu
 
 USB_IDS = {("1a6e", "089a"): "not initialised yet (the runtime loads its firmware on first use)",
            ("18d1", "9302"): "initialised and ready"}
@@ -28,6 +32,8 @@ USB2_HINT = ("USB 2 link (480 Mb/s): inference is about 3x slower than over USB 
              "plug the accelerator into a blue USB 3 port with a USB 3 cable")
 PICAMERA_HINT = ("sudo apt install python3-picamera2, and use a venv made with "
                  "--system-site-packages (deploy/install-pi.sh does both)")
+PAIR_HINT = "rerun deploy/install-pi.sh: it installs this OS's pair from deploy/runtimes.toml"
+PROBE_TIMEOUT = 30.0
 
 
 @dataclass
@@ -77,10 +83,12 @@ def _read(path: Path) -> str:
 
 def check_platform() -> Check:
     arch = platform.machine()
-    detail = f"Python {platform.python_version()} on {platform.platform()} ({arch})"
-    if arch in ("armv7l", "armv6l"):
+    bits = struct.calcsize("P") * 8  # the userland's: a 64-bit kernel reports aarch64 under 32-bit Pi OS
+    detail = f"Python {platform.python_version()} ({bits}-bit) on {platform.platform()} ({arch})"
+    if bits == 32 or arch in ("armv7l", "armv6l"):
         return Check("platform", "warn", detail,
-                     "32-bit OS: ai-edge-litert has 64-bit wheels only; use Raspberry Pi OS (64-bit)")
+                     "32-bit userland: the Edge TPU interpreters have 64-bit wheels only; "
+                     "flash the 64-bit image (Raspberry Pi OS (64-bit))")
     return Check("platform", "ok", detail)
 
 
@@ -96,27 +104,74 @@ def check_interpreter() -> Check:
                  "pip install ai-edge-litert (or reinstall edgepose)", blocking=True)
 
 
-def check_libedgetpu(kind: str, tpu: str | None, loader: Callable[..., Any] | None) -> Check:
-    """Load libedgetpu as a delegate (then drop it). Fails only block ``--device edgetpu``."""
-    from edgepose.engine import load_edgetpu_delegate
-
-    error = None
-    old_hook = sys.unraisablehook
-    sys.unraisablehook = lambda _unraisable: None  # a failed Delegate complains when freed
-    try:
+def check_runtime_pair(os_release: Path, pairs: Path = runtimes.PAIRS_FILE) -> Check:
+    """The installed libedgetpu and interpreter against deploy/runtimes.toml's pair."""
+    arch = runtimes.dpkg_architecture()
+    pair, why = None, "no dpkg: not Raspberry Pi OS"
+    if arch:
+        codename = runtimes.read_os_release(os_release).get("VERSION_CODENAME", "")
         try:
-            load_edgetpu_delegate(tpu, loader=loader)  # dropped at once: only a probe
-        except DeviceError as err:
-            error = str(err)
-        gc.collect()
-    finally:
-        sys.unraisablehook = old_hook
-    if error is None:
-        return Check("libedgetpu", "ok", "loaded, and an Edge TPU answered")
+            pair = runtimes.pair_for(codename, arch, pairs)
+        except ConfigError as err:
+            why = str(err)
+    result = runtimes.compare(pair, runtimes.installed_libedgetpu(), runtimes.installed_interpreter(), why)
+    if result.status == "differs":
+        return Check("pair", "warn", result.detail, PAIR_HINT)
+    return Check("pair", "ok", f"{result.status}: {result.detail}")
+
+
+def _pairing() -> str:
+    """"libedgetpu <package version> with <interpreter> <version>" as installed now."""
+    lib = runtimes.installed_libedgetpu()
+    interp = runtimes.installed_interpreter()
+    return (f"libedgetpu {lib[1] if lib else 'unknown'} with "
+            f"{interp[0] + ' ' + interp[1] if interp else 'no interpreter'}")
+
+
+def edgetpu_model(model: str | None) -> tuple[str, Path | None]:
+    """The Edge TPU build to probe with: ``model`` if it is one, else its edgetpu_twin,
+    else the default model's; (name, local path or None when not downloaded)."""
+    from edgepose.registry import get_manifest, resolve_model
+    from edgepose.tflite_info import read_model_info
+
+    if model and (model.endswith(".tflite") or "/" in model):
+        path = Path(model).expanduser()
+        if path.is_file() and read_model_info(path).edgetpu:
+            return path.name, path
+        model = None
+    name = model or runtimes.DEFAULT_MODEL
+    try:
+        m = get_manifest(name)
+        if m.device != "edgetpu":
+            name = m.edgetpu_twin or f"{runtimes.DEFAULT_MODEL}-edgetpu"
+        return name, resolve_model(name, fetch=False).path
+    except EdgePoseError:
+        return name, None
+
+
+def check_edgetpu_runtime(kind: str, tpu: str | None, model: str | None, timeout: float,
+                          env: Mapping[str, str] | None = None) -> Check:
+    """A real invoke of an Edge TPU model in a child process. A crash or hang is a
+    broken runtime pairing (fail, whatever the device); a missing library or accelerator
+    only blocks ``--device edgetpu``."""
+    if kind == "cpu":
+        return Check("libedgetpu", "ok", "not probed (--device cpu)")
+    name, path = edgetpu_model(model)
+    if path is None:
+        return Check("libedgetpu", "warn", f"not probed: the Edge TPU model {name} is not downloaded",
+                     f"edgepose models fetch {name}")
+    result = probe_edgetpu(path, tpu, timeout=timeout, env=env)
+    if result.outcome == "ok":
+        return Check("libedgetpu", "ok", f"{_pairing()}: an Edge TPU invoke of {name} took "
+                                         f"{result.invoke_ms:.1f} ms")
+    if result.outcome == "crash":
+        assert result.exit is not None
+        return Check("libedgetpu", "fail",
+                     f"runtime pairing broken: {_pairing()} (a probe invoke of {name}: {result.exit.what})",
+                     f"likely cause: {result.exit.cause}", blocking=True)
     if kind == "edgetpu":
-        return Check("libedgetpu", "fail", error, blocking=True)
-    why = "not needed for --device cpu" if kind == "cpu" else "--device auto will use the CPU"
-    return Check("libedgetpu", "warn", f"{error} ({why})")
+        return Check("libedgetpu", "fail", result.error, blocking=True)
+    return Check("libedgetpu", "warn", f"{result.error} (--device auto will use the CPU)")
 
 
 @dataclass(frozen=True)
@@ -239,7 +294,7 @@ def check_display(display: str, environ: Mapping[str, str], dev_root: Path) -> C
     if importlib.util.find_spec("pygame") is None:
         status = "fail" if strict else "warn"
         return Check("display", status, f"{detail}; pygame is not installed",
-                     "pip install 'edgepose[pi]'", blocking=strict)
+                     "pip install pygame-ce (deploy/install-pi.sh picks the right one on the Pi)", blocking=strict)
     if plan.driver == "kmsdrm":
         cards = sorted(dev_root.glob("dri/card*"))
         usable = [c for c in cards if os.access(c, os.R_OK | os.W_OK)]
@@ -291,20 +346,29 @@ def run_doctor(
     *,
     sysfs_root: Path = Path("/sys"),
     dev_root: Path = Path("/dev"),
+    dt_root: Path = Path("/proc/device-tree"),
+    os_release: Path = Path("/etc/os-release"),
+    pairs: Path = runtimes.PAIRS_FILE,
     environ: Mapping[str, str] | None = None,
-    delegate_loader: Callable[..., Any] | None = None,
     list_cameras: Callable[[], str | None] = _list_cameras,
+    probe_timeout: float = PROBE_TIMEOUT,
 ) -> Report:
-    """Run every check for the configured ``model``/``device``/``source``/``display``."""
+    """Run every check for the configured ``model``/``device``/``source``/``display``.
+    The Edge TPU probe child gets ``environ`` (default: this process's environment)."""
+    from edgepose.doctor_host import check_power, check_pygame
     from edgepose.engine import parse_device
 
     kind, tpu = parse_device(device)  # ConfigError for an unknown device
+    if probe_timeout <= 0:
+        raise ConfigError(f"probe timeout {probe_timeout:g} s must be positive")
     env = os.environ if environ is None else environ
-    report = Report([check_platform(), check_interpreter()])
-    report.checks.append(check_libedgetpu(kind, tpu, delegate_loader))
+    report = Report([check_platform(), check_interpreter(), check_runtime_pair(os_release, pairs)])
+    report.checks.append(check_edgetpu_runtime(kind, tpu, model, probe_timeout,
+                                               None if environ is None else env))
     report.checks += check_tpu_devices(kind, tpu, sysfs_root, dev_root)
     report.checks.append(check_camera(source, dev_root, list_cameras))
     report.checks.append(check_display(display, env, dev_root))
+    report.checks.append(check_pygame(display))
+    report.checks += check_power(dt_root)
     report.checks += check_models(model)
     return report
-

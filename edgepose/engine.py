@@ -32,8 +32,9 @@ EDGETPU_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib",
 DelegateLoader = Callable[..., Any]
 
 INSTALL_HINT = (
-    "install the Edge TPU runtime: add Coral's apt repo (packages.cloud.google.com/apt "
-    "coral-edgetpu-stable) and `sudo apt install libedgetpu1-std` (deploy/install-pi.sh does both)"
+    "install the Edge TPU runtime pair for this OS with deploy/install-pi.sh: libedgetpu1-std "
+    "built against the interpreter's TensorFlow (deploy/runtimes.toml; Coral's apt build crashes "
+    "with current interpreters)"
 )
 DEVICE_HINT = (
     "plug the Coral USB Accelerator into a USB 3 (blue) port, check `lsusb` shows 1a6e:089a "
@@ -109,7 +110,7 @@ def load_edgetpu_delegate(device: str | None = None, loader: DelegateLoader | No
     if issubclass(kind, OSError):
         detail = text.split(";")[0]
         raise DeviceError(f"Edge TPU runtime {lib} could not be loaded ({detail}); {INSTALL_HINT}")
-    which = f"device {device!r}" if device else "an Edge TPU"
+    which = f"device {device!r}" if device else "Edge TPU"
     raise DeviceError(f"{lib} loaded but found no {which}; {DEVICE_HINT}")
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from edgepose.derive import DERIVE_KINDS
 from edgepose.errors import ModelError
 from edgepose.tomlio import read_toml
 
@@ -40,6 +41,13 @@ class Manifest:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     decoder_params: dict[str, Any] = field(default_factory=dict)
+    # A model made from another file instead of downloaded: `derive` names the rewrite
+    # (edgepose.derive), applied to source_file (found locally or fetched from
+    # source_url, verified by source_sha256); the result is verified by sha256.
+    derive: str = ""
+    source_file: str = ""
+    source_url: str = ""
+    source_sha256: str = ""
     source: Path | None = field(default=None, compare=False)  # the TOML it came from
 
     @property
@@ -76,10 +84,12 @@ def manifest_from_dict(data: dict[str, Any], origin: str = "manifest") -> Manife
             or not all(isinstance(v, int) and v > 0 for v in size)):
         raise ModelError(f"{origin}: input_size must be [height, width] positive integers, got {size!r}")
     d["input_size"] = (int(size[0]), int(size[1]))
-    sha = str(d.get("sha256", "")).lower()
-    if sha and not _SHA256.match(sha):
-        raise ModelError(f"{origin}: sha256 {d['sha256']!r} is not 64 hex digits")
-    d["sha256"] = sha
+    for key in ("sha256", "source_sha256"):
+        sha = str(d.get(key, "")).lower()
+        if sha and not _SHA256.match(sha):
+            raise ModelError(f"{origin}: {key} {d[key]!r} is not 64 hex digits")
+        d[key] = sha
+    _check_derive(d, origin)
     for key, allowed in (("device", DEVICES), ("resize", RESIZE_MODES),
                          ("interpolation", INTERPOLATIONS), ("decoder", DECODER_KINDS),
                          ("schema", SCHEMA_NAMES)):
@@ -92,12 +102,33 @@ def manifest_from_dict(data: dict[str, Any], origin: str = "manifest") -> Manife
             if not isinstance(v, (list, tuple)) or len(v) not in (1, 3) or not all(isinstance(x, (int, float)) for x in v):
                 raise ModelError(f"{origin}: {key} must be a number or 3 numbers, got {d[key]!r}")
             d[key] = tuple(float(x) for x in v)
+    if d.get("std") is not None and not all(x > 0 for x in d["std"]):
+        raise ModelError(f"{origin}: std = {data['std']!r}: every std must be positive (pixels are "
+                         "divided by it); use the training normalisation, e.g. std = 127.5")
     if not isinstance(d.get("decoder_params", {}), dict):
         raise ModelError(f"{origin}: [decoder_params] must be a table")
     for key in ("name", "file"):
         if not isinstance(d[key], str) or not d[key]:
             raise ModelError(f"{origin}: {key} must be a non-empty string")
     return Manifest(**d)
+
+
+def _check_derive(d: dict[str, Any], origin: str) -> None:
+    """A derived model names its rewrite, its source file and both checksums, and no url."""
+    if not d.get("derive"):
+        extra = [k for k in ("source_file", "source_url", "source_sha256") if d.get(k)]
+        if extra:
+            raise ModelError(f"{origin}: {', '.join(extra)} without derive; add derive = "
+                             f"({'|'.join(DERIVE_KINDS)}) or drop them")
+        return
+    if d["derive"] not in DERIVE_KINDS:
+        raise ModelError(f"{origin}: derive = {d['derive']!r}; expected one of {', '.join(DERIVE_KINDS)}")
+    missing = [k for k in ("source_file", "source_sha256", "sha256") if not d.get(k)]
+    if missing:
+        raise ModelError(f"{origin}: derive needs {', '.join(missing)} (the source file, its sha256 and "
+                         "the derived file's sha256)")
+    if d.get("url"):
+        raise ModelError(f"{origin}: a derived model has no url of its own; put the source's in source_url")
 
 
 def load_manifest(path: str | Path) -> Manifest:

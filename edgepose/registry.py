@@ -118,11 +118,163 @@ def find_model_file(m: Manifest) -> Path | None:
         cached = cache_dir() / m.file
         hit = cached if cached.is_file() else None
     if hit is not None and m.sha256 and sha256_file(hit) != m.sha256:
+        in_cache = hit.parent == cache_dir()
+        fix = (f"replace it with `edgepose models fetch --force {m.name}`" if in_cache else
+               f"remove or replace it (found through $EDGEPOSE_MODEL_PATH)")
         raise ModelError(
             f"{hit}: sha256 {sha256_file(hit)[:12]}… does not match manifest {m.name!r} "
-            f"({m.sha256[:12]}…); delete the file and run `edgepose models fetch {m.name}`"
+            f"({m.sha256[:12]}…), the file is damaged or another version; {fix}"
         )
     return hit
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def clean_stale_parts(dest_dir: Path, max_age_s: float = 24 * 3600) -> list[Path]:
+    """Remove ``.part`` files that a killed download left in the cache: those of a process
+    that is gone (the PID is in the name) and unnamed ones older than ``max_age_s``."""
+    import time
+
+    removed: list[Path] = []
+    if not dest_dir.is_dir():
+        return removed
+    for part in dest_dir.glob(".*.part"):
+        pid = part.name[:-len(".part")].rsplit(".", 2)
+        owner = int(pid[-2]) if len(pid) == 3 and pid[-2].isdigit() else None
+        try:
+            stale = (not _pid_alive(owner)) if owner is not None else \
+                time.time() - part.stat().st_mtime > max_age_s
+            if stale:
+                part.unlink()
+                removed.append(part)
+        except OSError:
+            continue
+    if removed:
+        log.info("removed %d unfinished download(s) from %s", len(removed), dest_dir)
+    return removed
+
+
+def _find_in_folder(folder: Path, file_name: str) -> Path | None:
+    """``folder/file_name``, else the first match searched recursively by name."""
+    if not folder.is_dir():
+        return None
+    return next((p for p in [folder / file_name, *sorted(folder.rglob(file_name))] if p.is_file()), None)
+
+
+def _temp_in(dest_dir: Path, file_name: str) -> Path:
+    """A new empty temporary file in the cache, for an atomic rename once verified."""
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        clean_stale_parts(dest_dir)
+        # .<file>.<pid>.<random>.part: a later fetch can tell when its writer is gone
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{file_name}.{os.getpid()}.", suffix=".part",
+                                        dir=dest_dir)
+    except OSError as exc:
+        raise FetchError(f"cannot write into the model cache {dest_dir} ({exc.strerror}); set "
+                         "EDGEPOSE_CACHE_DIR to a writable folder") from None
+    os.close(fd)
+    return Path(tmp_name)
+
+
+def _download(name: str, src: str, sha256: str, tmp: Path, timeout: float,
+              progress: Callable[[int, int], None] | None) -> None:
+    """Write ``src`` into ``tmp``, refusing a short transfer or a sha256 mismatch."""
+    try:
+        h = hashlib.sha256()
+        got = 0
+        with open(tmp, "wb") as out, urllib.request.urlopen(src, timeout=timeout) as resp:
+            total = int(resp.headers.get("Content-Length") or 0)
+            while chunk := resp.read(CHUNK):
+                out.write(chunk)
+                h.update(chunk)
+                got += len(chunk)
+                if progress:
+                    progress(got, total)
+            if total and got != total:
+                raise FetchError(f"download of {name!r} from {src} stopped at {got} of {total} bytes; try again")
+        if h.hexdigest() != sha256:
+            raise FetchError(
+                f"download of {name!r} from {src} has sha256 {h.hexdigest()[:12]}…, expected "
+                f"{sha256[:12]}…; the file was discarded (wrong URL or a corrupted mirror?)"
+            )
+    except FetchError:
+        raise
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise FetchError(f"could not download {name!r} from {src}: {reason}; check the network or use --url") from None
+    except Exception as exc:  # http.client.IncompleteRead and friends
+        raise FetchError(f"could not download {name!r} from {src}: {type(exc).__name__}: {exc}; try again") from None
+
+
+def _install(data_or_tmp: bytes | Path, dest: Path) -> Path:
+    """Move a verified temp file (or write verified bytes) to ``dest`` atomically."""
+    tmp = data_or_tmp if isinstance(data_or_tmp, Path) else _temp_in(dest.parent, dest.name)
+    try:
+        if not isinstance(data_or_tmp, Path):
+            tmp.write_bytes(data_or_tmp)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        raise FetchError(f"cannot write {dest} ({exc.strerror}); free some space or set "
+                         "EDGEPOSE_CACHE_DIR to a writable folder") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _source_bytes(m: Manifest, url: str | None, source_dir: str | Path | None, timeout: float,
+                  progress: Callable[[int, int], None] | None) -> bytes:
+    """The upstream file a derived model is made from: from ``source_dir``, the model
+    path or the cache, else downloaded; always checked against ``source_sha256``."""
+    if source_dir is not None:
+        local = _find_in_folder(Path(source_dir), m.source_file)
+        if local is None:
+            raise FetchError(f"no {m.source_file} (the source of {m.name!r}) under {source_dir}; "
+                             "check the folder or drop --from")
+    else:
+        local = _search_model_path(m.source_file)
+        if local is None and (cache_dir() / m.source_file).is_file():
+            local = cache_dir() / m.source_file
+    if local is not None and url is None:
+        data = local.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != m.source_sha256:
+            raise FetchError(f"{local}: sha256 {digest[:12]}… is not that of {m.source_file} "
+                             f"({m.source_sha256[:12]}…), the source of {m.name!r}; replace it with "
+                             f"the file from {m.source_url or 'upstream'}")
+        return data
+    src = url or m.source_url
+    if not src:
+        raise FetchError(f"model {m.name!r} is derived from {m.source_file}, which is not on this machine "
+                         "and has no source_url; put it in $EDGEPOSE_MODEL_PATH")
+    tmp = _temp_in(cache_dir(), m.source_file)
+    try:
+        _download(m.name, src, m.source_sha256, tmp, timeout, progress)
+        return tmp.read_bytes()
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _derive_model(m: Manifest, url: str | None, source_dir: str | Path | None, timeout: float,
+                  progress: Callable[[int, int], None] | None) -> Path:
+    from edgepose.derive import derive
+
+    data = derive(m.derive, _source_bytes(m, url, source_dir, timeout, progress), origin=m.source_file)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != m.sha256:
+        raise FetchError(f"deriving {m.name!r} ({m.derive}) from {m.source_file} gave sha256 {digest[:12]}…, "
+                         f"expected {m.sha256[:12]}…; nothing was written (a different flatbuffers "
+                         "version? please report it)")
+    dest = _install(data, cache_dir() / m.file)
+    log.info("derived %s from %s into %s", m.name, m.source_file, dest)
+    return dest
 
 
 def fetch_model(
@@ -138,67 +290,36 @@ def fetch_model(
 
     ``url`` replaces the manifest's (a mirror); ``source_dir`` takes the file from a local
     folder instead (searched recursively by file name: a USB stick, a shared drive), for
-    machines without internet. Returns the local path (without downloading when a
-    verified copy exists and not ``force``). Nothing partial is ever left in the cache.
+    machines without internet. A derived model (``derive`` in its manifest) is made from
+    its source file the same way: ``url`` and ``source_dir`` then apply to the source.
+    Returns the local path (without downloading when a verified copy exists and not
+    ``force``). Nothing partial is ever left in the cache.
     """
     m = get_manifest(name)
     if not force:
         existing = find_model_file(m)
         if existing is not None:
             return existing
+    if m.derive:
+        return _derive_model(m, url, source_dir, timeout, progress)
     if source_dir is not None:
-        folder = Path(source_dir)
-        hit = next((p for p in [folder / m.file, *sorted(folder.rglob(m.file))] if p.is_file()), None) \
-            if folder.is_dir() else None
+        hit = _find_in_folder(Path(source_dir), m.file)
         if hit is None:
-            raise FetchError(f"no {m.file} under {folder} for model {name!r}; check the folder or drop --from")
+            raise FetchError(f"no {m.file} under {source_dir} for model {name!r}; check the folder or drop --from")
         url = hit.resolve().as_uri()
     src = url or m.url
     if not src:
         raise FetchError(f"model {name!r} has no url in its manifest; put {m.file} in $EDGEPOSE_MODEL_PATH")
     if not m.sha256:
         raise FetchError(f"model {name!r} has no sha256 in its manifest; refusing an unverified download")
-    dest_dir = cache_dir()
+    tmp = _temp_in(cache_dir(), m.file)
     try:
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{m.file}.", suffix=".part", dir=dest_dir)
-    except OSError as exc:
-        raise FetchError(f"cannot write into the model cache {dest_dir} ({exc.strerror}); set "
-                         "EDGEPOSE_CACHE_DIR to a writable folder") from None
-    tmp = Path(tmp_name)
-    try:
-        h = hashlib.sha256()
-        got = 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(src, timeout=timeout) as resp:
-            total = int(resp.headers.get("Content-Length") or 0)
-            while chunk := resp.read(CHUNK):
-                out.write(chunk)
-                h.update(chunk)
-                got += len(chunk)
-                if progress:
-                    progress(got, total)
-            if total and got != total:
-                raise FetchError(f"download of {name!r} from {src} stopped at {got} of {total} bytes; try again")
-        if h.hexdigest() != m.sha256:
-            raise FetchError(
-                f"download of {name!r} from {src} has sha256 {h.hexdigest()[:12]}…, expected "
-                f"{m.sha256[:12]}…; the file was discarded (wrong URL or a corrupted mirror?)"
-            )
-        dest = dest_dir / m.file
-        os.replace(tmp, dest)
-        log.info("fetched %s into %s", name, dest)
-        return dest
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        if isinstance(exc, FetchError):
-            raise
-        reason = getattr(exc, "reason", None) or exc
-        raise FetchError(f"could not download {name!r} from {src}: {reason}; check the network or use --url") from None
-    except Exception as exc:  # http.client.IncompleteRead and friends
-        if isinstance(exc, FetchError):
-            raise
-        raise FetchError(f"could not download {name!r} from {src}: {type(exc).__name__}: {exc}; try again") from None
+        _download(name, src, m.sha256, tmp, timeout, progress)
+        dest = _install(tmp, cache_dir() / m.file)
     finally:
         tmp.unlink(missing_ok=True)
+    log.info("fetched %s into %s", name, dest)
+    return dest
 
 
 def is_model_path(model: str | Path) -> bool:
@@ -213,6 +334,11 @@ def _manifest_for_path(path: Path, decoder: str | None, schema: str | None) -> M
     sidecar = path.with_suffix(".toml")
     if sidecar.is_file():
         m = load_manifest(sidecar)
+        if m.sha256 and sha256_file(path) != m.sha256:
+            raise ModelError(
+                f"{path}: sha256 {sha256_file(path)[:12]}… does not match its manifest {sidecar} "
+                f"({m.sha256[:12]}…); the model changed since the manifest was written: "
+                "re-export both, or fix sha256 in the manifest")
         return m.with_(file=path.name)
     if not decoder or not schema:
         read_model_bytes(path)  # an empty or non-TFLite file says so before asking for flags
@@ -253,7 +379,8 @@ def resolve_model(
         found = find_model_file(m)
         if found is None:
             if not fetch:
-                raise ModelError(f"model {text!r} is not downloaded; run `edgepose models fetch {text}`")
+                what = "derived yet" if m.derive else "downloaded"
+                raise ModelError(f"model {text!r} is not {what}; run `edgepose models fetch {text}`")
             found = fetch_model(text)
         path = found
     overrides = {k: v for k, v in (("decoder", decoder), ("schema", schema)) if v}

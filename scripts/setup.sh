@@ -22,6 +22,15 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
       || echo "not installed: ${missing[*]}; the tests that need them will be skipped"
   fi
 fi
+# The pygame the Pi installer picks on Bookworm (pygame-ce, deploy/runtimes.toml) in a side
+# folder: it cannot share the venv with pygame, and the tests run the renderer and the
+# doctor's SDL check on it too (skipped without it).
+pygame_ce="$(.venv/bin/python -c "import tomllib; print(tomllib.load(open('deploy/runtimes.toml', 'rb'))['bookworm']['arm64']['pygame']['requirement'])")"
+name="${pygame_ce%%==*}"
+if [ ! -d ".venv/pygame-ce/${name//-/_}-${pygame_ce##*==}.dist-info" ]; then
+  rm -rf .venv/pygame-ce
+  .venv/bin/python -m pip install --quiet --target .venv/pygame-ce "${pygame_ce}" || echo "${pygame_ce} not installed; its tests will be skipped"
+fi
 # Fetch the models into the per-user cache now, so that the first run works offline.
 # A folder of pre-downloaded models is used instead of the network when present
 # ($EDGEPOSE_MODELS_FROM, by default the shared data folder next to this checkout).

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fakes.libedgetpu import FakeLibedgetpu, build, find_compiler
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEPOSE_SHARED", REPO.parent / "shared")).resolve()
 
@@ -38,6 +40,33 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+
+
+@pytest.fixture(scope="session")
+def fake_libedgetpu(tmp_path_factory: pytest.TempPathFactory) -> FakeLibedgetpu:
+    """A stand-in ``libedgetpu.so.1`` compiled from tests/fakes/fake_libedgetpu.c with the
+    system C compiler (``$CC``, cc, gcc or clang) into a session temp folder.
+
+    It exports ``tflite_plugin_create_delegate`` / ``tflite_plugin_destroy_delegate``, the
+    two symbols ``load_delegate`` looks up, so the real interpreter loads it. Use it in a
+    child process: ``subprocess.run(cmd, env=fake_libedgetpu.env("segv"))`` puts its folder
+    first on ``LD_LIBRARY_PATH`` and sets ``EDGEPOSE_FAKE_EDGETPU``, which picks what
+    ``tflite_plugin_create_delegate`` does:
+
+    - ``segv``: dies of SIGSEGV inside it (rc -11), the reported runtime-pairing crash;
+    - ``hang``: never returns (SIGINT does not end it; SIGTERM / SIGKILL do);
+    - ``abort``: SIGABRT (rc -6);
+    - ``nodevice``: returns NULL, so ``load_delegate`` raises ValueError, as with no
+      accelerator plugged in (also what an unset variable does);
+    - ``inert``: returns a delegate that claims no op: a CPU model runs on the CPU, an
+      Edge TPU model fails in allocate_tensors ("unresolved custom op").
+
+    Skips the test when there is no C compiler.
+    """
+    compiler = find_compiler()
+    if compiler is None:
+        pytest.skip("no C compiler (cc, gcc or clang) to build the fake libedgetpu: apt-get install gcc")
+    return FakeLibedgetpu(build(tmp_path_factory.mktemp("fake-libedgetpu"), compiler))
 
 
 def load_rgb(path: Path) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from edgepose.imageio import read_image
 from edgepose.pose import Poses
-from edgepose.schemas import MPII_TO_COCO
+from edgepose.schemas import MPII_TO_COCO, get_schema
 from tools.data.mpii import read_mpii
 from tools.data.samples import PIXEL_STD, load_json
 from tools.errors import DataError, ToolError
@@ -91,6 +91,37 @@ def _agreement(a: list[Poses], b: list[Poses], norms: list[float]) -> float:
     return pck(np.stack(pb), np.stack(pa), np.asarray(ns)[:, None], AGREEMENT_ALPHA)
 
 
+COCO_IMAGE_KEYS = ("id", "file_name", "width", "height")
+COCO_ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox", "area", "keypoints")
+
+
+def check_coco_annotations(data: Any, path: Path, model: str, schema: str) -> None:
+    """Refuse what pycocotools would trip over deep inside the evaluation: the wrong
+    layout, a missing key, or keypoints of another schema than the model's, in one line."""
+    where = f"--coco {path}"
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations")):
+        got = type(data).__name__ if not isinstance(data, dict) else f"keys {', '.join(sorted(data)) or 'none'}"
+        raise DataError(f"{where}: not COCO keypoints JSON (expected an object with images and annotations "
+                        f"lists, got {got}); for MPII JSON use --mpii")
+    want = get_schema(schema).num_keypoints
+    for kind, items, keys in (("image", data["images"], COCO_IMAGE_KEYS),
+                              ("annotation", data["annotations"], COCO_ANNOTATION_KEYS)):
+        for i, item in enumerate(items):
+            missing = [k for k in keys if not isinstance(item, dict) or k not in item]
+            if missing:
+                ident = f" (id {item['id']})" if isinstance(item, dict) and "id" in item else ""
+                raise DataError(f"{where}: {kind} {i}{ident} has no {', '.join(missing)}; COCO keypoint "
+                                f"{kind}s need {', '.join(keys)}")
+    for i, ann in enumerate(data["annotations"]):
+        kp = ann["keypoints"]
+        if not isinstance(kp, list) or len(kp) % 3 or len(kp) // 3 != want:
+            n = f"{len(kp) // 3} keypoints" if isinstance(kp, list) and len(kp) % 3 == 0 else \
+                f"keypoints of length {len(kp) if isinstance(kp, list) else type(kp).__name__}"
+            mpii = "; MPII-16 data goes through --mpii" if isinstance(kp, list) and len(kp) == 48 else ""
+            raise DataError(f"{where}: annotation {i} (id {ann['id']}) has {n}, model {model} predicts {want} "
+                            f"({schema}): use {schema} annotations, x y v for each of the {want} keypoints{mpii}")
+
+
 def evaluate_coco(engines: Sequence[Any], ann_path: str | Path, images_dir: str | Path) -> dict[str, Any]:
     """OKS AP (pycocotools, iouType 'keypoints') for each engine, plus their agreement."""
     from pycocotools.coco import COCO
@@ -100,16 +131,20 @@ def evaluate_coco(engines: Sequence[Any], ann_path: str | Path, images_dir: str 
     if not ann_path.is_file():
         what = "is a folder; pass the annotation JSON file" if ann_path.is_dir() else "annotation file not found"
         raise DataError(f"--coco {ann_path}: {what}")
-    with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            gt = COCO(str(ann_path))
-        except (ValueError, KeyError, TypeError, AssertionError) as err:
-            # pycocotools asserts the top level is an object; a list is e.g. MPII JSON
-            why = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise DataError(f"--coco {ann_path}: not COCO keypoints JSON ({why}); for MPII JSON use --mpii") from None
     for e in engines:
         if e.schema != "coco17":
             raise ToolError(f"model {e.name} uses schema {e.schema}; COCO AP needs a coco17 model (use --mpii)")
+    data = load_json(ann_path, "--coco")
+    for e in engines:
+        check_coco_annotations(data, ann_path, e.name, e.schema)
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            gt = COCO()
+            gt.dataset = data
+            gt.createIndex()
+        except (ValueError, KeyError, TypeError, AssertionError) as err:
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DataError(f"--coco {ann_path}: not COCO keypoints JSON ({why}); for MPII JSON use --mpii") from None
     results: dict[str, Any] = {"dataset": str(ann_path), "models": []}
     per_engine: list[list[dict[str, Any]]] = [[] for _ in engines]
     agreement_runs: list[tuple[list[Poses], list[Poses], list[float]]] = []

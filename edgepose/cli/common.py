@@ -6,7 +6,7 @@ import argparse
 import errno
 import logging
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from edgepose.errors import EdgePoseError, OutputError
 from edgepose.stdio import silence_stdout
@@ -29,11 +29,17 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def setup_logging(level: str = "INFO") -> None:
+    """Log to stderr; when stderr is the process's own (a CLI, not a test harness), what
+    native libraries print there goes to the debug log (``edgepose.nativelog``)."""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if sys.stderr is sys.__stderr__:
+        from edgepose.nativelog import capture_native_stderr
+
+        capture_native_stderr()
 
 
 # An OSError with one of these is about a path the user gave (exit 2); others (disk
@@ -50,10 +56,10 @@ _FIXES = {errno.ENOSPC: "free some space or write elsewhere",
 
 def describe_os_error(err: OSError, what: str = "") -> str:
     """One line for an OSError: the file, what happened and the fix."""
-    name = err.filename if err.filename is not None else (what or "output")
-    reason = err.strerror or type(err).__name__
+    reason = err.strerror or str(err) or type(err).__name__
     fix = _FIXES.get(err.errno or 0, "check the path and try again")
-    return f"{name}: {reason}; {fix}"
+    name = err.filename if err.filename is not None else what
+    return f"{name}: {reason}; {fix}" if name else f"{reason}; {fix}"
 
 
 def _flush_stdout() -> None:
@@ -66,6 +72,32 @@ def _flush_stdout() -> None:
         raise
 
 
+class _NamedStdout:
+    """stdout whose write errors name it ("stdout: No space left on device")."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._inner.write(text))
+        except OSError as err:
+            if err.filename is None and not isinstance(err, BrokenPipeError):
+                err.filename = "stdout"
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except OSError as err:
+            if err.filename is None and not isinstance(err, BrokenPipeError):
+                err.filename = "stdout"
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 def run_cli(prog: str, func: Callable[[], int | None]) -> int:
     """Run ``func``; turn every failure into one line on stderr and an exit code.
 
@@ -74,6 +106,8 @@ def run_cli(prog: str, func: Callable[[], int | None]) -> int:
     naming the file (exit 2 when it is about a path the user gave, else 1), Ctrl-C exits
     130, a reader that went away (``| head``) exits 0.
     """
+    real_stdout = sys.stdout
+    sys.stdout = _NamedStdout(real_stdout)  # type: ignore[assignment]
     try:
         rc = func()
         _flush_stdout()
@@ -90,9 +124,13 @@ def run_cli(prog: str, func: Callable[[], int | None]) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as err:
-        _error(prog, describe_os_error(err, "stdout"))
+        if err.filename == "stdout":
+            silence_stdout()
+        _error(prog, describe_os_error(err))
         logging.getLogger(prog).debug("traceback", exc_info=True)
         return EXIT_USAGE if err.errno in _INPUT_ERRNOS else EXIT_RUNTIME
+    finally:
+        sys.stdout = real_stdout
 
 
 def _error(prog: str, message: str) -> None:

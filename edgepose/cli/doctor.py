@@ -10,11 +10,15 @@ from typing import Any
 from edgepose.cli.common import EXIT_OK, EXIT_RUNTIME
 from edgepose.render.driver import DISPLAYS
 
+PROBE_TIMEOUT = 30.0  # seconds; edgepose.doctor.PROBE_TIMEOUT (not imported: keeps --help light)
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "doctor", help="check the runtime, Edge TPU, camera, display and models",
-        description="Check this machine for a live run and say how to fix what is missing. "
+        description="Check this machine for a live run and say how to fix what is missing: "
+                    "the runtime pair, one real Edge TPU invoke (in a child process, so a crashing "
+                    "runtime is named), camera, display, power and models. "
                     "Exits 1 when the configured run could not start.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -23,6 +27,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", help="auto, cpu, edgetpu, usb[:N], pci[:N] (default: auto)")
     p.add_argument("--source", help="auto, picamera, a webcam, a file or a URL (default: auto)")
     p.add_argument("--display", choices=DISPLAYS, help="auto, tv, window or none (default: auto)")
+    p.add_argument("--probe-timeout", type=float, default=PROBE_TIMEOUT, metavar="SECONDS",
+                   help="how long the Edge TPU probe (one real invoke in a child process) may take "
+                        "before it counts as hung")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -36,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
         settings.update({k: v for k, v in load_toml(args.config).items() if k in settings})
     settings.update({k: getattr(args, k) for k in settings if getattr(args, k) is not None})
-    report = run_doctor(**settings)
+    report = run_doctor(**settings, probe_timeout=args.probe_timeout)
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

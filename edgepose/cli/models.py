@@ -22,7 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     info.add_argument("name", help="a model name, or a .tflite path with its <stem>.toml sidecar")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=run_info)
-    fetch = msub.add_parser("fetch", help="download a model into the cache, verified by sha256")
+    fetch = msub.add_parser("fetch", help="download a model into the cache, verified by sha256",
+                            description="Download models into the cache, verified by sha256. A derived "
+                            "model (e.g. posenet-...-edgetpu) is made from its upstream source file "
+                            "instead; --url and --from then apply to that source.")
     fetch.add_argument("names", nargs="*", metavar="NAME")
     fetch.add_argument("--all", action="store_true", help="every known model")
     fetch.add_argument("--url", help="download from this URL (a mirror) instead of the manifest's")
@@ -79,11 +82,13 @@ def run_fetch(args: argparse.Namespace) -> int:
     if args.url and len(names) > 1:
         raise ModelError("--url names one file; fetch one model at a time with --url")
     for name in names:
-        existing = None if args.force else find_model_file(get_manifest(name))
+        m = get_manifest(name)
+        existing = None if args.force else find_model_file(m)
         if existing is not None:
-            print(f"{name}: {existing} (already there, sha256 verified; --force downloads again)")
+            again = "derives it again" if m.derive else "downloads again"
+            print(f"{name}: {existing} (already there, sha256 verified; --force {again})")
             continue
-        # no verified copy (or --force): download without looking for one again
+        # no verified copy (or --force): download (or derive) without looking for one again
         path = fetch_model(name, url=args.url, source_dir=args.source_dir, force=True)
-        print(f"{name}: {path}")
+        print(f"{name}: {path}" + (f" (derived from {m.source_file}, sha256 verified)" if m.derive else ""))
     return 0

@@ -52,7 +52,7 @@ def build_parser() -> ArgumentParser:
         else:
             kwargs["type"] = str.upper if f.name == "log_level" else types[-1]
             if meta["choices"]:
-                kwargs["choices"] = meta["choices"]
+                kwargs["choices"] = [c for c in meta["choices"] if c is not None]
             elif meta["metavar"]:
                 kwargs["metavar"] = meta["metavar"]
         p.add_argument(flag, **kwargs)
@@ -109,9 +109,11 @@ def _filters(cfg: RunConfig) -> list[Any]:
 
 def make_outputs(cfg: RunConfig) -> list[Output]:
     """Every output ``cfg`` names, checked (no side effects), one path used once."""
+    from edgepose.outputs.jsonl import JsonLinesOutput
+
     outputs: list[Output] = []
-    if cfg.json is not None:
-        outputs.append(make_output(cfg.json, flag="--json"))
+    if cfg.json is not None:  # JSON Lines whatever the file is called
+        outputs.append(JsonLinesOutput(cfg.json, flag="--json"))
     outputs += [make_output(spec, flag="--output") for spec in cfg.output]
     if cfg.serve is not None:
         from edgepose.serve import ServeOutput
@@ -165,7 +167,7 @@ def run(cfg: RunConfig) -> int:
             stack.callback(source.close)
             if stopper.stopped:
                 return EXIT_OK
-            estimator = open_estimator(cfg.model, cfg.device,
+            estimator = open_estimator(cfg.model, cfg.device, decoder=cfg.decoder, schema=cfg.schema,
                                        num_threads=cfg.num_threads or usable_cores())
             limit_library_threads()
             stack.callback(estimator.close)

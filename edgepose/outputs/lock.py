@@ -36,8 +36,11 @@ class OutputLock:
             os.close(fd)
             raise ConfigError(f"{self.what} {self.path} is being written by another process "
                               f"(PID {holder}); stop it or pick another file") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:  # a full disk: the lock holds, only the PID is not on record
+            pass
         self._fd = fd
 
     def release(self) -> None:

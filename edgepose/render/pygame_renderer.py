@@ -28,7 +28,8 @@ def import_pygame() -> Any:
         import pygame
     except ImportError:
         raise RenderError(
-            "pygame is not installed: pip install 'edgepose[pi]' (or use --display none)"
+            "pygame is not installed: pip install pygame-ce (on the Pi deploy/install-pi.sh picks "
+            "one whose SDL drives the TV), or pip install 'edgepose[desktop]'; or use --display none"
         ) from None
     return pygame
 

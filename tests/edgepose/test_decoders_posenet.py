@@ -10,6 +10,7 @@ from scipy.optimize import linear_sum_assignment
 
 from edgepose.decoders import DECODERS, OutputTensor, get_decoder
 from edgepose.errors import ConfigError, ModelError
+from edgepose.pose import Poses
 from edgepose.preprocess import Transform, resize
 from edgepose.schemas import Coco
 from tests.conftest import load_rgb, shared_path
@@ -54,8 +55,12 @@ def test_multi_pose_matches_coral_reference(run_model: RunModel, h: int, w: int)
     outputs = _couple_outputs(run_model, h, w)
     # Feed the resized image as the source: keypoints come out in input pixels.
     poses = get_decoder("posenet_multi")(outputs, Transform.identity(h, w), **CORAL_OPTIONS)
-    ref_xy, ref_scores, ref_pose_scores = _reference(h, w)
+    assert_matches_coral_reference(poses, h, w)
 
+
+def assert_matches_coral_reference(poses: Poses, h: int, w: int) -> None:
+    """Poses in input pixels against Coral's CSV, with project-posenet's tolerances."""
+    ref_xy, ref_scores, ref_pose_scores = _reference(h, w)
     assert np.sum(poses.pose_scores >= 0.2) == np.sum(ref_pose_scores >= 0.2)
     assert np.all(np.diff(poses.pose_scores) <= 0), "poses come best first"
     cost = np.linalg.norm(poses.xy[:, None] - ref_xy[None], axis=-1).mean(axis=-1)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -18,9 +19,10 @@ MOVENET = "movenet_single_pose_lightning_ptq.tflite"
 def test_builtin_manifests_load_and_twins_point_at_each_other() -> None:
     ms = list_manifests()
     assert {"movenet-lightning", "movenet-lightning-edgetpu", "posenet-mobilenet-v1-075-353x481",
-            "posenet-mobilenet-v1-075-481x641", "posenet-mobilenet-v1-075-721x1281"} <= set(ms)
+            "posenet-mobilenet-v1-075-481x641", "posenet-mobilenet-v1-075-481x641-edgetpu",
+            "posenet-mobilenet-v1-075-721x1281"} <= set(ms)
     for m in ms.values():
-        assert m.url.startswith("https://") and len(m.sha256) == 64
+        assert (m.source_url if m.derive else m.url).startswith("https://") and len(m.sha256) == 64
         if m.edgetpu_twin:
             assert ms[m.edgetpu_twin].cpu_twin == m.name
         if m.cpu_twin:
@@ -43,6 +45,10 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     assert back == m and back.source == p
 
 
+_DERIVED = ('name = "x"\nfile = "x.tflite"\ninput_size = [1, 2]\ndecoder = "movenet"\nschema = "coco17"\n'
+            'derive = "strip-posenet-decoder"\n')
+
+
 @pytest.mark.parametrize("text,message", [
     ('name = "x"\nfile = "x.tflite"\ndecoder = "movenet"\nschema = "coco17"\n', "missing required field(s) input_size"),
     ('name = "x"\nfile = "x.tflite"\ninput_size = [1, 2]\ndecoder = "movenet"\nschema = "coco17"\nsha256 = "abc"\n', "not 64 hex digits"),
@@ -50,6 +56,12 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     ('name = "x"\nfile = "x.tflite"\ninput_size = [1, 2]\ndecoder = "movenet"\nschema = "coco17"\ncolour = 1\n', "unknown key(s) colour"),
     ('name = "x"\nfile = "x.tflite"\ninput_size = "192"\ndecoder = "movenet"\nschema = "coco17"\n', "input_size must be"),
     ('name = "x\n', "not valid TOML"),
+    (_DERIVED + 'source_file = "s.tflite"\nsource_sha256 = "' + "a" * 64 + '"\n', "derive needs sha256"),
+    (_DERIVED + 'sha256 = "' + "a" * 64 + '"\n', "derive needs source_file, source_sha256"),
+    (_DERIVED.replace("strip-posenet-decoder", "magic"), "derive = 'magic'; expected one of strip-posenet-decoder"),
+    (_DERIVED.replace('derive = "strip-posenet-decoder"', 'source_url = "https://x"'), "source_url without derive"),
+    (_DERIVED + 'url = "https://x"\nsha256 = "' + "a" * 64 + '"\nsource_file = "s"\nsource_sha256 = "' + "b" * 64
+     + '"\n', "a derived model has no url of its own"),
 ])
 def test_bad_manifests(tmp_path: Path, text: str, message: str) -> None:
     p = tmp_path / "bad.toml"
@@ -116,6 +128,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if self.path.startswith("/stall/"):
+            self.wfile.write(data[: len(data) // 3])
+            self.wfile.flush()
+            time.sleep(60)  # a mirror that stops sending: the client is killed meanwhile
+            return
         if self.path.startswith("/drop/"):
             self.wfile.write(data[: len(data) // 3])
             self.wfile.flush()
@@ -153,6 +170,22 @@ def local_manifests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str
 def _cache_files() -> list[Path]:
     d = cache_dir()
     return sorted(d.iterdir()) if d.exists() else []
+
+
+def test_derived_model_from_its_source_url(local_manifests: Path) -> None:
+    """No local source: the source is downloaded (verified), stripped, verified, and only the
+    derived file lands in the cache."""
+    tpu = list_manifests()["posenet-mobilenet-v1-075-481x641-edgetpu"]
+    url = f"{{}}/ok/{tpu.source_file}"
+    server = list_manifests()["m-good"].url.split("/ok/")[0]
+    write_manifest(tpu.with_(name="d-good", source_url=url.format(server)), local_manifests / "d-good.toml")
+    write_manifest(tpu.with_(name="d-drop", source_url=url.format(server).replace("/ok/", "/drop/")),
+                   local_manifests / "d-drop.toml")
+    with pytest.raises(FetchError, match="could not download 'd-drop'|stopped at"):
+        fetch_model("d-drop")
+    assert _cache_files() == []
+    path = fetch_model("d-good")
+    assert _cache_files() == [path] and path.name == tpu.file and sha256_file(path) == tpu.sha256
 
 
 def test_fetch_good_checksum(local_manifests: Path) -> None:
@@ -246,3 +279,39 @@ def test_fetch_from_a_local_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert out.count("\n") == len(list_manifests())
     assert sorted(p.name for p in cache_dir().iterdir()) == sorted(m.file for m in list_manifests().values())
     assert main(["models", "fetch"]) == 2
+
+
+def test_a_killed_fetch_leaves_no_part_file_for_long(local_manifests: Path, server: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`models fetch` SIGKILLed mid-download leaves its .part; the next fetch sees that its
+    writer is gone and removes it (and one of a running fetch is left alone)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    write_manifest(list_manifests()["m-good"].with_(name="m-stall", url=f"{server}/stall/{MOVENET}"),
+                   local_manifests / "stall.toml")
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli.main", "models", "fetch", "m-stall"],
+                            cwd=REPO, env=dict(os.environ), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        parts: list[Path] = []
+        while time.monotonic() < deadline:
+            parts = [p for p in _cache_files() if p.name.endswith(".part") and p.stat().st_size > 0]
+            if parts:
+                break
+            time.sleep(0.05)
+        assert parts, "the stalled download never started"
+        live = resolve_model("m-good")  # another fetch meanwhile: the live .part is kept
+        assert parts[0].exists() and live.path.is_file()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    assert parts[0].exists()  # what SIGKILL leaves behind
+    fetch_model("m-good", force=True)
+    assert not [p for p in _cache_files() if p.name.endswith(".part")]

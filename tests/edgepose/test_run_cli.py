@@ -82,7 +82,8 @@ def test_max_frames_and_json_to_stdout(capsys: pytest.CaptureFixture[str]) -> No
     assert [json.loads(line)["frame"] for line in out] == [0, 1, 2]
 
 
-def test_sigterm_stops_within_a_second_and_leaves_complete_outputs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_signals_stop_within_a_second_and_leave_complete_outputs(tmp_path: Path, signum: int) -> None:
     cv2 = pytest.importorskip("cv2")
     video = shared_path("videos", "sports2d_demo.mp4")
     out, mp4 = tmp_path / "out.jsonl", tmp_path / "out.mp4"
@@ -100,14 +101,14 @@ def test_sigterm_stops_within_a_second_and_leaves_complete_outputs(tmp_path: Pat
         while (not out.exists() or out.read_text().count("\n") < 10) and time.monotonic() < deadline:
             time.sleep(0.05)
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=10)
         wall = time.monotonic() - t0
     finally:
         proc.kill()
         notify.close()
     assert proc.returncode == 0, err
-    stopped = re.search(r"stopped in (\d+) ms after signal 15", err)
+    stopped = re.search(rf"stopped in (\d+) ms after signal {int(signum)}", err)
     assert stopped, err
     assert int(stopped.group(1)) < 1000  # the daemon's own measure, resources released
     assert wall < 3.0                    # includes interpreter shutdown on a busy machine

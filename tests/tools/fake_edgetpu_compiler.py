@@ -1,10 +1,18 @@
 """A stand-in for Coral's edgetpu_compiler (x86-64 only), for the compile wrapper tests.
 
 Installed by a fixture as an executable ``edgetpu_compiler`` in a temp dir. It parses
-the real compiler's options, copies the input model to ``<out_dir>/<stem>_edgetpu.tflite``
-and prints a summary and writes ``<stem>_edgetpu.log`` in the real compiler's format.
+the real compiler's options and takes one or more models (several are "co-compiled"),
+copies each to ``<out_dir>/<stem>_edgetpu.tflite``, and prints the summary and writes
+each ``<stem>_edgetpu.log`` in the real compiler's format (16.0; the co-compilation
+layout as google-coral/edgetpu issues #458 and #518 show it: "Models compiled
+successfully", one "Input model:" block per model, the shared remainder of the on-chip
+cache repeated in every block). Each model takes on-chip cache for its file size, in
+the order given, out of 7.33 MiB (MoveNet's 2.72 used + 4.61 remaining); the rest is
+streamed off-chip.
 ``$FAKE_EDGETPU_MODE``: ``full`` (every op mapped; the table counts the input's real ops),
-``partial`` (MoveNet-like: a CPU tail with three kinds of reasons), ``fail`` (exit 1).
+``partial`` (MoveNet-like: a CPU tail with three kinds of reasons), ``fail`` (exit 1),
+``hang`` (starts a child process like the real compiler, writes part of the first
+output, then both sleep and ignore SIGTERM; the child's pid goes to ``$FAKE_EDGETPU_PIDFILE``).
 """
 
 from __future__ import annotations
@@ -12,11 +20,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 VERSION = "16.0.384591198"
+CACHE = int(7.33 * 2**20)
 PARTIAL = [  # (op, count, status)
     ("ADD", 19, "Mapped to Edge TPU"), ("ADD", 7, "More than one subgraph is not supported"),
     ("ARG_MAX", 2, "Operation is working on an unsupported data type"),
@@ -26,6 +38,39 @@ PARTIAL = [  # (op, count, status)
     ("QUANTIZE", 1, "Operation is otherwise supported, but not mapped due to some unspecified limitation"),
     ("GATHER_ND", 4, "Operation not supported"),
 ]
+
+
+def size(n: float) -> str:
+    """Bytes the way the compiler prints them: 2.72MiB, 3.75KiB, 0.00B."""
+    for unit, scale in (("MiB", 2**20), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.2f}B"
+
+
+def op_rows(src: Path, mode: str) -> list[tuple[str, int, str]]:
+    if mode == "partial":
+        return PARTIAL
+    import tflite
+
+    names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if isinstance(v, int)}
+    m = tflite.Model.GetRootAsModel(src.read_bytes(), 0)
+    sg = m.Subgraphs(0)
+    counts: Counter[str] = Counter()
+    for i in range(sg.OperatorsLength()):
+        code = m.OperatorCodes(sg.Operators(i).OpcodeIndex())
+        counts[names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]] += 1
+    return [(op, n, "Mapped to Edge TPU") for op, n in sorted(counts.items())]
+
+
+def hang(first_output: Path) -> int:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                              "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)"])
+    Path(os.environ["FAKE_EDGETPU_PIDFILE"]).write_text(str(child.pid))
+    first_output.write_bytes(b"TFL3 partial")
+    time.sleep(3600)
+    return 0
 
 
 def main() -> int:
@@ -38,7 +83,7 @@ def main() -> int:
     p.add_argument("-d", "--search_delegate", action="store_true")
     p.add_argument("-k", "--delegate_search_step", type=int)
     p.add_argument("-t", "--timeout_sec", type=int)
-    p.add_argument("model")
+    p.add_argument("models", nargs="+")
     a = p.parse_args()
     mode = os.environ.get("FAKE_EDGETPU_MODE", "full")
     print(f"Edge TPU Compiler version {VERSION}")
@@ -48,43 +93,40 @@ def main() -> int:
         print("Compilation failed: Model failed in Tflite interpreter. Please ensure model can be loaded/run in "
               "Tflite interpreter.", file=sys.stderr)
         return 1
-    src, out = Path(a.model), Path(a.out_dir)
-    dst = out / f"{src.stem}_edgetpu.tflite"
-    shutil.copyfile(src, dst)
-    if mode == "partial":
-        rows = PARTIAL
-    else:
-        import tflite
-
-        names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if isinstance(v, int)}
-        m = tflite.Model.GetRootAsModel(src.read_bytes(), 0)
-        sg = m.Subgraphs(0)
-        counts = Counter()
-        for i in range(sg.OperatorsLength()):
-            code = m.OperatorCodes(sg.Operators(i).OpcodeIndex())
-            counts[names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]] += 1
-        rows = [(op, n, "Mapped to Edge TPU") for op, n in sorted(counts.items())]
-    table = [f"{'Operator':<30} {'Count':<10} Status", ""] + [f"{op:<30} {n:<10} {st}" for op, n, st in rows]
-    log = out / f"{src.stem}_edgetpu.log"
-    log.write_text(f"Edge TPU Compiler version {VERSION}\nInput: {src}\nOutput: {dst}\n\n" + "\n".join(table) + "\n")
-    tpu = sum(n for _, n, st in rows if st == "Mapped to Edge TPU")
-    total = sum(n for _, n, _ in rows)
+    out = Path(a.out_dir)
+    srcs = [Path(m) for m in a.models]
+    dsts = [out / f"{src.stem}_edgetpu.tflite" for src in srcs]
     print(f"Started a compilation timeout timer of {a.timeout_sec or 180} seconds.\n")
-    print("Model compiled successfully in 412 ms.\n")
-    print(f"Input model: {src}\nInput size: 2.76MiB\nOutput model: {dst}\nOutput size: 2.94MiB")
-    print("On-chip memory used for caching model parameters: 2.72MiB")
-    print("On-chip memory remaining for caching model parameters: 4.61MiB")
-    print("Off-chip memory used for streaming uncached model parameters: 0.00B")
-    print(f"Number of Edge TPU subgraphs: 1\nTotal number of operations: {total}\nOperation log: {log}\n")
-    if tpu < total:
-        print("Model successfully compiled but not all operations are supported by the Edge TPU. A percentage of "
-              "the model will instead run on the CPU, which is slower.")
-        print(f"Number of operations that will run on Edge TPU: {tpu}\nNumber of operations that will run on CPU: "
-              f"{total - tpu}\nSee the operation log file for individual operation details.")
-    else:
-        print("Number of operations that will run on Edge TPU: %d\nNumber of operations that will run on CPU: 0" % tpu)
-    if a.show_operations:
-        print("\n".join(table))
+    if mode == "hang":
+        return hang(dsts[0])
+    sizes = [src.stat().st_size for src in srcs]
+    on_chip, left = [], CACHE
+    for n in sizes:
+        on_chip.append(min(n, left))
+        left -= on_chip[-1]
+    plural = "Models" if len(srcs) > 1 else "Model"
+    print(f"{plural} compiled successfully in 412 ms.\n")
+    for src, dst, n, cached in zip(srcs, dsts, sizes, on_chip):
+        shutil.copyfile(src, dst)
+        rows = op_rows(src, mode)
+        table = [f"{'Operator':<30} {'Count':<10} Status", ""] + [f"{op:<30} {k:<10} {st}" for op, k, st in rows]
+        log = out / f"{src.stem}_edgetpu.log"
+        log.write_text(f"Edge TPU Compiler version {VERSION}\nInput: {src}\nOutput: {dst}\n\n" + "\n".join(table) + "\n")
+        tpu = sum(k for _, k, st in rows if st == "Mapped to Edge TPU")
+        total = sum(k for _, k, _ in rows)
+        print(f"Input model: {src}\nInput size: {size(n)}\nOutput model: {dst}\nOutput size: {size(n * 1.07)}")
+        print(f"On-chip memory used for caching model parameters: {size(cached)}")
+        print(f"On-chip memory remaining for caching model parameters: {size(left)}")
+        print(f"Off-chip memory used for streaming uncached model parameters: {size(n - cached)}")
+        print(f"Number of Edge TPU subgraphs: 1\nTotal number of operations: {total}\nOperation log: {log}")
+        if tpu < total:
+            print("\nModel successfully compiled but not all operations are supported by the Edge TPU. A percentage "
+                  "of the model will instead run on the CPU, which is slower.")
+            print(f"Number of operations that will run on Edge TPU: {tpu}\nNumber of operations that will run on "
+                  f"CPU: {total - tpu}")
+        print("See the operation log file for individual operation details.\n")
+        if a.show_operations:
+            print("\n".join(table) + "\n")
     print("Compilation child process completed within timeout period.\nCompilation succeeded! ")
     return 0
 

@@ -96,3 +96,41 @@ def test_float_vs_int8_agreement_of_a_tool_quantized_model(tmp_path: Path, capsy
     res = json.loads(capsys.readouterr().out)
     assert [m["model"] for m in res["models"]] == ["tiny_float", "tiny_int8"]
     assert 0.0 <= res["agreement_pck@0.05"] <= 1.0
+
+
+def _coco_dev_variant(tmp_path: Path, change: str) -> Path:
+    """The real coco17_dev annotations with one thing wrong."""
+    data = json.loads(shared_path("data", "coco17_dev", "person_keypoints.json").read_text())
+    if change == "16-keypoints":
+        for ann in data["annotations"]:
+            ann["keypoints"] = ann["keypoints"][:48]
+    elif change == "no-bbox":
+        del data["annotations"][3]["bbox"]
+    elif change == "no-file-name":
+        del data["images"][0]["file_name"]
+    elif change == "ragged-keypoints":
+        data["annotations"][2]["keypoints"] = data["annotations"][2]["keypoints"][:-1]
+    elif change == "no-annotations":
+        del data["annotations"]
+    path = tmp_path / f"{change}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("change, match", [
+    ("16-keypoints", "annotation 0 (id {id0}) has 16 keypoints, model movenet-lightning predicts 17 (coco17)"),
+    ("no-bbox", "annotation 3 (id {id3}) has no bbox; COCO keypoint annotations need"),
+    ("no-file-name", "image 0 (id {img0}) has no file_name"),
+    ("ragged-keypoints", "annotation 2 (id {id2}) has keypoints of length 50"),
+    ("no-annotations", "not COCO keypoints JSON (expected an object with images and annotations lists"),
+])
+def test_coco_annotations_not_fitting_the_model_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              change: str, match: str) -> None:
+    """Checked before pycocotools sees them (it used to fail 38 lines deep in computeOks)."""
+    real = json.loads(shared_path("data", "coco17_dev", "person_keypoints.json").read_text())
+    ids = {f"id{i}": a["id"] for i, a in enumerate(real["annotations"][:4])} | {"img0": real["images"][0]["id"]}
+    path = _coco_dev_variant(tmp_path, change)
+    images = shared_path("data", "coco17_dev", "images")
+    assert main(["evaluate", "--model", "movenet-lightning", "--coco", str(path), "--images", str(images)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and match.format(**ids) in err
