@@ -14,8 +14,10 @@ A backend implements the hooks that run on the thread: ``_connect``, ``_send``,
 connection), ``_disconnect`` (a bounded goodbye), and ``_abort``, the one hook called
 from another thread, to unblock a stuck call.
 
-The threads run nicer than the pipeline (``NICENESS``), so that on a busy machine the
-pipeline keeps its frame rate and the outputs take what is left.
+An output whose work costs real CPU (the live view's JPEGs) sets ``niceness``: its
+thread then runs nicer than the pipeline, so that on a busy machine the pipeline keeps
+its frame rate and the output takes what is left. Light outputs (a few kB of JSON per
+frame) keep the pipeline's priority, so that they keep up with it.
 """
 
 from __future__ import annotations
@@ -75,8 +77,8 @@ def parse_url(spec: str, schemes: Sequence[str], form: str, *, default_port: int
     return url
 
 
-#: how much nicer than the pipeline the output threads run: on a busy machine they give
-#: way, so a stream or a viewer never takes the CPU the pipeline needs
+#: how much nicer than the pipeline the threads of a heavy output run (the live view
+#: encodes JPEGs): on a busy machine they give way, so the pipeline keeps its CPU
 NICENESS = 10
 
 
@@ -111,6 +113,8 @@ class BackgroundOutput(Output):
     retry_max = 30.0
     #: how long close() lets the thread finish before aborting the connection (s)
     close_timeout = 1.0
+    #: nice increment of the thread (0: the pipeline's priority; see the module docstring)
+    niceness = 0
 
     def __init__(self, spec: str) -> None:
         super().__init__(spec)
@@ -169,7 +173,8 @@ class BackgroundOutput(Output):
     # -- the thread -----------------------------------------------------------------
 
     def _run(self) -> None:
-        lower_priority()
+        if self.niceness:
+            lower_priority(self.niceness)
         backoff = Backoff(self.retry_initial, self.retry_max)
         connected = False
         while not self._stop.is_set():

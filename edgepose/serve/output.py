@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgepose.errors import ConfigError
-from edgepose.outputs.background import BackgroundOutput, import_net
+from edgepose.outputs.background import NICENESS, BackgroundOutput, import_net
 from edgepose.outputs.base import FrameResult
 from edgepose.outputs.websocket import record_text
 
@@ -88,6 +88,7 @@ class ServeOutput(BackgroundOutput):
     """The live view and the pose streams on ``[HOST:]PORT`` (module docstring)."""
 
     kind = "serve"
+    niceness = NICENESS  # JPEGs and 20 viewers must not take the pipeline's CPU
 
     def __init__(self, bind: str = "8080", *, token: str | None = None,
                  keypoint_threshold: float = 0.3, picture_width: int = PICTURE_WIDTH,

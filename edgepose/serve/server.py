@@ -34,7 +34,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import WSMsgType, web
 
 from edgepose.errors import ConfigError
-from edgepose.outputs.background import lower_priority
+from edgepose.outputs.background import NICENESS, lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class LiveServer:
         failure: list[BaseException] = []
 
         def main() -> None:
-            lower_priority()  # the pipeline comes first; the executor threads inherit it
+            lower_priority(NICENESS)  # the pipeline comes first; executor threads inherit it
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             self._loop = loop

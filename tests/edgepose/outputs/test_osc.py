@@ -51,7 +51,7 @@ def test_documented_address_scheme(prefix: str) -> None:
     try:
         for r in results:
             out.write(r)
-            time.sleep(0.05)
+            time.sleep(0.08)  # a pace the output keeps up with even on a busy machine
     finally:
         out.close()
     root = prefix or "/edgepose"

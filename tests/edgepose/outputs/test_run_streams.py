@@ -18,6 +18,9 @@ pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (extr
 
 RUN = [sys.executable, "-m", "edgepose.cli.run"]
 TOPIC = "edgepose/run/poses"
+# played at its own 5 frames/s: a consumer that keeps up gets every frame even on a busy
+# machine, so what is missing is what the outage cost, not what the newest-wins box dropped
+VIDEO = "mmpose_demo.mp4"
 
 
 def lines(path: Path) -> list[dict]:
@@ -33,25 +36,25 @@ def broker(tmp_path: Path):
 
 
 def test_run_publishes_one_message_per_frame_as_the_json_lines(broker: Mosquitto, tmp_path: Path) -> None:
-    video = shared_path("videos", "sports2d_demo.mp4")
+    video = shared_path("videos", VIDEO)
     sub = Subscriber(broker.port, [TOPIC, TOPIC + "/status"])
     jsonl = tmp_path / "poses.jsonl"
-    proc = subprocess.run(RUN + ["--source", str(video), "--realtime", "--display", "none",
-                                 "--max-frames", "45", "--json", str(jsonl),
+    proc = subprocess.run(RUN + ["--source", str(video), "--realtime", "--loop", "--display", "none",
+                                 "--max-frames", "15", "--json", str(jsonl),
                                  "--output", f"mqtt://127.0.0.1:{broker.port}/{TOPIC}"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     expected = lines(jsonl)
-    assert len(expected) == 45
-    wait_for(lambda: len(sub.payloads(TOPIC)) >= 45, 5, "45 messages")
+    assert len(expected) == 15
+    wait_for(lambda: len(sub.payloads(TOPIC)) >= 15, 5, "15 messages")
     assert [json.loads(p) for p in sub.payloads(TOPIC)] == expected
     assert sub.payloads(TOPIC + "/status") == [b"online", b"offline"]
-    assert f"mqtt://127.0.0.1:{broker.port}/{TOPIC}: 45 frame(s)" in proc.stderr
+    assert f"mqtt://127.0.0.1:{broker.port}/{TOPIC}: 15 frame(s)" in proc.stderr
     sub.close()
 
 
 def test_run_survives_the_broker_dying_and_coming_back(broker: Mosquitto, tmp_path: Path) -> None:
-    video = shared_path("videos", "sports2d_demo.mp4")
+    video = shared_path("videos", VIDEO)
     sub = Subscriber(broker.port, [TOPIC], client_id="run-sub", persistent=True)
     broker.save()  # the subscriber's session outlives the broker's death
     jsonl = tmp_path / "poses.jsonl"
@@ -60,13 +63,13 @@ def test_run_survives_the_broker_dying_and_coming_back(broker: Mosquitto, tmp_pa
                                    "--json", str(jsonl), "--output", spec],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: len(sub.payloads(TOPIC)) >= 20, 60, "20 frames before the kill")
+        wait_for(lambda: len(sub.payloads(TOPIC)) >= 10, 60, "10 frames before the kill")
         broker.kill()
         killed_at = time.monotonic()
         time.sleep(1.0)
         broker.start()
         back = len(sub.payloads(TOPIC))
-        wait_for(lambda: len(sub.payloads(TOPIC)) >= back + 20, 60, "20 frames after the restart")
+        wait_for(lambda: len(sub.payloads(TOPIC)) >= back + 10, 60, "10 frames after the restart")
         assert proc.poll() is None, "the run stopped"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -77,12 +80,12 @@ def test_run_survives_the_broker_dying_and_coming_back(broker: Mosquitto, tmp_pa
     assert all(got[f] == records[f] for f in got)  # what arrived is the JSON Lines' content
     first_back = min(f for f in got if records[f]["timestamp"] > killed_at)
     missing = sorted(f for f in records if f not in got and f < first_back)
-    assert missing, "the broker was down for a second: frames must be missing"
+    assert missing, "the broker was down for a second (5 frames): frames must be missing"
     # only frames captured while the broker was down (the record's timestamp is the
     # capture time on the same monotonic clock); 0.5 s for frames in flight at the kill
     assert all(killed_at - 0.5 <= records[f]["timestamp"] for f in missing), missing
     assert missing == list(range(missing[0], missing[-1] + 1))  # one gap, nothing lost after
-    assert max(f for f in records if f in got) >= first_back + 19
+    assert max(f for f in records if f in got) >= first_back + 9
     assert all(f in got for f in records if first_back <= f <= max(got))
     warnings = [line for line in err.splitlines() if spec in line and "WARNING" in line]
     assert len(warnings) == 1, err
