@@ -56,7 +56,7 @@ def check_bind(bind: str, token: str | None) -> tuple[str, int]:
     """(host, port) of ``bind``; ``ConfigError`` for a bind beyond loopback without a token."""
     host, port = parse_bind(bind)
     if not is_loopback(host) and not token:
-        raise ConfigError(f"--serve {bind}: serving beyond loopback needs a token; pass "
+        raise ConfigError(f"--serve {bind}: binding beyond loopback needs a token; pass "
                           "--serve-token TOKEN (or --serve-token auto to have one made and "
                           "printed), or serve on 127.0.0.1")
     return host, port
