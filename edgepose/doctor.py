@@ -224,10 +224,6 @@ def check_tpu_devices(kind: str, tpu: str | None, sysfs_root: Path, dev_root: Pa
     return checks
 
 
-def _is_picamera(source: str) -> bool:
-    return source.split(":")[0] in ("picamera", "picam", "libcamera")
-
-
 def _list_cameras() -> str | None:
     """``rpicam-hello --list-cameras`` output where libcamera's apps are installed."""
     exe = shutil.which("rpicam-hello") or shutil.which("libcamera-hello")
@@ -240,22 +236,45 @@ def _list_cameras() -> str | None:
     return run.stdout + run.stderr
 
 
+def _check_file_source(spec: str) -> Check:
+    """Open a video/image source and read its first frame, as the run would."""
+    from edgepose.sources import make_source
+
+    try:
+        source = make_source(spec)
+        source.open()
+        try:
+            first = source.read()
+        finally:
+            source.close()
+    except EdgePoseError as err:
+        return Check("camera", "fail", str(err), "pass a video, image or folder edgepose can read",
+                     blocking=True)
+    if first is None:
+        return Check("camera", "fail", f"source {spec} has no frame", "pass another --source",
+                     blocking=True)
+    return Check("camera", "ok", f"file {spec} ({first.size[1]}x{first.size[0]})")
+
+
 def check_camera(source: str, dev_root: Path, list_cameras: Callable[[], str | None] = _list_cameras) -> Check:
+    from edgepose.sources.spec import parse_source
+
     s = source.strip()
     webcams = sorted(str(p) for p in dev_root.glob("video[0-9]*"))
-    if "://" in s:
+    try:
+        spec = parse_source(s)
+    except SourceError as err:
+        return Check("camera", "fail", str(err), blocking=True)
+    if spec.kind == "stream":
         return Check("camera", "ok", f"stream {s} (not probed)")
-    if s.isdigit() or s.startswith("/dev/video"):
-        node = dev_root / f"video{s}" if s.isdigit() else dev_root / Path(s).name
+    if spec.kind == "webcam":
+        node = dev_root / f"video{spec.target}" if isinstance(spec.target, int) else dev_root / Path(s).name
         if node.exists():
             return Check("camera", "ok", f"webcam {node}")
         return Check("camera", "fail", f"webcam {node} not found (present: {', '.join(webcams) or 'none'})",
                      "plug the webcam in, or pick one of the listed nodes", blocking=True)
-    if s != "auto" and not _is_picamera(s):
-        if Path(s).expanduser().exists():
-            return Check("camera", "ok", f"file {s}")
-        return Check("camera", "fail", f"source file {s} not found",
-                     "pass an existing video, image or folder with --source", blocking=True)
+    if spec.is_file:
+        return _check_file_source(s)
     picam_hint = PICAMERA_HINT
     has_picam = importlib.util.find_spec("picamera2") is not None
     if has_picam:  # present, but does it import? (numpy 1/2 clash of Debian's simplejpeg)
@@ -271,7 +290,7 @@ def check_camera(source: str, dev_root: Path, list_cameras: Callable[[], str | N
              f"libcamera cameras: {'unknown' if cams is None else 'found' if cams else 'none'}",
              f"/dev/video*: {len(webcams)}"]
     detail = ", ".join(parts)
-    if _is_picamera(s):
+    if spec.kind == "picamera":
         if not has_picam:
             return Check("camera", "fail", detail, picam_hint, blocking=True)
         if cams is False:

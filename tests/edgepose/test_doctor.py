@@ -448,3 +448,23 @@ def test_camera_with_broken_picamera2_names_the_simplejpeg_fix(tmp_path: Path,
     check = check_camera("picamera", tmp_path, list_cameras=lambda: "0 : imx708 [4608x2592]")
     assert check.status == "fail" and check.blocking
     assert "missing or broken" in check.detail and "pip install --force-reinstall simplejpeg" in check.hint
+
+
+@pytest.mark.parametrize("content, verdict", [(b"this is not a video\n" * 50, "fail"), (None, "ok")])
+def test_a_file_source_is_opened_not_just_found(tmp_path: Path, content: bytes | None, verdict: str) -> None:
+    """`doctor --source text.mp4` must not say the run can start: the file is opened and
+    its first frame read, as the run would (also through a file:// URL)."""
+    from edgepose.doctor import check_camera
+    from tests.conftest import shared_path
+
+    if content is None:
+        path = shared_path("videos", "mmpose_demo.mp4")
+    else:
+        path = tmp_path / "text.mp4"
+        path.write_bytes(content)
+    for spec in (str(path), path.as_uri()):
+        check = check_camera(spec, tmp_path)
+        assert check.status == verdict, check
+        assert check.blocking == (verdict == "fail")
+    if verdict == "ok":
+        assert "960x540" in check.detail
