@@ -61,6 +61,16 @@ def as_json_line(record: dict[str, Any]) -> Any:
     return json.loads(json.dumps(record))
 
 
+def assert_config_error(spec: str, message: str) -> None:
+    """``make_output(spec).check()`` fails with one ConfigError line naming the spec."""
+    from edgepose.errors import ConfigError
+    from edgepose.outputs import make_output
+
+    with pytest.raises(ConfigError, match=message) as err:
+        make_output(spec).check()
+    assert spec in str(err.value) and "\n" not in str(err.value)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

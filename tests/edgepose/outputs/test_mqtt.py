@@ -11,25 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from edgepose.errors import ConfigError
 from edgepose.outputs import make_output
 from edgepose.outputs.mqtt import MqttOutput
 from tests.conftest import REPO
-from tests.edgepose.outputs.helpers import (Mosquitto, Subscriber, as_json_line, free_port,
-                                            real_results, wait_for)
+from tests.edgepose.outputs.helpers import (Mosquitto, Subscriber, as_json_line,
+                                            assert_config_error, free_port, real_results,
+                                            wait_for)
 
 pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (extra net)")
 
 TOPIC = "edgepose/test/poses"
 PERIOD = 0.08  # 12.5 frames/s: the output keeps up even on a busy machine
-
-
-@pytest.fixture
-def broker(tmp_path: Path):
-    b = Mosquitto(tmp_path)
-    b.start()
-    yield b
-    b.stop()
 
 
 def frames_of(payloads: list[bytes]) -> list[int]:
@@ -46,9 +38,7 @@ def frames_of(payloads: list[bytes]) -> list[int]:
     ("mqtt://broker:abc/topic", "port"),
 ])
 def test_bad_urls_are_one_line_config_errors(spec: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message) as err:
-        make_output(spec).check()
-    assert spec in str(err.value) and "\n" not in str(err.value)
+    assert_config_error(spec, message)
 
 
 def test_url_parts() -> None:

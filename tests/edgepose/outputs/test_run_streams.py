@@ -27,14 +27,6 @@ def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.fixture
-def broker(tmp_path: Path):
-    b = Mosquitto(tmp_path)
-    b.start()
-    yield b
-    b.stop()
-
-
 def test_run_publishes_one_message_per_frame_as_the_json_lines(broker: Mosquitto, tmp_path: Path) -> None:
     video = shared_path("videos", VIDEO)
     sub = Subscriber(broker.port, [TOPIC, TOPIC + "/status"])

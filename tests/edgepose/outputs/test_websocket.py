@@ -12,9 +12,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from edgepose.errors import ConfigError
 from edgepose.outputs import make_output
-from tests.edgepose.outputs.helpers import as_json_line, free_port, real_results, wait_for
+from tests.edgepose.outputs.helpers import (as_json_line, assert_config_error, free_port, real_results,
+                                            wait_for)
 
 server_mod = pytest.importorskip("websockets.sync.server", reason="websockets is not installed (extra net)")
 
@@ -60,9 +60,7 @@ def server() -> Iterator[Server]:
     ("wss://:8080/x", "no host"),
 ])
 def test_bad_urls_are_one_line_config_errors(spec: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message) as err:
-        make_output(spec).check()
-    assert spec in str(err.value) and "\n" not in str(err.value)
+    assert_config_error(spec, message)
 
 
 def test_each_record_arrives_as_its_json_line(server: Server) -> None:

@@ -3,7 +3,6 @@ keypoints of the displayed frame are, over the picture, in the schema's colours.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
