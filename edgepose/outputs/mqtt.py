@@ -23,9 +23,14 @@ from typing import Any
 from urllib.parse import unquote
 
 from edgepose.errors import ConfigError
-from edgepose.outputs.background import BackgroundOutput, import_net, parse_url, url_port
+from edgepose.outputs.background import (
+    BackgroundOutput,
+    import_net,
+    parse_url,
+    url_port,
+)
 from edgepose.outputs.base import FrameResult
-from edgepose.outputs.websocket import record_text
+from edgepose.outputs.records import record_text
 
 FORM = "mqtt://[USER:PASS@]HOST[:PORT]/TOPIC"
 DEFAULT_PORT = 1883

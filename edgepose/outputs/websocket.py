@@ -9,12 +9,12 @@ synchronous client, imported only here (extra ``net``).
 
 from __future__ import annotations
 
-import json
 import socket
 from typing import Any
 
 from edgepose.outputs.background import BackgroundOutput, import_net, parse_url
 from edgepose.outputs.base import FrameResult
+from edgepose.outputs.records import record_text
 
 FORM = "ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH]"
 OPEN_TIMEOUT = 3.0
@@ -22,11 +22,6 @@ OPEN_TIMEOUT = 3.0
 
 def import_websockets_client() -> Any:
     return import_net("websockets.sync.client", "websockets", "ws:// outputs")
-
-
-def record_text(record: dict[str, Any]) -> str:
-    """The record as compact JSON, exactly as a JSON Lines line (without the newline)."""
-    return json.dumps(record, separators=(",", ":"))
 
 
 class WebSocketOutput(BackgroundOutput):

@@ -27,7 +27,7 @@ import numpy.typing as npt
 from edgepose.errors import ConfigError
 from edgepose.outputs.background import NICENESS, BackgroundOutput, import_net
 from edgepose.outputs.base import FrameResult
-from edgepose.outputs.websocket import record_text
+from edgepose.outputs.records import record_text
 
 log = logging.getLogger(__name__)
 
