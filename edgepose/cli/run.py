@@ -126,6 +126,11 @@ def make_outputs(cfg: RunConfig) -> list[Output]:
 
         outputs.append(SnapshotOutput(cfg.snapshot_dir, every=cfg.snapshot_every,
                                       keypoint_threshold=cfg.keypoint_threshold))
+    if cfg.serve is not None:
+        from edgepose.serve import ServeOutput
+
+        outputs.append(ServeOutput(cfg.serve, token=cfg.serve_token,
+                                   keypoint_threshold=cfg.keypoint_threshold))
     seen: dict[str, str] = {}
     for out in outputs:
         path = getattr(out, "path", None)
