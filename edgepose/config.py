@@ -111,12 +111,10 @@ def _outputs(v: tuple[str, ...], cfg: RunConfig) -> None:
 
 
 def _serve(v: str | None, cfg: RunConfig) -> None:
-    if v is None:
-        return
-    host, port = parse_serve(v)
-    if host not in ("127.0.0.1", "localhost", "::1") and not cfg.serve_token:
-        raise ConfigError(f"serve {v}: binding beyond loopback needs a token; set serve_token "
-                          "(or --serve-token TOKEN), or serve on 127.0.0.1")
+    if v is not None:
+        from edgepose.serve import check_bind
+
+        check_bind(v, cfg.serve_token)  # beyond loopback without a token: ConfigError
 
 
 def parse_serve(text: str) -> tuple[str, int]:
@@ -198,8 +196,10 @@ class RunConfig:
     serve: str | None = setting(None, "serve the live view and /poses on [HOST:]PORT (loopback "
                                 "unless a host is given; beyond loopback needs serve_token)",
                                 check=_serve, metavar="[HOST:]PORT", example='"8080"')
-    serve_token: str | None = setting(None, "token every request to --serve must carry "
-                                      "(required beyond loopback)", metavar="TOKEN",
+    serve_token: str | None = setting(None, "token every request to --serve must carry, as "
+                                      "?token= or Authorization: Bearer (required beyond "
+                                      "loopback; auto: make one and print the URL with it)",
+                                      metavar="TOKEN",
                                       example='"change-me"')
     max_frames: int = setting(0, "stop after this many frames (0: run until stopped)",
                               check=_count("max_frames"), metavar="N", section="Run")

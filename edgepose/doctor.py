@@ -19,7 +19,7 @@ import struct
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from edgepose import runtimes
 from edgepose.errors import ConfigError, EdgePoseError, SourceError
@@ -377,6 +377,9 @@ def run_doctor(
     environ: Mapping[str, str] | None = None,
     list_cameras: Callable[[], str | None] = _list_cameras,
     probe_timeout: float = PROBE_TIMEOUT,
+    outputs: Sequence[str] = (),
+    serve: str | None = None,
+    serve_token: str | None = None,
 ) -> Report:
     """Run every check for the configured ``model``/``device``/``source``/``display``.
     The Edge TPU probe child gets ``environ`` (default: this process's environment)."""
@@ -396,4 +399,27 @@ def run_doctor(
     report.checks.append(check_pygame(display))
     report.checks += check_power(dt_root)
     report.checks += check_models(model)
+    report.checks += check_outputs(outputs, serve, serve_token)
     return report
+
+
+def check_outputs(outputs: Sequence[str], serve: str | None = None,
+                  serve_token: str | None = None) -> list[Check]:
+    """Each configured output (``json``, ``output``, ``record``, ``serve``): can it be
+    written or reached? An unwritable file stops the run (blocking); an unreachable
+    network peer only warns, the run reconnects to it."""
+    from edgepose.outputs import output_kind
+    from edgepose.outputs.probe import probe_output, probe_serve
+
+    checks = []
+    for spec in outputs:
+        ok, detail = probe_output(spec)
+        network = "://" in spec and output_kind(spec) not in ("", "-")
+        status = "ok" if ok else ("warn" if network else "fail")
+        hint = "" if ok else ("the run starts anyway and reconnects with backoff" if network
+                              else "fix the path in the config or flags")
+        checks.append(Check("output", status, detail, hint, blocking=not network))
+    if serve is not None:
+        ok, detail = probe_serve(serve, serve_token)
+        checks.append(Check("serve", "ok" if ok else "fail", detail, blocking=True))
+    return checks

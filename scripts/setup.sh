@@ -9,9 +9,18 @@ extra="dev"
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[${extra}]"
-# The linters shellcheck and systemd-analyze let the deploy/ tests run; they are skipped without them.
-if ! command -v shellcheck >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null) || echo "shellcheck not installed; its test will be skipped"
+# Debian packages some tests need, installed when root and absent (the tests skip without
+# them): shellcheck (and systemd-analyze) for deploy/, mosquitto (an MQTT broker the MQTT
+# tests start on 127.0.0.1) and chromium (the headless browser of the --serve page test).
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  missing=()
+  command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+  [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+      || echo "not installed: ${missing[*]}; the tests that need them will be skipped"
+  fi
 fi
 # The pygame the Pi installer picks on Bookworm (pygame-ce, deploy/runtimes.toml) in a side
 # folder: it cannot share the venv with pygame, and the tests run the renderer and the

@@ -30,8 +30,25 @@ def register(subparsers: Any) -> None:
     p.add_argument("--probe-timeout", type=float, default=PROBE_TIMEOUT, metavar="SECONDS",
                    help="how long the Edge TPU probe (one real invoke in a child process) may take "
                         "before it counts as hung")
+    p.add_argument("--output", action="append", default=None, metavar="SPEC",
+                   help="an output to check (file or URL; repeat for several; default: from --config)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
+
+
+def _configured_outputs(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    """The outputs a run with ``--config`` (and ``--output``) would open."""
+    cfg: dict[str, Any] = {}
+    if args.config:
+        from edgepose.config import load_toml
+
+        cfg = load_toml(args.config)
+    outputs = [cfg["json"]] if cfg.get("json") else []
+    outputs += list(cfg.get("output", ())) + list(args.output or ())
+    if cfg.get("record"):
+        outputs.append(cfg["record"])
+    serve = {"serve": cfg.get("serve"), "serve_token": cfg.get("serve_token")}
+    return outputs, serve
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
         settings.update({k: v for k, v in load_toml(args.config).items() if k in settings})
     settings.update({k: getattr(args, k) for k in settings if getattr(args, k) is not None})
-    report = run_doctor(**settings, probe_timeout=args.probe_timeout)
+    outputs, serve = _configured_outputs(args)
+    report = run_doctor(**settings, probe_timeout=args.probe_timeout, outputs=outputs, **serve)
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

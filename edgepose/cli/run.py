@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from edgepose import sdnotify
 from edgepose.cli.common import EXIT_OK, EXIT_RUNTIME, ArgumentParser, run_cli, setup_logging
 from edgepose.config import SETTINGS, RunConfig, build_config, usable_cores, value_types
-from edgepose.errors import ConfigError
+from edgepose.errors import ConfigError, SourceError
 from edgepose.outputs import Output, make_output
 
 log = logging.getLogger("edgepose.run")
@@ -114,7 +114,23 @@ def make_outputs(cfg: RunConfig) -> list[Output]:
     outputs: list[Output] = []
     if cfg.json is not None:  # JSON Lines whatever the file is called
         outputs.append(JsonLinesOutput(cfg.json, flag="--json"))
-    outputs += [make_output(spec, flag="--output") for spec in cfg.output]
+    outputs += [make_output(spec, flag="--output", keypoint_threshold=cfg.keypoint_threshold)
+                for spec in cfg.output]
+    if cfg.record:
+        from edgepose.outputs.recording import RecordingOutput
+
+        outputs.append(RecordingOutput(cfg.record, flag="--record", fps=cfg.fps,
+                                       keypoint_threshold=cfg.keypoint_threshold))
+    if cfg.snapshot_every and cfg.snapshot_dir:
+        from edgepose.outputs.snapshots import SnapshotOutput
+
+        outputs.append(SnapshotOutput(cfg.snapshot_dir, every=cfg.snapshot_every,
+                                      keypoint_threshold=cfg.keypoint_threshold))
+    if cfg.serve is not None:
+        from edgepose.serve import ServeOutput
+
+        outputs.append(ServeOutput(cfg.serve, token=cfg.serve_token,
+                                   keypoint_threshold=cfg.keypoint_threshold))
     seen: dict[str, str] = {}
     for out in outputs:
         path = getattr(out, "path", None)
@@ -124,14 +140,18 @@ def make_outputs(cfg: RunConfig) -> list[Output]:
                 raise ConfigError(f"{out.spec} is given twice ({seen[key]} and {out.spec}); "
                                   "each output needs its own file")
             seen[key] = out.spec
-    if cfg.record:
-        rec = Path(cfg.record).expanduser().resolve()
-        if str(rec) in seen:
-            raise ConfigError(f"--record {cfg.record} is also {seen[str(rec)]}; each output needs "
-                              "its own file")
     for out in outputs:
         out.check()
     return outputs
+
+
+def _set_frame_rate(outputs: list[Output], fps: float) -> None:
+    """Recordings play at the source's own frame rate, known once it is open."""
+    from edgepose.outputs.recording import RecordingOutput
+
+    for out in outputs:
+        if isinstance(out, RecordingOutput):
+            out.fps = fps
 
 
 def _warm_up(estimator: Any, cfg: RunConfig) -> None:
@@ -156,23 +176,24 @@ def run(cfg: RunConfig) -> int:
         with ExitStack() as stack:
             outputs = make_outputs(cfg)
             source = make_source(cfg.source, width=cfg.width, height=cfg.height, fps=cfg.fps,
-                                 loop=cfg.loop, realtime=cfg.realtime)
+                                 loop=cfg.loop, realtime=cfg.realtime,
+                                 allow_truncated=cfg.allow_truncated)
             stopper.source = source
-            source.open()  # a signal meanwhile interrupts it
             stack.callback(source.close)
+            try:
+                source.open()  # a signal meanwhile interrupts it
+            except SourceError:
+                if not stopper.stopped:
+                    raise
             if stopper.stopped:
                 return EXIT_OK
+            _set_frame_rate(outputs, getattr(source, "frame_rate", 0.0) or cfg.fps)
             estimator = open_estimator(cfg.model, cfg.device, decoder=cfg.decoder, schema=cfg.schema,
                                        num_threads=cfg.num_threads or usable_cores())
             limit_library_threads()
             stack.callback(estimator.close)
             _warm_up(estimator, cfg)
-            renderer = make_renderer(
-                cfg.display, keypoint_threshold=cfg.keypoint_threshold,
-                record=Path(cfg.record) if cfg.record else None,
-                snapshot_every=cfg.snapshot_every,
-                snapshot_dir=Path(cfg.snapshot_dir) if cfg.snapshot_dir else None,
-                fps=getattr(source, "frame_rate", 0.0) or cfg.fps)
+            renderer = make_renderer(cfg.display, keypoint_threshold=cfg.keypoint_threshold)
             stack.callback(renderer.close)
             for out in outputs:
                 out.open()
@@ -200,10 +221,10 @@ def run(cfg: RunConfig) -> int:
             sdnotify.stopping()
     finally:
         stopper.restore()
-    if stopper.signal_at is not None:
-        name = signal.Signals(stopper.signum).name if stopper.signum else "?"
-        log.info("stopped in %.0f ms after signal %d (%s)",
-                 (time.monotonic() - stopper.signal_at) * 1e3, stopper.signum, name)
+        if stopper.signal_at is not None:  # also when stopped before the pipeline ran
+            name = signal.Signals(stopper.signum).name if stopper.signum else "?"
+            log.info("stopped in %.0f ms after signal %d (%s)",
+                     (time.monotonic() - stopper.signal_at) * 1e3, stopper.signum, name)
     return rc
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from edgepose.errors import OutputError
 from edgepose.outputs.base import FrameResult, Output
 from edgepose.outputs.files import check_writable_file
 from edgepose.outputs.lock import OutputLock
+from edgepose.outputs.records import record_text
 from edgepose.stdio import silence_stdout
 
 
@@ -55,7 +55,7 @@ class JsonLinesOutput(Output):
             raise OutputError(f"{self.flag} {self.path}: cannot open for writing ({err.strerror})") from None
 
     def write(self, result: FrameResult) -> None:
-        line = json.dumps(result.record, separators=(",", ":")) + "\n"
+        line = record_text(result.record) + "\n"
         if self.stdout:
             try:
                 sys.stdout.write(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 from edgepose.pose import Poses
@@ -36,3 +37,9 @@ def frame_record(frame: Frame, poses: Poses, latency_ms: float, *, device: str =
     if frame.error:
         record["error"] = frame.error
     return record
+
+
+def record_text(record: Mapping[str, Any]) -> str:
+    """The record as compact JSON: a JSON Lines line without its newline, and the text
+    every network output sends."""
+    return json.dumps(record, separators=(",", ":"))

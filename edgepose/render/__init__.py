@@ -1,5 +1,5 @@
-"""Drawing poses: the live pygame view (TV, window or headless), ``annotate()`` for
-images, and MP4 / snapshot recording. pygame and OpenCV are imported only when used."""
+"""Drawing poses: the live pygame view (TV, window or headless) and ``annotate()`` for
+images, recordings and snapshots. pygame and OpenCV are imported only when used."""
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from edgepose.preprocess import Transform
 from edgepose.render.base import Renderer
 from edgepose.render.draw import default_thickness, skeleton_segments
 from edgepose.render.driver import GROUPS_HINT, DriverPlan
-from edgepose.render.record import SnapshotWriter, VideoRecorder
 
 DEFAULT_WINDOW = (1280, 720)
 
@@ -76,11 +75,8 @@ class PygameRenderer(Renderer):
         *,
         size: tuple[int, int] | None = None,
         keypoint_threshold: float = 0.3,
-        recorder: VideoRecorder | None = None,
-        snapshots: SnapshotWriter | None = None,
     ) -> None:
-        super().__init__(keypoint_threshold=keypoint_threshold, recorder=recorder,
-                         snapshots=snapshots)
+        super().__init__(keypoint_threshold=keypoint_threshold)
         self.pg = import_pygame()
         self.display = plan.display
         self.plan = plan

@@ -41,9 +41,12 @@ def _picamera_present() -> bool:
 
 
 def make_source(spec: str, *, width: int = 640, height: int = 480, fps: float = 30.0,
-                loop: bool = False, realtime: bool = False) -> Source:
+                loop: bool = False, realtime: bool = False,
+                allow_truncated: bool = False) -> Source:
     """The (unopened) source for ``spec`` (see ``SOURCE_HELP``). Live cameras and streams
-    come wrapped in ``ReconnectingSource`` so that a failure mid-run is retried."""
+    come wrapped in ``ReconnectingSource`` so that a failure mid-run is retried; a video
+    file that ends short of its declared frame count raises ``SourceError`` after its
+    last good frame unless ``allow_truncated`` (then one warning)."""
     parsed = parse_source(spec)
     if parsed.kind == "auto":
         if _picamera_present():
@@ -73,13 +76,15 @@ def make_source(spec: str, *, width: int = 640, height: int = 480, fps: float = 
     parsed.check_exists()
     if parsed.kind == "images":
         return ImageSource(parsed.path, loop=loop, fps=fps, realtime=realtime)
-    return OpenCVSource(parsed.path, loop=loop, realtime=realtime, live=False)
+    return OpenCVSource(parsed.path, loop=loop, realtime=realtime, live=False,
+                        allow_truncated=allow_truncated)
 
 
 def open_source(spec: str, *, width: int = 640, height: int = 480, fps: float = 30.0,
-                loop: bool = False, realtime: bool = False) -> Source:
+                loop: bool = False, realtime: bool = False,
+                allow_truncated: bool = False) -> Source:
     """``make_source(...)`` opened: ready for ``read()``; raises ``SourceError`` with a fix."""
     source = make_source(spec, width=width, height=height, fps=fps, loop=loop,
-                         realtime=realtime)
+                         realtime=realtime, allow_truncated=allow_truncated)
     source.open()
     return source

@@ -72,12 +72,22 @@ class Source(ABC):
         """Release the device or file. Safe to call twice."""
 
     def interrupt(self) -> None:
-        """Wake a ``read()`` that is waiting (pacing, reconnect backoff) so a stop is fast."""
+        """End a waiting ``open()`` or ``read()`` (pacing, reconnect backoff, a stream that
+        does not answer) so a stop is fast; safe from a signal handler and other threads.
+
+        It sticks: an interrupted ``read()`` returns None, an interrupted ``open()``
+        raises ``SourceError``, and so does every later call.
+        """
         self._interrupt.set()
 
-    def _frame(self, image: npt.NDArray[np.uint8], timestamp: float) -> Frame:
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupt.is_set()
+
+    def _frame(self, image: npt.NDArray[np.uint8], timestamp: float, *, name: str = "",
+               error: str = "") -> Frame:
         """Number a new frame; the index counts every frame this source produced."""
-        frame = Frame(image=image, timestamp=timestamp, index=self._count)
+        frame = Frame(image=image, timestamp=timestamp, index=self._count, name=name, error=error)
         self._count += 1
         return frame
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import numpy as np
 from edgepose.errors import SourceError
 from edgepose.imageio import IMAGE_SUFFIXES, list_images, read_image
 from edgepose.sources.base import Frame, Source
+
+log = logging.getLogger(__name__)
+
+
+#: the image of a frame that could not be read (see ``Frame.error``)
+PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)
 
 
 def is_image_file(path: Path) -> bool:
@@ -20,6 +27,10 @@ class ImageSource(Source):
     """The images of ``path`` (one file, or a folder's image files in name order).
 
     ``loop`` repeats them forever; ``fps`` > 0 with ``realtime`` paces them like a camera.
+    A folder's frames carry the file name (``Frame.name``). A folder image that cannot be
+    read does not end the run: it is logged once and yields a frame with ``error`` set and
+    a 1x1 placeholder image, so its record says why and the next images are processed.
+    A single image file that cannot be read is an error at ``open()``.
     """
 
     def __init__(self, path: str | Path, *, loop: bool = False, fps: float = 0.0,
@@ -32,6 +43,8 @@ class ImageSource(Source):
         self._pos = 0
         self._next_due = 0.0
         self._cached: np.ndarray | None = None
+        self._folder = False
+        self._warned: set[Path] = set()
 
     @property
     def paced(self) -> bool:
@@ -49,8 +62,7 @@ class ImageSource(Source):
         else:
             raise SourceError(f"image source {self.path} not found: pass an existing image "
                               "file or folder with --source")
-        self._files, self._pos = files, 0
-        self._interrupt.clear()
+        self._files, self._pos, self._folder = files, 0, self.path.is_dir()
         self._next_due = time.monotonic()
 
     def read(self) -> Frame | None:
@@ -65,13 +77,18 @@ class ImageSource(Source):
             if delay > 0 and self._interrupt.wait(delay):
                 return None
             self._next_due = max(self._next_due + 1.0 / self.fps, time.monotonic())
-        if len(self._files) == 1:  # one looping image: decode once, hand out copies
-            if self._cached is None:
-                self._cached = read_image(path)
-            image = self._cached.copy()
-        else:
+        if not self._folder:  # one (looping) image: decoded at open, hand out copies
+            assert self._cached is not None
+            return self._frame(self._cached.copy(), time.monotonic())
+        try:
             image = read_image(path)
-        return self._frame(image, time.monotonic())
+        except SourceError as err:
+            if path not in self._warned:
+                self._warned.add(path)
+                log.warning("skipped a bad image: %s", err)
+            return self._frame(PLACEHOLDER.copy(), time.monotonic(), name=path.name,
+                               error=str(err))
+        return self._frame(image, time.monotonic(), name=path.name)
 
     def close(self) -> None:
         self._files = []

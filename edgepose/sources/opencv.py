@@ -1,11 +1,22 @@
-"""Webcams (V4L2 ``/dev/videoN`` or an index), video files and RTSP/HTTP streams through OpenCV."""
+"""Webcams (V4L2 ``/dev/videoN`` or an index), video files and RTSP/HTTP streams through OpenCV.
+
+Live sources (cameras, streams) are opened and read on a helper thread, so that
+``interrupt()`` ends a blocked ``open()`` or ``read()`` within a poll interval (a stream
+that never answers, a camera unplugged mid-read): the caller returns, and the helper
+finishes the abandoned call on its own (streams are bounded by their timeouts) and then
+releases the capture. Video files are read directly and checked at their end: fewer
+frames than the container declares means the file is truncated or damaged.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import queue
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgepose.errors import SourceError
 from edgepose.sources.base import Frame, Source
@@ -13,6 +24,13 @@ from edgepose.sources.spec import STREAM_SCHEMES
 
 log = logging.getLogger(__name__)
 
+#: seconds a network stream may take to answer when opened, and to deliver a frame
+STREAM_TIMEOUT_S = 5.0
+#: how often a caller waiting on the helper thread looks at the interrupt flag
+POLL_S = 0.02
+#: a file may decode this share of its declared frame count less before it counts as
+#: truncated (containers that only estimate the count from the duration)
+COUNT_SLACK = 0.01
 
 
 def _import_cv2() -> Any:
@@ -26,9 +44,77 @@ def _import_cv2() -> Any:
     return cv2
 
 
+def _quiet_opencv(cv2: Any) -> None:
+    """Keep OpenCV's and its FFmpeg's messages (``partial file``, decoder errors, stream
+    timeouts) off stderr: our own warning says what happened. Left alone at DEBUG level
+    or when the user set OpenCV's variables."""
+    if log.isEnabledFor(logging.DEBUG):
+        return
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when OpenCV starts FFmpeg
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def is_stream_url(spec: str) -> bool:
     scheme, sep, _ = spec.partition("://")
     return bool(sep) and scheme.lower() in STREAM_SCHEMES
+
+
+class _Job:
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except BaseException as err:  # handed to the caller
+            self.error = err
+        finally:
+            self.done.set()
+
+
+class _Helper:
+    """One daemon thread running blocking calls one at a time, so a caller can give up
+    waiting. A daemon, unlike a ``ThreadPoolExecutor``'s worker: the interpreter does
+    not wait for an abandoned call at exit."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+        self.busy = False
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job.run()
+
+    def call(self, fn: Callable[[], Any], interrupt: threading.Event) -> tuple[bool, Any]:
+        """``(True, fn())`` run on the helper (its exception re-raised here), or
+        ``(False, None)`` as soon as ``interrupt`` is set; the call then goes on alone."""
+        if interrupt.is_set():
+            return False, None
+        job = _Job(fn)
+        self.busy = True
+        self._jobs.put(job)
+        while not job.done.wait(POLL_S):
+            if interrupt.is_set():
+                return False, None
+        self.busy = False
+        if job.error is not None:
+            raise job.error
+        return True, job.result
+
+    def stop(self, last: Callable[[], Any], wait: float) -> None:
+        """Run ``last`` after the call in progress, then end the thread; wait up to
+        ``wait`` s for it unless a call was abandoned (it may be blocked for long)."""
+        job = _Job(last)
+        self._jobs.put(job)
+        self._jobs.put(None)
+        if not self.busy:
+            job.done.wait(wait)
 
 
 class OpenCVSource(Source):
@@ -36,25 +122,35 @@ class OpenCVSource(Source):
 
     ``target`` is a camera index, a ``/dev/videoN`` path, a URL or a video file path.
     Cameras and URLs are live; for cameras ``width``, ``height`` and ``fps`` are requested
-    from the driver (it may pick the nearest mode). Video files keep their own size;
-    ``loop`` restarts them at the end and ``realtime`` plays them at their frame rate
-    instead of as fast as possible.
+    from the driver (it may pick the nearest mode). A stream must answer within
+    ``timeout`` seconds when opened and deliver each frame within as long. Video files
+    keep their own size; ``loop`` restarts them at the end and ``realtime`` plays them at
+    their frame rate instead of as fast as possible. A file that ends before the frame
+    count its container declares (truncated, or a frame the decoder gave up on) raises
+    ``SourceError`` after its last good frame, or with ``allow_truncated`` ends (or loops)
+    with one warning.
     """
 
     def __init__(self, target: int | str | Path, *, width: int | None = None,
                  height: int | None = None, fps: float | None = None, loop: bool = False,
-                 realtime: bool = False, live: bool | None = None) -> None:
+                 realtime: bool = False, live: bool | None = None,
+                 allow_truncated: bool = False, timeout: float = STREAM_TIMEOUT_S) -> None:
         super().__init__()
         self.target = target
         self.width, self.height, self.fps = width, height, fps
         self.loop, self.realtime = loop, realtime
+        self.allow_truncated, self.timeout = allow_truncated, timeout
         spec = str(target)
         self.is_live = live if live is not None else (
             isinstance(target, int) or spec.startswith("/dev/video") or is_stream_url(spec))
         self.name = spec
-        self._cap: Any = None
+        self.truncated = False  # the file ended short (see allow_truncated)
+        self._cap: Any = None   # live sources: only touched on the helper thread
         self._cv2: Any = None
+        self._helper: _Helper | None = None
+        self._opened = False
         self._file_fps = 0.0
+        self._declared = 0  # frames the file's container declares (0: unknown)
         self._t0 = 0.0      # monotonic time when file frame 0 is due (realtime pacing)
         self._pos = 0       # frames read from the file since the last (re)start
 
@@ -73,15 +169,39 @@ class OpenCVSource(Source):
         if not self.is_live and not Path(spec).is_file():
             raise SourceError(f"video file {spec} not found: pass an existing file, a camera "
                               "index, /dev/videoN or a URL with --source")
-        self._interrupt.clear()
-        cap = cv2.VideoCapture(self.target)
+        _quiet_opencv(cv2)
+        if self.is_live:
+            self._helper = _Helper(f"edgepose-capture-io {spec}")
+            try:
+                done, _ = self._helper.call(self._open_capture, self._interrupt)
+            except BaseException:
+                self.close()
+                raise
+            if not done:
+                self.close()
+                raise SourceError(f"opening {spec} was interrupted (stop requested)")
+        else:
+            self._open_capture()
+        self._opened = True
+        self._restart_clock()
+
+    def _open_capture(self) -> None:
+        """Open and configure the capture (on the helper thread for live sources)."""
+        cv2, spec = self._cv2, str(self.target)
+        if is_stream_url(spec):
+            ms = int(self.timeout * 1000)
+            cap = cv2.VideoCapture(spec, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
+                                                          cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        else:
+            cap = cv2.VideoCapture(self.target)
         if not cap.isOpened():
             cap.release()
             if isinstance(self.target, int) or spec.startswith("/dev/video"):
                 hint = ("check that the webcam is plugged in, that `v4l2-ctl --list-devices` "
                         "shows it and that you are in the 'video' group")
             elif is_stream_url(spec):
-                hint = "check the URL, the network and the stream credentials"
+                hint = (f"no stream within {self.timeout:g} s; check the URL, the network "
+                        "and the stream credentials")
             else:
                 hint = "the file is not a video OpenCV can decode (try an .mp4 with H.264)"
             raise SourceError(f"cannot open video source {spec}: {hint}")
@@ -92,9 +212,10 @@ class OpenCVSource(Source):
             if self.fps:
                 cap.set(cv2.CAP_PROP_FPS, self.fps)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep the driver from queueing stale frames
+        else:
+            self._declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
         self._file_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self._cap = cap
-        self._restart_clock()
         log.info("opened %s (%dx%d @ %.1f fps)", spec, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                  int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), self._file_fps)
 
@@ -103,17 +224,17 @@ class OpenCVSource(Source):
         self._pos = 0
 
     def read(self) -> Frame | None:
-        if self._cap is None:
+        if self._interrupt.is_set():
+            return None
+        if not self._opened:
             raise SourceError(f"video source {self.name} is not open: call open() first")
-        cv2 = self._cv2
-        ok, bgr = self._cap.read()
-        if not ok and not self.is_live and self.loop and self._pos > 0:
-            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            self._restart_clock()
-            ok, bgr = self._cap.read()
-        if not ok:
-            if self.is_live:
-                raise SourceError(f"video source {self.name} stopped delivering frames")
+        if self._helper is not None:
+            done, bgr = self._helper.call(self._grab, self._interrupt)
+            if not done:
+                return None
+        else:
+            bgr = self._grab()
+        if bgr is None:
             return None
         if self.realtime and not self.is_live and self._file_fps > 0:
             due = self._t0 + self._pos / self._file_fps
@@ -121,10 +242,53 @@ class OpenCVSource(Source):
             if delay > 0 and self._interrupt.wait(delay):
                 return None
         self._pos += 1
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rgb = self._cv2.cvtColor(bgr, self._cv2.COLOR_BGR2RGB)
         return self._frame(rgb, time.monotonic())
 
+    def _grab(self) -> Any:
+        """The next BGR image, or None at the end of a file (on the helper if live)."""
+        ok, bgr = self._cap.read()
+        if ok:
+            return bgr
+        if self.is_live:
+            raise SourceError(f"video source {self.name} stopped delivering frames")
+        self._check_complete()
+        if self.loop and self._pos > 0:
+            self._cap.set(self._cv2.CAP_PROP_POS_FRAMES, 0)
+            self._restart_clock()
+            ok, bgr = self._cap.read()
+            if ok:
+                return bgr
+        return None
+
+    def _check_complete(self) -> None:
+        """At a file's end: did it deliver the frames its container declares?"""
+        got, declared = self._pos, self._declared
+        if not declared or declared - got <= max(1, int(declared * COUNT_SLACK)):
+            return
+        if got:
+            at = f" at {(got - 1) / self._file_fps:.2f} s" if self._file_fps > 0 else ""
+            last = f"frame {got - 1}{at}"
+        else:
+            last = "none"
+        text = (f"video {self.name} is truncated or damaged: it ended after {got} of the "
+                f"{declared} frames it declares (last good frame: {last})")
+        if not self.allow_truncated:
+            raise SourceError(f"{text}; the frames before it were processed; pass "
+                              "--allow-truncated to accept a partial video")
+        if not self.truncated:
+            log.warning("%s; going on as --allow-truncated asks", text)
+        self.truncated = True
+
+    def _release(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
     def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        self._opened = False
+        helper, self._helper = self._helper, None
+        if helper is not None:  # the capture belongs to the helper thread
+            helper.stop(self._release, wait=1.0)
+        else:
+            self._release()

@@ -18,7 +18,8 @@ class ReconnectingSource(Source):
 
     The first ``open()`` is not retried, so a camera that is missing at start-up is
     reported at once. Frame indices keep counting across reconnects. ``interrupt()``
-    ends a backoff wait at once (``read()`` then returns None), so a stop stays fast.
+    ends a backoff wait, a blocked read or a blocked reopening at once (``read()`` then
+    returns None; a first ``open()`` raises ``SourceError``), so a stop stays fast.
     ``reconnects`` counts successful reopenings, ``backoffs`` the recent waits.
     """
 
@@ -36,11 +37,22 @@ class ReconnectingSource(Source):
         self._inner: Source | None = None
 
     def open(self) -> None:
-        self._interrupt.clear()
+        self._inner = self._open_inner()
+        self.name = self._inner.name
+
+    def _open_inner(self) -> Source:
+        """A fresh inner source, opened; kept in ``_inner`` while it opens, so that
+        ``interrupt()`` reaches a blocked ``open()`` too."""
         inner = self.factory()
-        inner.open()
         self._inner = inner
-        self.name = inner.name
+        try:
+            if self._interrupt.is_set():
+                inner.interrupt()
+            inner.open()
+        except BaseException:
+            self._inner = None
+            raise
+        return inner
 
     def read(self) -> Frame | None:
         delay = self.initial_delay
@@ -52,7 +64,10 @@ class ReconnectingSource(Source):
                     log.warning("%s failed: %s; reconnecting in %.1f s", self.name, err, delay)
                 else:
                     if frame is not None:
-                        return self._frame(frame.image, frame.timestamp)
+                        return self._frame(frame.image, frame.timestamp, name=frame.name,
+                                           error=frame.error)
+                    if self._interrupt.is_set():
+                        break
                     log.warning("%s ended; reconnecting in %.1f s", self.name, delay)
                 self._drop_inner()
             if self._interrupt.wait(delay):
@@ -60,20 +75,26 @@ class ReconnectingSource(Source):
             self.backoffs.append(delay)
             delay = min(delay * self.factor, self.max_delay)
             try:
-                inner = self.factory()
-                inner.open()
+                self._open_inner()
             except SourceError as err:
+                if self._interrupt.is_set():
+                    break
                 log.warning("reopening %s failed: %s; next try in %.1f s", self.name, err, delay)
                 continue
-            self._inner = inner
             self.reconnects += 1
             log.info("%s reconnected", self.name)
         return None
 
+    @property
+    def frame_rate(self) -> float:
+        """The open inner source's own frame rate (0 when unknown)."""
+        return float(getattr(self._inner, "frame_rate", 0.0) or 0.0)
+
     def interrupt(self) -> None:
         super().interrupt()
-        if self._inner is not None:
-            self._inner.interrupt()
+        inner = self._inner
+        if inner is not None:
+            inner.interrupt()
 
     def _drop_inner(self) -> None:
         inner, self._inner = self._inner, None

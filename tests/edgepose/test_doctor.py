@@ -468,3 +468,21 @@ def test_a_file_source_is_opened_not_just_found(tmp_path: Path, content: bytes |
         assert check.blocking == (verdict == "fail")
     if verdict == "ok":
         assert "960x540" in check.detail
+
+
+def test_configured_outputs_are_listed_and_probed(tmp_path: Path) -> None:
+    """An unwritable file output blocks the run; an MQTT broker nobody runs only warns
+    (the run reconnects); a non-loopback --serve without a token fails."""
+    import socket
+
+    from edgepose.doctor import check_outputs
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    good, bad = str(tmp_path / "poses.jsonl"), str(tmp_path / "none" / "poses.jsonl")
+    checks = check_outputs([good, bad, f"mqtt://127.0.0.1:{port}/edgepose"], "0.0.0.0:8089", None)
+    assert [c.status for c in checks] == ["ok", "fail", "warn", "fail"], checks
+    assert [c.blocking for c in checks] == [True, True, False, True]
+    assert "does not exist" in checks[1].detail and "token" in checks[3].detail
+    assert not (tmp_path / "poses.jsonl").exists()  # probing writes nothing

@@ -143,14 +143,20 @@ def test_json_to_a_pipe_closed_early_stops_cleanly() -> None:
     assert "went away" in err and "Traceback" not in err and "Broken pipe" not in err, err
 
 
-def test_a_source_failing_mid_run_is_a_runtime_failure(tmp_path: Path,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_a_bad_image_in_a_folder_is_skipped_with_a_warning(tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "a.bmp").symlink_to(shared_path("images", "coral_squat.bmp"))
     (tmp_path / "b.jpg").write_bytes(b"not really a jpeg")
-    rc = main(["--source", str(tmp_path), "--display", "none", "--device", "cpu"])
-    err = caplog.text
-    assert rc == 1
-    assert "runtime failure:" in err and "b.jpg is not a readable image" in err
+    (tmp_path / "c.bmp").symlink_to(shared_path("images", "coral_squat.bmp"))
+    out = tmp_path / "out.jsonl"
+    rc = main(["--source", str(tmp_path), "--display", "none", "--device", "cpu",
+               "--json", str(out)])
+    assert rc == 0
+    assert "skipped a bad image" in caplog.text and "b.jpg is not a readable image" in caplog.text
+    records = _records(out)
+    assert [r["file"] for r in records] == ["a.bmp", "b.jpg", "c.bmp"]  # the next images went on
+    assert "error" not in records[0] and "b.jpg is not a readable image" in records[1]["error"]
+    assert records[1]["poses"] == [] and len(records[2]["poses"]) == 1
 
 
 def _write(tmp_path: Path, text: str | bytes) -> str:

@@ -147,7 +147,8 @@ def test_models_to_fetch(tmp_path: Path) -> None:
     cfg.write_text('model = "movenet-lightning-edgetpu"\n')
     assert models_to_fetch(cfg) == ["movenet-lightning-edgetpu", "movenet-lightning"]
     cfg.write_text('model = "posenet-mobilenet-v1-075-481x641"\n')
-    assert models_to_fetch(cfg) == ["posenet-mobilenet-v1-075-481x641"]  # no twin listed
+    assert models_to_fetch(cfg) == ["posenet-mobilenet-v1-075-481x641",
+                                    "posenet-mobilenet-v1-075-481x641-edgetpu"]  # its derived twin
     cfg.write_text('model = "~/models/mine.tflite"\n')
     assert models_to_fetch(cfg) == []
 

@@ -1,12 +1,22 @@
-"""Sources on real videos and images; the Pi camera through a fake picamera2 module."""
+"""Sources on real videos and images; damaged files made from them; network streams
+served from 127.0.0.1 by the test (one that never answers, one that stalls after real
+MJPEG frames); the Pi camera through a fake picamera2 module."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
 import types
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -15,7 +25,7 @@ from edgepose.errors import SourceError
 from edgepose.sources import (ImageSource, OpenCVSource, ReconnectingSource, make_source,
                               open_source)
 from edgepose.sources.picamera import MISSING_MODULE, PiCameraSource
-from tests.conftest import load_rgb, shared_path
+from tests.conftest import REPO, load_rgb, shared_path
 
 cv2 = pytest.importorskip("cv2")
 
@@ -87,6 +97,288 @@ def test_webcam_path_reads_a_video_file_standing_in_for_the_device() -> None:
     np.testing.assert_array_equal(frames[0].image, ref[..., ::-1])
 
 
+def _decodable(path: Path) -> int:
+    """How many frames OpenCV itself decodes from ``path`` (the reference)."""
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def _truncated_copy(tmp_path: Path) -> Path:
+    """The first 1.5 MB of the 230-frame, 4 MB sports2d clip, as `head -c` would cut it."""
+    out = tmp_path / "truncated.mp4"
+    with open(out, "wb") as f:
+        subprocess.run(["head", "-c", "1500000", str(shared_path("videos", "sports2d_demo.mp4"))],
+                       stdout=f, check=True)
+    return out
+
+
+def _damaged_copy(tmp_path: Path) -> Path:
+    """The sports2d clip with 200 kB of (seeded) noise written over its middle."""
+    data = bytearray(shared_path("videos", "sports2d_demo.mp4").read_bytes())
+    noise = random.Random(10).randbytes(200_000)
+    data[1_800_000:2_000_000] = noise
+    out = tmp_path / "damaged.mp4"
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("make", [_truncated_copy, _damaged_copy], ids=["truncated", "damaged"])
+def test_a_short_video_raises_after_its_last_good_frame(tmp_path: Path, make) -> None:
+    path = make(tmp_path)
+    good = _decodable(path)
+    assert 0 < good < 230  # what OpenCV decodes of the damaged file
+    frames = []
+    with open_source(str(path)) as src:
+        with pytest.raises(SourceError) as info:
+            while (frame := src.read()) is not None:
+                frames.append(frame)
+    assert len(frames) == good  # every good frame came out before the error
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert f"{path} is truncated or damaged" in msg
+    assert f"ended after {good} of the 230 frames" in msg
+    assert f"last good frame: frame {good - 1} at {(good - 1) / 30:.2f} s" in msg
+    assert "--allow-truncated" in msg
+
+
+def test_allow_truncated_ends_or_loops_with_one_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = _truncated_copy(tmp_path)
+    good = _decodable(path)
+    with caplog.at_level(logging.WARNING, logger="edgepose.sources"):
+        with open_source(str(path), allow_truncated=True) as src:
+            assert len(list(src)) == good
+        assert src.truncated
+        with open_source(str(path), allow_truncated=True, loop=True) as src:
+            frames = [src.read() for _ in range(2 * good + 3)]  # round the file twice
+    assert all(f is not None for f in frames)
+    np.testing.assert_array_equal(frames[good].image, frames[0].image)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2  # one per source, not one per round
+    assert all(f"last good frame: frame {good - 1}" in w and "--allow-truncated" in w
+               for w in warnings)
+
+
+def test_a_complete_video_is_not_called_truncated() -> None:
+    path = shared_path("videos", "pose2sim_singleperson_cam01.mp4")  # 100 frames, 60 fps
+    with open_source(str(path)) as src:
+        assert sum(1 for _ in src) == 100
+    assert not src.truncated
+
+
+@pytest.mark.parametrize("allow", [False, True], ids=["refused", "allowed"])
+def test_edgepose_run_on_a_truncated_video_names_the_last_good_frame(
+        tmp_path: Path, allow: bool) -> None:
+    path = _truncated_copy(tmp_path)
+    good = _decodable(path)
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "edgepose.cli.run", "--source", str(path),
+                           "--display", "none", "--device", "cpu", "--json", str(out),
+                           "--log-level", "WARNING"] + (["--allow-truncated"] if allow else []),
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == (0 if allow else 1), proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"last good frame: frame {good - 1}" in lines[0], proc.stderr
+    assert lines[0].startswith("WARNING" if allow else "ERROR")
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(good))  # the frames before, all of them
+
+
+# --- network streams that stall (a server on 127.0.0.1) ------------------------------
+
+class StallingServer:
+    """An HTTP server on 127.0.0.1 that accepts and then never answers (no frames), or
+    sends an MJPEG stream of real JPEGs (``frames``, at ``fps``) and then stalls with the
+    connection open. It serves at most a few connections and ends at ``close()``."""
+
+    def __init__(self, jpegs: list[bytes], fps: float = 10.0) -> None:
+        self.jpegs, self.fps = jpegs, fps
+        self.accepted = threading.Event()
+        self.sent_all = threading.Event()
+        self._stop = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/cam.mjpg"
+        self._conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set() and len(self._conns) < 8:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self._conns.append(conn)
+            self.accepted.set()
+            if self.jpegs:
+                self._stream(conn)
+
+    def _stream(self, conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)  # the request
+            conn.sendall(b"HTTP/1.0 200 OK\r\n"
+                         b"Content-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n")
+            for jpeg in self.jpegs:
+                conn.sendall(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d"
+                             b"\r\n\r\n%b\r\n" % (len(jpeg), jpeg))
+                if self._stop.wait(1.0 / self.fps):
+                    return
+        except OSError:
+            return
+        self.sent_all.set()  # and then nothing more: the stream stalls
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in self._conns:
+            conn.close()
+        self._sock.close()
+
+
+@pytest.fixture
+def jpegs() -> list[bytes]:
+    """20 real frames of the sports2d clip as 640x360 JPEGs."""
+    cap = cv2.VideoCapture(str(shared_path("videos", "sports2d_demo.mp4")))
+    out = []
+    for _ in range(20):
+        ok, bgr = cap.read()
+        assert ok
+        out.append(cv2.imencode(".jpg", cv2.resize(bgr, (640, 360)))[1].tobytes())
+    cap.release()
+    return out
+
+
+@pytest.fixture
+def silent_server() -> Iterator[StallingServer]:
+    server = StallingServer([])
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def mjpeg_server(jpegs: list[bytes]) -> Iterator[StallingServer]:
+    server = StallingServer(jpegs)
+    yield server
+    server.close()
+
+
+def _interrupt_after(src, seconds: float) -> list[float]:
+    """Interrupt ``src`` from another thread after ``seconds``; the list gets the time."""
+    when: list[float] = []
+
+    def fire() -> None:
+        when.append(time.monotonic())
+        src.interrupt()
+
+    threading.Timer(seconds, fire).start()
+    return when
+
+
+def test_a_stream_that_never_answers_fails_after_its_timeout(silent_server: StallingServer) -> None:
+    src = OpenCVSource(silent_server.url, timeout=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match=r"cannot open video source .*: no stream within 1 s"):
+        src.open()
+    assert silent_server.accepted.is_set()
+    assert time.monotonic() - t0 < 10  # not OpenCV's default 30 s
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["opencv", "reconnecting"])
+def test_interrupt_ends_a_blocked_open(silent_server: StallingServer, wrapped: bool) -> None:
+    src = make_source(silent_server.url) if wrapped else OpenCVSource(silent_server.url)
+    when = _interrupt_after(src, 0.3)
+    with pytest.raises(SourceError, match="interrupted"):
+        src.open()
+    assert time.monotonic() - when[0] < 0.5
+    src.close()
+    with pytest.raises(SourceError, match="interrupted"):  # an interrupt sticks
+        src.open()
+
+
+def test_interrupt_ends_a_read_blocked_on_a_stalled_stream(mjpeg_server: StallingServer,
+                                                           jpegs: list[bytes]) -> None:
+    src = make_source(mjpeg_server.url)  # live: wrapped for reconnects
+    with src:
+        frames = [src.read() for _ in range(len(jpegs))]
+        assert mjpeg_server.sent_all.wait(10)
+        when = _interrupt_after(src, 0.3)
+        assert src.read() is None  # blocked on the 21st frame until interrupted
+        assert time.monotonic() - when[0] < 0.5
+    assert all(f is not None and f.image.shape == (360, 640, 3) for f in frames)
+    refs = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR)[..., ::-1] for j in jpegs]
+    for i, frame in enumerate(frames):  # FFmpeg's JPEG decoder vs libjpeg: ~1 level apart
+        diffs = [np.abs(frame.image.astype(np.int16) - ref).mean() for ref in refs]
+        assert diffs[i] < 3.0 and int(np.argmin(diffs)) == i  # each frame, in order
+    assert isinstance(src, ReconnectingSource) and src.reconnects == 0
+
+
+def _sigterm_run(url: str, tmp_path: Path, ready) -> tuple[subprocess.CompletedProcess, float]:
+    """Start edgepose-run on ``url``, send SIGTERM once ``ready(out)`` holds, and return
+    the finished process with the seconds from the signal to its exit."""
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgepose.cli.run", "--source", url, "--display", "none",
+         "--device", "cpu", "--json", str(out), "--log-level", "INFO"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready(out) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=10)
+        took = time.monotonic() - t0
+    finally:
+        proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), took
+
+
+def _complete_records(path: Path) -> list[dict]:
+    text = path.read_text() if path.exists() else ""
+    assert text == "" or text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_sigterm_while_edgepose_run_opens_a_silent_stream(silent_server: StallingServer,
+                                                          tmp_path: Path) -> None:
+    def ready(out: Path) -> bool:
+        if not silent_server.accepted.is_set():
+            return False
+        time.sleep(0.3)  # the run is now blocked opening the stream
+        return True
+
+    proc, took = _sigterm_run(silent_server.url, tmp_path, ready)
+    assert proc.returncode == 0, proc.stderr
+    assert took < 1.0, proc.stderr
+    assert "stopped in" in proc.stderr and "Traceback" not in proc.stderr
+    assert _complete_records(tmp_path / "out.jsonl") == []
+
+
+def test_sigterm_while_edgepose_run_waits_on_a_stalled_stream(mjpeg_server: StallingServer,
+                                                              tmp_path: Path) -> None:
+    def ready(out: Path) -> bool:
+        if not mjpeg_server.sent_all.is_set() or not out.exists():
+            return False
+        time.sleep(0.5)  # the run is now blocked on frame 21
+        return True
+
+    proc, took = _sigterm_run(mjpeg_server.url, tmp_path, ready)
+    assert proc.returncode == 0, proc.stderr
+    assert took < 1.0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    records = _complete_records(tmp_path / "out.jsonl")  # every line complete JSON
+    assert records and len(records) <= 20
+    frames = [r["frame"] for r in records]
+    assert frames == sorted(set(frames)) and frames[-1] <= 19
+    assert all((r["width"], r["height"]) == (640, 360) for r in records)
+
+
 # --- images --------------------------------------------------------------------------
 
 def test_image_folder_in_name_order_and_single_image_loop(tmp_path: Path) -> None:
@@ -106,6 +398,31 @@ def test_image_folder_in_name_order_and_single_image_loop(tmp_path: Path) -> Non
     np.testing.assert_array_equal(a.image, b.image)
     a.image[:] = 0  # a renderer drawing on one frame must not change the next
     assert b.image.any()
+
+
+def test_bad_image_in_a_folder_is_skipped_with_one_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    squat = shared_path("images", "coral_squat.bmp")
+    couple = shared_path("images", "posenet_test_couple.jpg")
+    (tmp_path / "a.bmp").symlink_to(squat)
+    (tmp_path / "b.jpg").write_bytes(couple.read_bytes()[:200])  # a truncated JPEG
+    (tmp_path / "c.jpg").symlink_to(couple)
+    with caplog.at_level(logging.WARNING, logger="edgepose.sources"):
+        with ImageSource(tmp_path, loop=True) as src:
+            frames = [src.read() for _ in range(6)]  # twice round the folder
+    assert all(f is not None for f in frames)
+    assert [f.name for f in frames] == ["a.bmp", "b.jpg", "c.jpg"] * 2
+    assert [f.index for f in frames] == list(range(6))
+    good = [f for f in frames if not f.error]
+    assert len(good) == 4
+    np.testing.assert_array_equal(frames[0].image, load_rgb(squat))
+    np.testing.assert_array_equal(frames[2].image, load_rgb(couple))  # later images go on
+    bad = frames[1]
+    assert bad.image.shape == (1, 1, 3) and bad.image.dtype == np.uint8
+    assert "b.jpg is not a readable image" in bad.error and "\n" not in bad.error
+    assert frames[4].error == bad.error
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "b.jpg" in warnings[0]  # once, not once per round
 
 
 @pytest.mark.parametrize("make, match", [

@@ -185,6 +185,27 @@ CASES = [
          setup=_both(_existing_jsonl, _files(**{"m.toml": MANIFEST_BAD_PARAMS}),
                      lambda t: (t / "m.tflite").symlink_to(
                          SHARED / "models/coral/movenet_single_pose_lightning_ptq.tflite"))),
+    Case("run-record-avi", RUN + ["--record", "{tmp}/x.avi"], 2, r"expected a \.mp4 file name"),
+    Case("run-record-proc", RUN + ["--record", "/proc/edgepose.mp4"], 2, r"/proc"),
+    Case("run-record-readonly-fs", RUN + ["--record", "{tmp}/ro/x.mp4"], 2, r"x.mp4", setup=_readonly_disk),
+    Case("run-record-is-dir", RUN + ["--record", "{tmp}/d.mp4"], 2, r"is a directory",
+         setup=lambda t: (t / "d.mp4").mkdir()),
+    Case("run-snapshots-readonly-fs", RUN + ["--snapshot-every", "1", "--snapshot-dir", "{tmp}/ro/snaps"], 2,
+         r"snaps", setup=_readonly_disk),
+    Case("run-failed-start-keeps-mp4", RUN + ["--record", "{tmp}/old.mp4", "--snapshot-every", "1",
+                                              "--snapshot-dir", "{tmp}/ro/snaps"], 2, r"snaps",
+         setup=_both(_readonly_disk, _files(**{"old.mp4": b"old recording"})),
+         check=lambda t: (t / "old.mp4").read_bytes() == b"old recording" or pytest.fail("old.mp4 changed")),
+    # ---- edgepose-run: damaged input is reported, the rest is processed
+    Case("run-bad-image-in-folder", RUN + ["--source", "{tmp}/imgs", "--json", "{tmp}/p.jsonl"], 0,
+         r"WARNING .*b\.jpg", setup=_both(_files(**{"imgs__b.jpg": b"\xff\xd8 not a jpeg"}),
+                                           lambda t: (t / "imgs" / "a.bmp").symlink_to(SHARED / "images/coral_squat.bmp"),
+                                           lambda t: (t / "imgs" / "c.bmp").symlink_to(SHARED / "images/coral_squat.bmp")),
+         check=_valid_jsonl("p.jsonl", at_least=3)),
+    Case("run-truncated-video", RUN + ["--source", "{tmp}/cut.mp4", "--json", "{tmp}/p.jsonl"], 1,
+         r"last good frame", setup=lambda t: (t / "cut.mp4").write_bytes(
+             (SHARED / "videos/sports2d_demo.mp4").read_bytes()[:400_000]),
+         check=_valid_jsonl("p.jsonl", at_least=1)),
     # ---- edgepose-run: write failures mid-run (exit 1, what was written stays valid)
     Case("run-json-dev-full", RUN + ["--json", "/dev/full"], 1, r"/dev/full: write failed"),
     Case("run-json-disk-full", RUN + ["--json", "{tmp}/disk/p.jsonl", "--loop", "--max-frames", "200"], 1,

@@ -1,0 +1,19 @@
+"""Fixtures of the network-output tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.edgepose.outputs.helpers import Mosquitto
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A running Mosquitto on 127.0.0.1 (a random port), stopped after the test."""
+    b = Mosquitto(tmp_path)
+    b.start()
+    yield b
+    b.stop()

@@ -1,0 +1,152 @@
+"""WebSocket output against real WebSocket servers on 127.0.0.1 (the websockets library),
+including one that never reads and one that never answers the handshake."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from edgepose.outputs import make_output
+from tests.edgepose.outputs.helpers import (as_json_line, assert_config_error, free_port, real_results,
+                                            wait_for)
+
+server_mod = pytest.importorskip("websockets.sync.server", reason="websockets is not installed (extra net)")
+
+
+class Server:
+    """A WebSocket server collecting the text messages it receives (or, with
+    ``read=False``, accepting connections and never reading from them)."""
+
+    def __init__(self, port: int = 0, *, read: bool = True) -> None:
+        self.messages: list[str] = []
+        self.read = read
+        self._release = threading.Event()
+        self.server = server_mod.serve(self._handle, "127.0.0.1", port, max_queue=1,
+                                       compression=None)
+        self.port = self.server.socket.getsockname()[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _handle(self, ws: Any) -> None:
+        if not self.read:
+            self._release.wait(30)
+            return
+        for message in ws:
+            self.messages.append(message)
+
+    def close(self) -> None:
+        self._release.set()
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    s = Server()
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("ws://", "no host"),
+    ("ws://host:0/x", "port 0"),
+    ("ws://host:70000/x", "port"),
+    ("wss://:8080/x", "no host"),
+])
+def test_bad_urls_are_one_line_config_errors(spec: str, message: str) -> None:
+    assert_config_error(spec, message)
+
+
+def test_each_record_arrives_as_its_json_line(server: Server) -> None:
+    results = real_results(30)
+    out = make_output(f"ws://127.0.0.1:{server.port}/poses")
+    out.check()
+    out.open()
+    try:
+        wait_for(lambda: out.connected_at, 10, "the connection")
+        for r in results:
+            out.write(r)
+            time.sleep(0.08)  # a pace the output keeps up with even on a busy machine
+    finally:
+        out.close()
+    wait_for(lambda: len(server.messages) == len(results), 5, "all records")
+    assert [json.loads(m) for m in server.messages] == [as_json_line(r.record) for r in results]
+    assert out.written == len(results) and out.dropped == 0
+    assert out.summary() == f"ws://127.0.0.1:{server.port}/poses: {len(results)} frame(s)"
+
+
+def test_server_absent_at_start_one_warning_then_connects(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="edgepose")
+    results = real_results(40)
+    port = free_port()
+    spec = f"ws://127.0.0.1:{port}/"
+    out = make_output(spec)
+    out.open()
+    server = None
+    try:
+        for r in results[:20]:  # 1.5 s: several attempts refused
+            out.write(r)
+            time.sleep(0.075)
+        assert out.written == 0
+        server = Server(port)
+        wait_for(lambda: out.connected_at, 10, "the connection once the server is up")
+        for r in results[20:]:
+            out.write(r)
+            time.sleep(0.03)
+    finally:
+        out.close()
+        if server is not None:
+            server.close()
+    frames = [json.loads(m)["frame"] for m in server.messages]
+    assert frames[-1] == results[-1].record["frame"]
+    assert frames == sorted(frames) and len(frames) >= 20
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [f"{spec}: connection refused; the run goes on, retrying in the background"]
+    assert any(r.getMessage() == f"{spec}: connected again" for r in caplog.records)
+    assert out.outages == 1
+
+
+def test_a_server_that_never_reads_costs_the_writer_nothing() -> None:
+    server = Server(read=False)
+    results = real_results(30)
+    out = make_output(f"ws://127.0.0.1:{server.port}/")
+    out.open()
+    try:
+        wait_for(lambda: out.connected_at, 10, "the connection")
+        longest = 0.0
+        for i in range(3000):  # ~10 MB of records: more than the socket buffers hold
+            t0 = time.monotonic()
+            out.write(results[i % len(results)])
+            longest = max(longest, time.monotonic() - t0)
+            if i % 50 == 0:
+                time.sleep(0.001)
+        assert out.dropped > 0  # the thread is stuck in send(): newest wins meanwhile
+        assert longest < 0.1
+    finally:
+        t0 = time.monotonic()
+        out.close()
+        closing = time.monotonic() - t0
+        server.close()
+    assert closing < 1.5
+
+
+def test_close_is_bounded_when_the_peer_never_answers_the_handshake() -> None:
+    with socket.socket() as listener:  # accepts TCP, never says a word
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        out = make_output(f"ws://127.0.0.1:{listener.getsockname()[1]}/")
+        out.open()
+        out.write(real_results(1)[0])
+        conn, _ = listener.accept()
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        out.close()
+        assert time.monotonic() - t0 < 1.5
+        conn.close()
+    assert out.written == 0
