@@ -131,7 +131,7 @@ def _pairing() -> str:
 def edgetpu_model(model: str | None) -> tuple[str, Path | None]:
     """The Edge TPU build to probe with: ``model`` if it is one, else its edgetpu_twin,
     else the default model's; (name, local path or None when not downloaded)."""
-    from edgepose.registry import get_manifest, resolve_model
+    from edgepose.registry import get_manifest, get_pipeline, resolve_model
     from edgepose.tflite_info import read_model_info
 
     if model and (model.endswith(".tflite") or "/" in model):
@@ -141,9 +141,12 @@ def edgetpu_model(model: str | None) -> tuple[str, Path | None]:
         model = None
     name = model or runtimes.DEFAULT_MODEL
     try:
+        pipeline = get_pipeline(name)
+        if pipeline is not None:  # both its models share the Edge TPU: probe with one
+            name = pipeline.landmark
         m = get_manifest(name)
         if m.device != "edgetpu":
-            name = m.edgetpu_twin or f"{runtimes.DEFAULT_MODEL}-edgetpu"
+            name = m.edgetpu_twin or "movenet-lightning-edgetpu"
         return name, resolve_model(name, fetch=False).path
     except EdgePoseError:
         return name, None

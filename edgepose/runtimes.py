@@ -37,9 +37,9 @@ MANIFESTS_DIR = (_HERE.parent / "models" if (_HERE.parent / "pyproject.toml").is
                  else _HERE / "_manifests")
 SPEEDS = ("std", "max")
 THIRTY_TWO_BIT = ("armhf", "armel", "i386")
-# The run's default model (edgepose.engine.open_engine / the sample config); a test keeps
-# the two equal.
-DEFAULT_MODEL = "movenet-lightning"
+# The run's default model (edgepose.estimator.open_estimator / the sample config); a test
+# keeps them equal.
+DEFAULT_MODEL = "movenet-multipose"
 # Interpreter modules by distribution, in edgepose.engine's order of preference.
 INTERPRETER_DISTS = {"tflite_runtime": "tflite-runtime", "ai_edge_litert": "ai-edge-litert"}
 
@@ -247,7 +247,8 @@ def compare(pair: RuntimePair | None, libedgetpu: tuple[str, str] | None,
 
 def models_to_fetch(config: Path | None, manifests: Path = MANIFESTS_DIR) -> list[str]:
     """The run's model (``model`` in ``config``, else the default) and its Edge TPU / CPU
-    twins, as named in the manifests; [] when the model is a file path."""
+    twins, as named in the manifests (for a top-down pipeline, each of its two models
+    and their twins); [] when the model is a file path."""
     model = DEFAULT_MODEL
     if config is not None and config.is_file():
         with open(config, "rb") as fh:
@@ -259,11 +260,14 @@ def models_to_fetch(config: Path | None, manifests: Path = MANIFESTS_DIR) -> lis
         with open(p, "rb") as fh:
             m = tomllib.load(fh)
         by_name[str(m.get("name", p.stem))] = m
-    names = [model]
-    for twin in ("edgetpu_twin", "cpu_twin"):
-        name = str(by_name.get(model, {}).get(twin, ""))
-        if name and name not in names:
-            names.append(name)
+    manifest = by_name.get(model, {})
+    parts = ([str(manifest.get(k, "")) for k in ("proposer", "landmark")]
+             if manifest.get("kind") == "topdown" else [model])  # a pipeline: its two models
+    names: list[str] = []
+    for part in parts:
+        for name in (part, *(str(by_name.get(part, {}).get(t, "")) for t in ("edgetpu_twin", "cpu_twin"))):
+            if name and name not in names:
+                names.append(name)
     return names
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from edgepose.config import KEYS, load_toml
-from edgepose.registry import get_manifest
+from edgepose.registry import get_manifest, get_pipeline
 from edgepose.runtimes import pair_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +117,10 @@ def test_dry_run_prints_the_pair_and_its_verification(tmp_path: Path, codename: 
     ]:
         assert expected in out, expected
     default = load_toml(DEPLOY / "edgepose.toml")["model"]
-    assert f"{prefix}/.venv/bin/edgepose models fetch {default} {get_manifest(default).edgetpu_twin}\n" in out
+    pipeline = get_pipeline(default)  # the default pipeline: both its models and their twins
+    parts = [pipeline.proposer, pipeline.landmark] if pipeline else [default]
+    fetched = [n for p in parts for n in (p, get_manifest(p).edgetpu_twin) if n]
+    assert f"{prefix}/.venv/bin/edgepose models fetch {' '.join(fetched)}\n" in out
     assert "coral-edgetpu-stable" not in out and "libedgetpu1-max" not in out and "hot" not in out
     mismatch = system_python() != pair.python
     assert ("a real run would stop here" in out) is mismatch

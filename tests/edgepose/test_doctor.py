@@ -486,3 +486,12 @@ def test_configured_outputs_are_listed_and_probed(tmp_path: Path) -> None:
     assert [c.blocking for c in checks] == [True, True, False, True]
     assert "does not exist" in checks[1].detail and "token" in checks[3].detail
     assert not (tmp_path / "poses.jsonl").exists()  # probing writes nothing
+
+
+def test_the_default_pipeline_is_probed_with_its_landmark_model() -> None:
+    from edgepose.doctor import edgetpu_model as probe_model
+
+    edgetpu_model()
+    for model in (None, "movenet-multipose"):  # the run's default is the top-down pipeline
+        name, path = probe_model(model)
+        assert name == "movenet-lightning-edgetpu" and path is not None and path.name == EDGETPU_MODEL

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from edgepose import runtimes
-from edgepose.engine import open_engine
 from edgepose.errors import ConfigError
 from edgepose.runtimes import (DEFAULT_MODEL, compare, installed_libedgetpu, load_pairs, models_to_fetch,
                                pair_for, read_os_release)
@@ -138,11 +137,17 @@ def test_installed_libedgetpu_reads_dpkg_query(tmp_path: Path, monkeypatch: pyte
 
 
 def test_default_model_is_the_runs_default() -> None:
-    assert inspect.signature(open_engine).parameters["model"].default == DEFAULT_MODEL
+    from edgepose.config import RunConfig
+    from edgepose.estimator import open_estimator
+
+    assert inspect.signature(open_estimator).parameters["model"].default == DEFAULT_MODEL
+    assert RunConfig().model == DEFAULT_MODEL
 
 
 def test_models_to_fetch(tmp_path: Path) -> None:
-    assert models_to_fetch(None) == ["movenet-lightning", "movenet-lightning-edgetpu"]
+    assert models_to_fetch(None) == [  # the default pipeline's two models, with their twins
+        "posenet-mobilenet-v1-075-481x641", "posenet-mobilenet-v1-075-481x641-edgetpu",
+        "movenet-lightning", "movenet-lightning-edgetpu"]
     cfg = tmp_path / "edgepose.toml"
     cfg.write_text('model = "movenet-lightning-edgetpu"\n')
     assert models_to_fetch(cfg) == ["movenet-lightning-edgetpu", "movenet-lightning"]
