@@ -230,18 +230,20 @@ def test_sigkill_mid_recording_keeps_every_frame_up_to_2_s_before(tmp_path: Path
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
-    """A 1 MiB tmpfs mounted for the test (and the recorder options that go with it), or,
-    where mounting is not permitted, a plain folder and a 1 MiB file-size limit
-    (RLIMIT_FSIZE: the write fails with EFBIG instead of ENOSPC)."""
+    """A 2 MiB tmpfs mounted for the test (and the recorder options that go with it), or,
+    where mounting is not permitted, a plain folder and a 2 MiB file-size limit
+    (RLIMIT_FSIZE: the write fails with EFBIG instead of ENOSPC). Room for one or two of
+    the recording's 30-frame fragments of sports2d_demo (~1 MB each, more or less by
+    how much skeleton is drawn), never the whole clip."""
     disk = tmp_path / "disk"
     disk.mkdir()
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
                        check=True, capture_output=True, timeout=30)
     except (OSError, subprocess.CalledProcessError) as err:
         reason = getattr(err, "stderr", b"") or str(err)
         print(f"mount not permitted ({reason!r}): using RLIMIT_FSIZE instead")
-        yield disk, ["--fsize-limit", str(1 << 20)]
+        yield disk, ["--fsize-limit", str(2 << 20)]
         return
     try:
         yield disk, []
