@@ -70,6 +70,12 @@ def _count(key: str) -> Check:
     return check
 
 
+def _timeout(v: float, cfg: RunConfig) -> None:
+    if not (v >= 0 and math.isfinite(v)):
+        raise ConfigError(f"invoke_timeout {v} must be 0 (derived from the median invoke) or a "
+                          "positive number of seconds")
+
+
 def _threads(v: int | None, cfg: RunConfig) -> None:
     cores = usable_cores()
     if v is not None and not 1 <= v <= cores:
@@ -160,6 +166,15 @@ class RunConfig:
                                  choices=SCHEMA_NAMES + (None,), metavar="NAME", example='"coco17"')
     num_threads: int | None = setting(None, "CPU interpreter threads (default: every usable core)",
                                       check=_threads, metavar="N", example="4")
+    worker: bool = setting(True, "run the interpreter in a supervised worker process: a crash or "
+                           "hang of the runtime (a bad libedgetpu pairing, an unplugged "
+                           "accelerator) is logged, the worker restarted and the frame retried")
+    invoke_timeout: float = setting(0.0, "seconds an invoke may take before the worker counts as "
+                                    "hung (0: ten median invokes, kept within 2..4 s)",
+                                    check=_timeout, metavar="S")
+    load_timeout: float = setting(5.0, "seconds each stage of loading a model in the worker (the "
+                                  "Edge TPU delegate, then the interpreter) may take before it "
+                                  "counts as hung", check=_positive("load_timeout"), metavar="S")
     source: str = setting("auto", SOURCE_HELP, check=_source, section="Source")
     width: int = setting(640, "camera capture width", check=_positive("width"))
     height: int = setting(480, "camera capture height", check=_positive("height"))

@@ -42,6 +42,11 @@ DEVICE_HINT = (
 )
 
 
+class RuntimeMissing(DeviceError):
+    """libedgetpu itself cannot be loaded: trying again will not find an Edge TPU
+    (unlike "no device", which a replug fixes)."""
+
+
 def edgetpu_library() -> str:
     return EDGETPU_LIBRARIES.get(platform.system(), "libedgetpu.so.1")
 
@@ -109,7 +114,7 @@ def load_edgetpu_delegate(device: str | None = None, loader: DelegateLoader | No
     kind, text = failure
     if issubclass(kind, OSError):
         detail = text.split(";")[0]
-        raise DeviceError(f"Edge TPU runtime {lib} could not be loaded ({detail}); {INSTALL_HINT}")
+        raise RuntimeMissing(f"Edge TPU runtime {lib} could not be loaded ({detail}); {INSTALL_HINT}")
     which = f"device {device!r}" if device else "Edge TPU"
     raise DeviceError(f"{lib} loaded but found no {which}; {DEVICE_HINT}")
 
@@ -147,6 +152,74 @@ def _twin(spec: ModelSpec, want: str) -> str:
     return m.edgetpu_twin if want == "edgetpu" else m.cpu_twin
 
 
+class ModelIO:
+    """A loaded model's tensors, as its interpreter reports them, with the manifest's
+    preprocessing and decoder around them: everything but the invoke.
+
+    It lives where frames are prepared and poses decoded: beside the interpreter in
+    this process (``Engine``), or in the parent of a worker process that runs the
+    interpreter (``edgepose.worker``), built from the details the worker sends back.
+    """
+
+    def __init__(self, spec: ModelSpec, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]],
+                 decoder_params: dict[str, Any] | None = None) -> None:
+        from edgepose.decoders import get_decoder
+
+        m = spec.manifest
+        self.spec = spec
+        self._decode = get_decoder(m.decoder)
+        self._params = {"schema": m.schema, **m.decoder_params, **(decoder_params or {})}
+        if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
+            shapes = [list(d["shape"]) for d in inputs]
+            raise ModelError(f"{spec.path.name}: inputs {shapes} are not one [1, H, W, 3] image")
+        self.input: dict[str, Any] = inputs[0]
+        self.outputs: list[dict[str, Any]] = outputs
+        self.input_size: tuple[int, int] = (int(inputs[0]["shape"][1]), int(inputs[0]["shape"][2]))
+        if self.input_size != tuple(m.input_size):
+            raise ModelError(
+                f"{spec.path.name}: input is {list(self.input_size)} but manifest {m.name!r} says "
+                f"{list(m.input_size)}; fix input_size in the manifest"
+            )
+
+    @property
+    def schema(self) -> str:
+        return self.spec.manifest.schema
+
+    @property
+    def name(self) -> str:
+        return self.spec.manifest.name
+
+    @property
+    def multi_pose(self) -> bool:
+        return self.spec.manifest.multi_pose
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self.input["dtype"])
+
+    @property
+    def input_quantization(self) -> tuple[float, int]:
+        q = self.input.get("quantization", (0.0, 0))
+        return float(q[0]), int(q[1])
+
+    def preprocess(self, frame: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[Any], Transform]:
+        m = self.spec.manifest
+        resized, transform = resize(frame, self.input_size, m.resize, m.interpolation)  # type: ignore[arg-type]
+        tensor = to_input_tensor(resized, self.input_dtype, self.input_quantization, m.mean, m.std)
+        return tensor, transform
+
+    def wrap(self, arrays: list[npt.NDArray[Any]]) -> list[OutputTensor]:
+        """The output arrays (in ``outputs`` order) with their quantization and names."""
+        outs = []
+        for d, data in zip(self.outputs, arrays):
+            scale, zero = d.get("quantization", (0.0, 0))
+            outs.append(OutputTensor(data, float(scale), int(zero), d["name"]))
+        return outs
+
+    def decode(self, outputs: list[OutputTensor], transform: Transform, **params: Any) -> Poses:
+        return self._decode(outputs, transform, **{**self._params, **params})
+
+
 class Engine:
     """A loaded model: ``infer(frame) -> Poses`` with per-stage times in ``timings`` (ms)."""
 
@@ -158,13 +231,9 @@ class Engine:
         num_threads: int | None = None,
         decoder_params: dict[str, Any] | None = None,
     ) -> None:
-        from edgepose.decoders import get_decoder
-
         self.spec = spec
         self.device = device
         m = spec.manifest
-        self._decode = get_decoder(m.decoder)
-        self._params = {"schema": m.schema, **m.decoder_params, **(decoder_params or {})}
         data = read_model_bytes(spec.path)
         Interpreter = _interpreter_class()
         delegates = [delegate] if delegate is not None else None
@@ -181,54 +250,37 @@ class Engine:
                     f"use --device auto/edgetpu or its CPU twin {m.cpu_twin or '(none listed)'}"
                 ) from None
             raise ModelError(f"{spec.path} could not be loaded by the TFLite interpreter: {first}") from None
-        inp = self._interp.get_input_details()
-        if len(inp) != 1 or len(inp[0]["shape"]) != 4 or inp[0]["shape"][3] != 3:
-            shapes = [list(d["shape"]) for d in inp]
-            raise ModelError(f"{spec.path.name}: inputs {shapes} are not one [1, H, W, 3] image")
-        self._input = inp[0]
-        self.input_size: tuple[int, int] = (int(inp[0]["shape"][1]), int(inp[0]["shape"][2]))
-        if self.input_size != tuple(m.input_size):
-            raise ModelError(
-                f"{spec.path.name}: input is {list(self.input_size)} but manifest {m.name!r} says "
-                f"{list(m.input_size)}; fix input_size in the manifest"
-            )
-        self._outputs = self._interp.get_output_details()
+        self.io = ModelIO(spec, self._interp.get_input_details(), self._interp.get_output_details(),
+                          decoder_params)
+        self.input_size = self.io.input_size
         self.timings: dict[str, float] = {}
 
     @property
     def schema(self) -> str:
-        return self.spec.manifest.schema
+        return self.io.schema
 
     @property
     def name(self) -> str:
-        return self.spec.manifest.name
+        return self.io.name
 
     @property
     def multi_pose(self) -> bool:
-        return self.spec.manifest.multi_pose
+        return self.io.multi_pose
 
     @property
     def input_dtype(self) -> np.dtype:
-        return np.dtype(self._input["dtype"])
+        return self.io.input_dtype
 
     def preprocess(self, frame: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[Any], Transform]:
-        m = self.spec.manifest
-        resized, transform = resize(frame, self.input_size, m.resize, m.interpolation)  # type: ignore[arg-type]
-        q = self._input.get("quantization", (0.0, 0))
-        tensor = to_input_tensor(resized, self.input_dtype, (float(q[0]), int(q[1])), m.mean, m.std)
-        return tensor, transform
+        return self.io.preprocess(frame)
 
     def invoke(self, tensor: npt.NDArray[Any]) -> list[OutputTensor]:
-        self._interp.set_tensor(self._input["index"], tensor)
+        self._interp.set_tensor(self.io.input["index"], tensor)
         self._interp.invoke()
-        outs = []
-        for d in self._outputs:
-            scale, zero = d.get("quantization", (0.0, 0))
-            outs.append(OutputTensor(self._interp.get_tensor(d["index"]), float(scale), int(zero), d["name"]))
-        return outs
+        return self.io.wrap([self._interp.get_tensor(d["index"]) for d in self.io.outputs])
 
     def decode(self, outputs: list[OutputTensor], transform: Transform, **params: Any) -> Poses:
-        return self._decode(outputs, transform, **{**self._params, **params})
+        return self.io.decode(outputs, transform, **params)
 
     def infer(self, frame: npt.NDArray[np.uint8]) -> Poses:
         t0 = time.perf_counter()
@@ -252,6 +304,78 @@ class Engine:
         self.close()
 
 
+class ModelPlan:
+    """Which build of a model runs where, decided from its manifest and the device asked
+    for, before anything is loaded: ``edgetpu`` (the Edge TPU build, or None) and
+    ``cpu_spec()`` (the CPU build, resolved on first use so that ``auto`` with a working
+    Edge TPU never fetches the CPU twin). ``kind`` is ``auto``, ``cpu`` or ``edgetpu``;
+    ``delegate_device`` the delegate's device option (``usb``, ``pci:1``...)."""
+
+    def __init__(self, spec: ModelSpec, kind: str, delegate_device: str | None,
+                 prep: dict[str, str], edgetpu: ModelSpec | None, cpu: ModelSpec | None,
+                 is_tpu: bool) -> None:
+        self.requested, self.kind, self.delegate_device = spec, kind, delegate_device
+        self._prep = prep
+        self.edgetpu = self._prepared(edgetpu)
+        self._cpu = self._prepared(cpu)
+        self._is_tpu = is_tpu
+
+    def _prepared(self, s: ModelSpec | None) -> ModelSpec | None:
+        if s is None or not self._prep:
+            return s
+        return ModelSpec(manifest_from_dict({**s.manifest.to_dict(), **self._prep},
+                                            origin=s.manifest.name), s.path)
+
+    def cpu_spec(self) -> ModelSpec | None:
+        """The CPU build (the model itself, or its ``cpu_twin``), None when it lists none."""
+        if self._cpu is None and self._is_tpu and self.kind != "edgetpu":
+            name = _twin(self.requested, "cpu")
+            self._cpu = self._prepared(resolve_model(name)) if name else None
+        return self._cpu
+
+
+def plan_model(model: str | Path = "movenet-lightning", device: str = "auto", *,
+               decoder: str | None = None, schema: str | None = None,
+               resize: str | None = None, interpolation: str | None = None) -> ModelPlan:
+    """Resolve ``model`` and decide which of its builds runs on which device (see
+    ``open_engine``); ModelError/ConfigError when ``device`` cannot be served at all."""
+    kind, dev_opt = parse_device(device)
+    spec = resolve_model(model, decoder=decoder, schema=schema)
+    is_tpu = read_model_info(spec.path).edgetpu
+    prep = {k: v for k, v in (("resize", resize), ("interpolation", interpolation)) if v}
+
+    def plan(edgetpu: ModelSpec | None, cpu: ModelSpec | None) -> ModelPlan:
+        return ModelPlan(spec, kind, dev_opt, prep, edgetpu, cpu, is_tpu)
+
+    if kind == "cpu":
+        if not is_tpu:
+            return plan(None, spec)
+        name = _twin(spec, "cpu")
+        if not name:
+            raise ModelError(f"{spec.manifest.name} is compiled for the Edge TPU and lists no cpu_twin; "
+                             "give the CPU .tflite with --model")
+        twin = resolve_model(name)
+        log.info("using %s, the CPU twin of %s", twin.manifest.name, spec.manifest.name)
+        return plan(None, twin)
+
+    tpu_spec = spec if is_tpu else None
+    if tpu_spec is None and _twin(spec, "edgetpu"):
+        try:
+            tpu_spec = resolve_model(_twin(spec, "edgetpu"))
+        except ModelError as exc:
+            if kind == "edgetpu":
+                raise
+            log.warning("Edge TPU twin of %s unavailable (%s); using the CPU", spec.manifest.name, exc)
+    if kind == "edgetpu":
+        if tpu_spec is None:
+            raise ModelError(
+                f"{spec.manifest.name} is not compiled for the Edge TPU and has no edgetpu_twin; "
+                "compile it with `edgepose-tools compile` or use --device cpu"
+            )
+        return plan(tpu_spec, None)
+    return plan(tpu_spec, None if is_tpu else spec)
+
+
 def open_engine(
     model: str | Path = "movenet-lightning",
     device: str = "auto",
@@ -264,62 +388,32 @@ def open_engine(
     interpolation: str | None = None,
     delegate_loader: DelegateLoader | None = None,
 ) -> Engine:
-    """Resolve ``model`` and load it on ``device``.
+    """Resolve ``model`` and load it on ``device``, in this process.
 
     ``auto`` uses the Edge TPU build (the model itself or its ``edgetpu_twin``) when an
     Edge TPU is present, else the CPU build with one warning line. ``cpu`` swaps an
     Edge TPU model for its ``cpu_twin``. ``edgetpu`` (or ``usb``, ``pci``, ``:N``)
     fails with a DeviceError when the runtime or the device is missing.
     ``resize``/``interpolation`` override the manifest's preprocessing.
+    (``edgepose.worker.Supervisor.open_engine`` does the same in a worker process.)
     """
-    kind, dev_opt = parse_device(device)
-    spec = resolve_model(model, decoder=decoder, schema=schema)
-    is_tpu = read_model_info(spec.path).edgetpu
+    plan = plan_model(model, device, decoder=decoder, schema=schema, resize=resize,
+                      interpolation=interpolation)
 
     def load(s: ModelSpec, dev: str, delegate: Any = None) -> Engine:
-        prep = {k: v for k, v in (("resize", resize), ("interpolation", interpolation)) if v}
-        if prep:
-            s = ModelSpec(manifest_from_dict({**s.manifest.to_dict(), **prep}, origin=s.manifest.name), s.path)
         return Engine(s, dev, delegate, num_threads, decoder_params)
 
-    def other(want: str) -> ModelSpec | None:
-        name = _twin(spec, want)
-        return resolve_model(name) if name else None
-
-    if kind == "cpu":
-        if not is_tpu:
-            return load(spec, "cpu")
-        twin = other("cpu")
-        if twin is None:
-            raise ModelError(f"{spec.manifest.name} is compiled for the Edge TPU and lists no cpu_twin; "
-                             "give the CPU .tflite with --model")
-        log.info("using %s, the CPU twin of %s", twin.manifest.name, spec.manifest.name)
-        return load(twin, "cpu")
-
-    tpu_spec = spec if is_tpu else None
-    if tpu_spec is None and _twin(spec, "edgetpu"):
-        try:
-            tpu_spec = other("edgetpu")
-        except ModelError as exc:
-            if kind == "edgetpu":
-                raise
-            log.warning("Edge TPU twin of %s unavailable (%s); using the CPU", spec.manifest.name, exc)
-    if kind == "edgetpu":
-        if tpu_spec is None:
-            raise ModelError(
-                f"{spec.manifest.name} is not compiled for the Edge TPU and has no edgetpu_twin; "
-                "compile it with `edgepose-tools compile` or use --device cpu"
-            )
-        return load(tpu_spec, "edgetpu", load_edgetpu_delegate(dev_opt, delegate_loader))
-
-    # auto
-    if tpu_spec is not None:
-        try:
-            return load(tpu_spec, "edgetpu", load_edgetpu_delegate(dev_opt, delegate_loader))
-        except DeviceError as exc:
-            cpu_spec = spec if not is_tpu else other("cpu")
-            if cpu_spec is None:
-                raise
-            log.warning("no Edge TPU (%s); running %s on the CPU", str(exc).split(";")[0], cpu_spec.manifest.name)
-            return load(cpu_spec, "cpu")
-    return load(spec, "cpu")
+    if plan.edgetpu is None:
+        cpu = plan.cpu_spec()
+        assert cpu is not None
+        return load(cpu, "cpu")
+    if plan.kind == "edgetpu":
+        return load(plan.edgetpu, "edgetpu", load_edgetpu_delegate(plan.delegate_device, delegate_loader))
+    try:  # auto
+        return load(plan.edgetpu, "edgetpu", load_edgetpu_delegate(plan.delegate_device, delegate_loader))
+    except DeviceError as exc:
+        cpu = plan.cpu_spec()
+        if cpu is None:
+            raise
+        log.warning("no Edge TPU (%s); running %s on the CPU", str(exc).split(";")[0], cpu.manifest.name)
+        return load(cpu, "cpu")

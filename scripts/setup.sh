@@ -11,12 +11,14 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -e ".[${extra}]"
 # Debian packages some tests need, installed when root and absent (the tests skip without
 # them): shellcheck (and systemd-analyze) for deploy/, mosquitto (an MQTT broker the MQTT
-# tests start on 127.0.0.1) and chromium (the headless browser of the --serve page test).
+# tests start on 127.0.0.1), chromium (the headless browser of the --serve page test) and
+# a C compiler (the fake libedgetpu.so.1 the Edge TPU failure tests build).
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
   [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || missing+=(gcc)
   if [ "${#missing[@]}" -gt 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
       || echo "not installed: ${missing[*]}; the tests that need them will be skipped"

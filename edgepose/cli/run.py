@@ -188,8 +188,17 @@ def run(cfg: RunConfig) -> int:
             if stopper.stopped:
                 return EXIT_OK
             _set_frame_rate(outputs, getattr(source, "frame_rate", 0.0) or cfg.fps)
+            threads = cfg.num_threads or usable_cores()
+            opener = None
+            if cfg.worker:  # the interpreter in a child process: its crash is not ours
+                from edgepose.worker import Supervisor
+
+                supervisor = Supervisor(num_threads=threads, invoke_timeout=cfg.invoke_timeout,
+                                        load_timeout=cfg.load_timeout)
+                stack.callback(supervisor.close)
+                opener = supervisor.open_engine
             estimator = open_estimator(cfg.model, cfg.device, decoder=cfg.decoder, schema=cfg.schema,
-                                       num_threads=cfg.num_threads or usable_cores())
+                                       num_threads=threads, opener=opener)
             limit_library_threads()
             stack.callback(estimator.close)
             _warm_up(estimator, cfg)

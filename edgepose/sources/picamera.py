@@ -1,12 +1,26 @@
-"""The Raspberry Pi camera through picamera2 (imported only when this source is opened)."""
+"""The Raspberry Pi camera through picamera2 (imported only when this source is opened).
+
+Configured from how picamera2 handles its buffers (its request queue, picamera2#46):
+
+- ``BUFFER_COUNT`` buffers with ``queue=True``. picamera2 keeps the newest finished frame
+  queued for the next capture, and by the time a frame is finished the camera is
+  already writing the next one, so it needs a free buffer at that instant, else that
+  frame is never made. With two (picamera2#46) one sits in the queue and one is being
+  written: a reader that is late, even once, costs the camera frames (up to every
+  other one). Three cover the queued one, the one being written and the one
+  ``capture_array`` is copying out of; four also cover a copy that lasts longer than a
+  frame (a big frame on a busy Pi). tests/edgepose/test_sources.py models this.
+- ``"BGR888"``, which picamera2 stores R, G, B in memory (its PIL mode "RGB"; "RGB888" is
+  B, G, R): the frame is RGB as captured, so ``capture_array``'s one copy (which gives the
+  buffer straight back to the camera) is the only one; "RGB888" needed a channel flip
+  and a second copy of every frame.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from typing import Any
-
-import numpy as np
 
 from edgepose.errors import SourceError
 from edgepose.sources.base import Frame, Source
@@ -51,8 +65,12 @@ def camera_count(module: Any) -> int:
         return 0
 
 
+BUFFER_COUNT = 4
+PIXEL_FORMAT = "BGR888"  # R, G, B bytes: what the pipeline takes, as it comes
+
+
 class PiCameraSource(Source):
-    """Camera ``camera_num``'s main stream, RGB888 at ``width`` x ``height`` and ``fps``."""
+    """Camera ``camera_num``'s main stream, RGB at ``width`` x ``height`` and ``fps``."""
 
     is_live = True
 
@@ -77,9 +95,9 @@ class PiCameraSource(Source):
                               "is another program (rpicam-*, a second edgepose) using it?") from None
         try:
             config = cam.create_video_configuration(
-                main={"size": (int(self.width), int(self.height)), "format": "RGB888"},
+                main={"size": (int(self.width), int(self.height)), "format": PIXEL_FORMAT},
                 controls={"FrameRate": float(self.fps)},
-                buffer_count=2,  # few buffers: frames stay fresh instead of queueing up
+                buffer_count=BUFFER_COUNT, queue=True,
             )
             cam.configure(config)
             cam.start()
@@ -99,9 +117,9 @@ class PiCameraSource(Source):
         except Exception as err:
             raise SourceError(f"{self.name} stopped delivering frames: {err}") from None
         timestamp = time.monotonic()
-        # picamera2's "RGB888" is stored B, G, R in memory (OpenCV order): flip to RGB.
-        rgb = np.ascontiguousarray(np.asarray(array)[..., 2::-1], dtype=np.uint8)
-        return self._frame(rgb, timestamp)
+        # "BGR888" is R, G, B in memory, and capture_array already copied it out of the
+        # camera's buffer: the frame as it is, no second copy.
+        return self._frame(array, timestamp)
 
     def close(self) -> None:
         cam, self._cam = self._cam, None

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from edgepose.cli.run import main
 from tests.conftest import REPO, shared_path
+from tests.edgepose.worker.conftest import wait_for, workers
 
 RUN = [sys.executable, "-m", "edgepose.cli.run"]
 
@@ -217,3 +219,110 @@ def test_track_and_smooth_give_stable_track_ids(tmp_path: Path) -> None:
     assert all(len(s) == len(r["poses"]) for s, r in zip(ids, recs))  # unique per frame
     # the people of the first frame are still followed in the next one
     assert len(ids[0] & ids[1]) >= 1
+
+
+# --- the watchdog means progress ---------------------------------------------------------
+
+class _NotifyListener:
+    """A NOTIFY_SOCKET stand-in that timestamps every datagram as it arrives."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.path = path
+        self.messages: list[tuple[float, bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            self.messages.append((time.monotonic(), data))
+
+    def pings(self, start: float = 0.0, end: float = float("inf")) -> list[float]:
+        return [t for t, m in self.messages if m == b"WATCHDOG=1" and start <= t < end]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+WATCHDOG_ENV = {"WATCHDOG_USEC": "400000"}  # a ping every 0.2 s while frames flow
+
+
+def _watched_run(tmp_path: Path, args: list[str]) -> tuple[subprocess.Popen[str], _NotifyListener]:
+    listener = _NotifyListener(tmp_path / "notify.sock")
+    env = {**os.environ, "NOTIFY_SOCKET": str(listener.path), **WATCHDOG_ENV}
+    env.pop("WATCHDOG_PID", None)
+    proc = subprocess.Popen(RUN + args + ["--display", "none", "--log-level", "INFO"], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, listener
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    return err
+
+
+def test_no_watchdog_ping_once_an_http_camera_stalls(tmp_path: Path) -> None:
+    from tests.edgepose.test_sources import StallingServer
+
+    cv2 = pytest.importorskip("cv2")
+    cap = cv2.VideoCapture(str(shared_path("videos", "sports2d_demo.mp4")))
+    frames = [cv2.imencode(".jpg", cv2.resize(cap.read()[1], (640, 360)))[1].tobytes()
+              for _ in range(20)]
+    cap.release()
+    camera = StallingServer(frames, fps=15.0)  # 20 real frames, then silence, connection open
+    out = tmp_path / "out.jsonl"
+    proc, listener = _watched_run(tmp_path, ["--source", camera.url, "--json", str(out),
+                                             "--device", "cpu"])
+    try:
+        assert camera.sent_all.wait(120), "the camera was never read to the end"
+        stalled = time.monotonic()
+        time.sleep(4.0)  # the camera stays silent
+        quiet_from = stalled + 1.0  # the last frames still in the pipeline
+        after = listener.pings(quiet_from)
+        before = listener.pings(0.0, stalled)
+        err = _stop(proc)
+    finally:
+        proc.kill()
+        camera.close()
+        listener.close()
+    assert len(before) >= 3, (before, err)  # pings while frames flowed...
+    assert after == [], (after, quiet_from)  # ...and none once they stopped
+    assert any(m.startswith(b"READY=1") for _, m in listener.messages)
+    assert out.read_text().count("\n") >= 5
+
+
+def test_no_watchdog_ping_while_the_worker_is_stalled(tmp_path: Path) -> None:
+    video = shared_path("videos", "sports2d_demo.mp4")
+    out = tmp_path / "out.jsonl"
+    # a long invoke deadline: the stall lasts as long as the test wants
+    proc, listener = _watched_run(tmp_path, ["--source", str(video), "--loop", "--json", str(out),
+                                             "--device", "cpu", "--invoke-timeout", "60"])
+    try:
+        wait_for(lambda: out.exists() and out.read_text().count("\n") >= 20, timeout=120)
+        worker = wait_for(lambda: workers(proc.pid, "edgepose-cpu"), timeout=30)[0]
+        os.kill(worker, signal.SIGSTOP)  # the runtime stops answering
+        stalled = time.monotonic()
+        time.sleep(3.0)
+        during = listener.pings(stalled + 0.5, time.monotonic())
+        resumed = time.monotonic()
+        os.kill(worker, signal.SIGCONT)
+        time.sleep(2.0)
+        after = listener.pings(resumed)
+        err = _stop(proc)
+    finally:
+        proc.kill()
+        listener.close()
+    assert listener.pings(0.0, stalled), err
+    assert during == [], during
+    assert len(after) >= 3, (after, err)  # frames flow again: so do the pings
+    assert proc.returncode == 0, err
