@@ -173,3 +173,23 @@ def test_a_pair_not_co_compiled_is_logged(caplog: pytest.LogCaptureFixture) -> N
     assert est.device == "edgetpu"
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "compiled separately" in lines[0]
+
+
+def test_the_pipeline_runs_its_two_models_in_one_supervised_worker() -> None:
+    """edgepose-run's way: both models in one worker process (which owns the Edge TPU on
+    a Pi), the poses those of the in-process models."""
+    from edgepose.worker import Supervisor
+
+    image = load_rgb(shared_path("images", "posenet_test_couple.jpg"))
+    sup = Supervisor(num_threads=1)
+    try:
+        est = open_estimator("movenet-multipose", "cpu", opener=sup.open_engine)
+        assert isinstance(est, TopDownEstimator)
+        assert est.proposer_engine.pids == est.landmark_engine.pids  # one process for both
+        got = est.estimate(image)
+        est.close()
+    finally:
+        sup.close()
+    ref = open_estimator("movenet-multipose", "cpu", num_threads=1).estimate(image)
+    assert got.invokes == ref.invokes == 3 and len(got.poses) == 2
+    np.testing.assert_array_equal(got.poses.xy, ref.poses.xy)
