@@ -51,6 +51,17 @@ def edgetpu_library() -> str:
     return EDGETPU_LIBRARIES.get(platform.system(), "libedgetpu.so.1")
 
 
+_WARNED: set[str] = set()
+
+
+def warn_once(logger: logging.Logger, msg: str, reason: str, *args: Any) -> None:
+    """A warning the first time ``reason`` comes up in this process, then only at INFO: a
+    two-model pipeline without its Edge TPU says so in one line, not one per model."""
+    level = logging.INFO if reason in _WARNED else logging.WARNING
+    _WARNED.add(reason)
+    logger.log(level, msg, reason, *args)
+
+
 def parse_device(device: str) -> tuple[str, str | None]:
     """``auto``/``cpu``/``edgetpu`` or an Edge TPU device spec (``usb``, ``pci``, ``:0``, ``usb:1``).
 
@@ -415,5 +426,5 @@ def open_engine(
         cpu = plan.cpu_spec()
         if cpu is None:
             raise
-        log.warning("no Edge TPU (%s); running %s on the CPU", str(exc).split(";")[0], cpu.manifest.name)
+        warn_once(log, "no Edge TPU (%s); running %s on the CPU", str(exc).split(";")[0], cpu.manifest.name)
         return load(cpu, "cpu")

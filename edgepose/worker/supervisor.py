@@ -28,7 +28,7 @@ from typing import Any
 import numpy.typing as npt
 
 from edgepose.decoders.base import OutputTensor
-from edgepose.engine import ModelPlan, RuntimeMissing, plan_model
+from edgepose.engine import ModelPlan, RuntimeMissing, plan_model, warn_once
 from edgepose.errors import DeviceError, EdgePoseError, ModelError
 from edgepose.registry import ModelSpec
 from edgepose.worker.lane import Hosted, Lane
@@ -135,7 +135,7 @@ class Supervisor:
         of the models already in that worker, which died with it)."""
         assert engine.cpu_spec is not None
         tail = ", retrying the Edge TPU in the background" if retry is not None else ""
-        log.warning("%s; running %s on the CPU%s", why, engine.cpu_spec.manifest.name, tail)
+        warn_once(log, "%s; running %s on the CPU%s", why, engine.cpu_spec.manifest.name, tail)
         lane = engine.routes[0].lane
         self._fail_over(lane, [engine] + [e for e in self._engines if e.routes[0].lane is lane
                                           and e.cpu_spec is not None])
