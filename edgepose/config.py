@@ -12,9 +12,10 @@ import difflib
 import math
 import os
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from edgepose.errors import ConfigError, EdgePoseError
 from edgepose.manifest import DECODER_KINDS, SCHEMA_NAMES
@@ -35,7 +36,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), check: Check | None = None,
+def setting(default: Any, help: str, *, choices: tuple[str | None, ...] = (), check: Check | None = None,
             metavar: str | None = None, example: str | None = None, section: str = "") -> Any:
     """One setting: a ``RunConfig`` field with what the flag, the TOML check and the sample
     config need. ``example`` is shown commented out in the sample config; ``section``
@@ -161,9 +162,9 @@ class RunConfig:
     device: str = setting("auto", "auto (Edge TPU if present, else CPU), cpu, edgetpu, usb, usb:N, "
                           "pci, pci:N", check=_device)
     decoder: str | None = setting(None, "decoder for a .tflite without a <stem>.toml manifest",
-                                  choices=DECODER_KINDS + (None,), metavar="KIND", example='"heatmap"')
+                                  choices=(*DECODER_KINDS, None), metavar="KIND", example='"heatmap"')
     schema: str | None = setting(None, "keypoint schema for a .tflite without a manifest",
-                                 choices=SCHEMA_NAMES + (None,), metavar="NAME", example='"coco17"')
+                                 choices=(*SCHEMA_NAMES, None), metavar="NAME", example='"coco17"')
     num_threads: int | None = setting(None, "CPU interpreter threads (default: every usable core)",
                                       check=_threads, metavar="N", example="4")
     worker: bool = setting(True, "run the interpreter in a supervised worker process: a crash or "

@@ -162,15 +162,15 @@ def _warp(image: npt.NDArray[np.uint8], t: Transform, size: tuple[int, int],
     try:
         import cv2
     except ImportError:
-        cv2 = None
+        cv2 = None  # type: ignore[assignment]
     if cv2 is not None:
         # Output pixel centre u + 0.5 comes from source (u + 0.5 - offset) / scale, i.e.
         # source pixel index u / scale + (0.5 - offset) / scale - 0.5.
         inv = np.array([[1 / t.scale_x, 0, (0.5 - t.offset_x) / t.scale_x - 0.5],
                         [0, 1 / t.scale_y, (0.5 - t.offset_y) / t.scale_y - 0.5]], np.float64)
         flag = cv2.INTER_NEAREST if interpolation == "nearest" else cv2.INTER_LINEAR
-        return cv2.warpAffine(image, inv, (w, h), flags=flag | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        return np.asarray(cv2.warpAffine(image, inv, (w, h), flags=flag | cv2.WARP_INVERSE_MAP,
+                                         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0)), np.uint8)
     # Without OpenCV: PIL's affine transform samples the same way (continuous
     # coordinates, pixel centres at +0.5, zeros outside).
     from PIL import Image

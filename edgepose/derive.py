@@ -13,8 +13,9 @@ the registry pins the derived file's sha256 like a download's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -178,7 +179,9 @@ def _prune(model: _Model) -> _Model:
         used.discard(-1)  # an omitted optional input
         keep = sorted(used)
         t_map = {old: new for new, old in enumerate(keep)}
-        remap = lambda ids: [t_map.get(i, -1) if i >= 0 else -1 for i in ids]  # noqa: E731
+        def remap(ids: Any, t_map: dict[int, int] = t_map) -> list[int]:
+            return [t_map.get(i, -1) if i >= 0 else -1 for i in ids]
+
         tensors = [g.tensors[i] for i in keep]
         used_buffers |= {t.buffer for t in tensors}
         ops = [_Op(code_map[op.opcode_index], remap(op.inputs), remap(op.outputs), remap(op.intermediates),

@@ -17,9 +17,10 @@ import platform
 import shutil
 import struct
 import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from edgepose import runtimes
 from edgepose.errors import ConfigError, EdgePoseError, SourceError
@@ -213,7 +214,7 @@ def check_tpu_devices(kind: str, tpu: str | None, sysfs_root: Path, dev_root: Pa
     for node in pcie:
         checks.append(Check("edgetpu", "ok", f"PCIe {node}"))
     wanted = (usb if tpu and tpu.startswith("usb") else pcie if tpu and tpu.startswith("pci")
-              else usb + pcie)  # type: ignore[operator]
+              else usb + pcie)
     if not wanted:
         what = f"no Edge TPU ({tpu})" if tpu else "no Edge TPU found (USB 1a6e:089a / 18d1:9302, PCIe /dev/apex_*)"
         hint = ("plug the Coral USB Accelerator into a USB 3 port; `lsusb` should list it. "
@@ -338,7 +339,8 @@ def check_models(model: str | None) -> list[Check]:
         manifests = list_manifests()
     except EdgePoseError as err:
         return [Check("models", "fail", str(err), blocking=True)]
-    cached, missing = [], []
+    cached: list[str] = []
+    missing: list[str] = []
     for name, m in sorted(manifests.items()):
         try:
             (cached if find_model_file(m) else missing).append(name)

@@ -77,7 +77,8 @@ def check_power(dt_root: Path) -> list[Check]:
         detail = (f"{usb.model}: {supply}, usb_max_current_enable={usb.usb_max_current_enable}, "
                   f"USB ports limited to {limit if limit is not None else 'an unknown'} mA in total")
         if limit is not None and limit < pipower.ACCELERATOR_MA:
-            checks.append(Check("usb-power", "warn", detail + f"; the accelerator draws up to {pipower.ACCELERATOR_MA} mA",
+            draws = f"; the accelerator draws up to {pipower.ACCELERATOR_MA} mA"
+            checks.append(Check("usb-power", "warn", detail + draws,
                                 "use the 27 W (5 V 5 A) USB-C supply; usb_max_current_enable=1 in "
                                 "/boot/firmware/config.txt lifts the limit, only for a supply that delivers 5 A"))
         else:

@@ -11,17 +11,18 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edgepose.decoders.base import OutputTensor
 from edgepose.errors import DeviceError, ModelError
+from edgepose.manifest import manifest_from_dict
 from edgepose.pose import Poses
 from edgepose.preprocess import Transform, resize, to_input_tensor
-from edgepose.manifest import manifest_from_dict
 from edgepose.registry import ModelSpec, resolve_model
 from edgepose.tflite_info import read_model_bytes, read_model_info
 
@@ -98,7 +99,7 @@ def interpreter_module() -> Any:
 
 
 def _default_loader() -> DelegateLoader:
-    return interpreter_module().load_delegate  # type: ignore[no-any-return]
+    return interpreter_module().load_delegate
 
 
 def load_edgetpu_delegate(device: str | None = None, loader: DelegateLoader | None = None) -> Any:

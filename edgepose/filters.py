@@ -11,8 +11,9 @@ in seconds. Timestamp-driven because Pi frame rates vary; t = 0.0 is a valid tim
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -80,8 +81,9 @@ class OneEuroSmoother:
 
 def box_iou(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     """(len(a), len(b)) IoU of x0, y0, x1, y1 boxes; NaN boxes overlap nothing."""
-    a = np.nan_to_num(np.asarray(a, np.float64), nan=0.0)[:, None, :]
-    b = np.nan_to_num(np.asarray(b, np.float64), nan=0.0)[None, :, :]
+    a64 = np.nan_to_num(np.asarray(a, np.float64), nan=0.0)[:, None, :]
+    b64 = np.nan_to_num(np.asarray(b, np.float64), nan=0.0)[None, :, :]
+    a, b = a64, b64  # type: ignore[assignment]
     iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
     ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = iw * ih

@@ -111,7 +111,8 @@ def manifest_from_dict(data: dict[str, Any], origin: str = "manifest") -> Manife
         if d.get(key) is not None:
             v = d[key]
             v = [v] if isinstance(v, (int, float)) else v
-            if not isinstance(v, (list, tuple)) or len(v) not in (1, 3) or not all(isinstance(x, (int, float)) for x in v):
+            numbers = isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v)
+            if not numbers or len(v) not in (1, 3):
                 raise ModelError(f"{origin}: {key} must be a number or 3 numbers, got {d[key]!r}")
             d[key] = tuple(float(x) for x in v)
     if d.get("std") is not None and not all(x > 0 for x in d["std"]):

@@ -75,7 +75,7 @@ class Poses:
             scores=np.concatenate([p.scores for p in items]),
             pose_scores=np.concatenate([p.pose_scores for p in items]),
             schema=items[0].schema,
-            track_ids=np.concatenate([p.track_ids for p in items]) if tracked else None,  # type: ignore[misc]
+            track_ids=np.concatenate([p.track_ids for p in items]) if tracked else None,
         )
 
     def __len__(self) -> int:

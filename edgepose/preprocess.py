@@ -79,11 +79,11 @@ def _resize(image: npt.NDArray[np.uint8], w: int, h: int, interp: Interpolation)
     try:
         import cv2  # fast path where OpenCV is installed
     except ImportError:
-        cv2 = None
+        cv2 = None  # type: ignore[assignment]
     if cv2 is not None:
         # INTER_NEAREST_EXACT picks the same pixels as PIL's NEAREST (what Coral's references used).
         flag = cv2.INTER_NEAREST_EXACT if interp == "nearest" else cv2.INTER_LINEAR
-        return cv2.resize(image, (w, h), interpolation=flag)
+        return np.asarray(cv2.resize(image, (w, h), interpolation=flag), np.uint8)
     from PIL import Image
 
     flag = Image.NEAREST if interp == "nearest" else Image.BILINEAR

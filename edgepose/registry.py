@@ -9,9 +9,9 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from edgepose.errors import FetchError, ModelError
 from edgepose.manifest import (
@@ -149,7 +149,7 @@ def find_model_file(m: Manifest) -> Path | None:
     if hit is not None and m.sha256 and sha256_file(hit) != m.sha256:
         in_cache = hit.parent == cache_dir()
         fix = (f"replace it with `edgepose models fetch --force {m.name}`" if in_cache else
-               f"remove or replace it (found through $EDGEPOSE_MODEL_PATH)")
+               "remove or replace it (found through $EDGEPOSE_MODEL_PATH)")
         raise ModelError(
             f"{hit}: sha256 {sha256_file(hit)[:12]}… does not match manifest {m.name!r} "
             f"({m.sha256[:12]}…), the file is damaged or another version; {fix}"

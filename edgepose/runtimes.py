@@ -19,9 +19,10 @@ import shlex
 import subprocess
 import sys
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 try:
     from edgepose.errors import ConfigError
@@ -143,9 +144,9 @@ def load_pairs(path: Path = PAIRS_FILE) -> dict[tuple[str, str], RuntimePair]:
             pairs[(codename, arch)] = RuntimePair(
                 codename, arch, _get(t, "python", where, path), _get(t, "evidence", where, path),
                 tuple(str(c) for c in t.get("pip_constraints", [])),
-                Interpreter(*(_get(it, k, f"{where}.interpreter", path)
-                              for k in ("dist", "module", "version", "tensorflow")),
-                            _asset(it, f"{where}.interpreter", path)),
+                Interpreter(**{k: _get(it, k, f"{where}.interpreter", path)
+                               for k in ("dist", "module", "version", "tensorflow")},
+                            asset=_asset(it, f"{where}.interpreter", path)),
                 Libedgetpu(_get(lib, "version", f"{where}.libedgetpu", path),
                            _get(lib, "tensorflow", f"{where}.libedgetpu", path),
                            *(_asset(lib.get(s), f"{where}.libedgetpu.{s}", path) for s in SPEEDS)),

@@ -17,9 +17,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 # Likely causes, by how an Edge TPU child ended.
 PAIRING = ("libedgetpu built against another TensorFlow than the interpreter (runtime pairing: "

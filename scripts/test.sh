@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The test command: set up .venv (idempotent) and run the whole suite.
-# Tests read real models and data from ../shared (override with EDGEPOSE_SHARED).
+# The test command: set up .venv (idempotent), lint and type-check the runtime, then run
+# the whole suite. Tests read real models and data from ../shared (override with
+# EDGEPOSE_SHARED).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+echo "ruff check edgepose/ and mypy (settings in pyproject.toml)"
+.venv/bin/ruff check edgepose
+.venv/bin/mypy
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

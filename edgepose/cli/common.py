@@ -6,7 +6,8 @@ import argparse
 import errno
 import logging
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from edgepose.errors import EdgePoseError, OutputError
 from edgepose.stdio import silence_stdout
@@ -19,7 +20,7 @@ EXIT_USAGE = 2
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with defaults shown; usage errors are one line and exit code 2."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
 
@@ -107,7 +108,7 @@ def run_cli(prog: str, func: Callable[[], int | None]) -> int:
     130, a reader that went away (``| head``) exits 0.
     """
     real_stdout = sys.stdout
-    sys.stdout = _NamedStdout(real_stdout)  # type: ignore[assignment]
+    sys.stdout = _NamedStdout(real_stdout)
     try:
         rc = func()
         _flush_stdout()

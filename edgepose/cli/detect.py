@@ -10,16 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from edgepose.decoders import DECODER_KINDS
-from edgepose.estimator import DEFAULT_MODEL, open_estimator
 from edgepose.errors import ConfigError
+from edgepose.estimator import DEFAULT_MODEL, open_estimator
 from edgepose.imageio import read_image, write_image
 from edgepose.manifest import INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
-
 
 STAGES = ("preprocess_ms", "invoke_ms", "decode_ms")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("detect", help="detect poses in images",
                        description="Detect poses in images; print COCO keypoint results.")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")

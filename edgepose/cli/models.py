@@ -8,11 +8,20 @@ import sys
 
 from edgepose.errors import ModelError
 from edgepose.manifest import AnyManifest, TopDownManifest
-from edgepose.registry import (cache_dir, describe_model, fetch_model, find_model_file, get_manifest,
-                               is_model_path, list_manifests, list_pipelines, resolve_model)
+from edgepose.registry import (
+    cache_dir,
+    describe_model,
+    fetch_model,
+    find_model_file,
+    get_manifest,
+    is_model_path,
+    list_manifests,
+    list_pipelines,
+    resolve_model,
+)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list, inspect and download models")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION")
     msub.required = True

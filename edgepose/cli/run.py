@@ -15,10 +15,11 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
-from typing import Any, Sequence
+from typing import Any
 
 from edgepose import sdnotify
 from edgepose.cli.common import EXIT_OK, EXIT_RUNTIME, ArgumentParser, run_cli, setup_logging

@@ -18,7 +18,8 @@ Conventions (those of Simple Baselines' ``get_final_preds``):
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -78,7 +79,8 @@ def decode(outputs: Sequence[OutputTensor], transform: Transform, **params: Any)
             raise outputs_error(
                 "heatmap", flipped, f"flipped heatmaps of the same shape as {list(heat.shape)}"
             )
-        heat = (heat + flip_back(back, schema.flip_index(), params.get("flip_shift", True))) / 2
+        heat = ((heat + flip_back(back, schema.flip_index(), params.get("flip_shift", True))) / 2).astype(
+            np.float32, copy=False)
     h, w = heat.shape[:2]
     ks = np.arange(k)
     ys, xs = np.divmod(heat.reshape(h * w, k).argmax(axis=0), w)

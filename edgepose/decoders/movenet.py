@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from edgepose.decoders.base import (
-    OutputTensor, check_params, check_schema, model_size, outputs_error,
+    OutputTensor,
+    check_params,
+    check_schema,
+    model_size,
+    outputs_error,
 )
 from edgepose.pose import Poses
 from edgepose.preprocess import Transform

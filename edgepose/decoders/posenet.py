@@ -15,13 +15,18 @@ The outputs are told apart by channel count, never by their order.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edgepose.decoders.base import (
-    OutputTensor, by_channels, check_params, check_schema, outputs_error,
+    OutputTensor,
+    by_channels,
+    check_params,
+    check_schema,
+    outputs_error,
 )
 from edgepose.errors import ConfigError
 from edgepose.pose import Poses

@@ -37,14 +37,20 @@ so positions stay float64; results equal the straightforward implementation's ex
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edgepose.decoders.base import OutputTensor, check_params, check_schema
 from edgepose.decoders.posenet import (
-    EDGES, NUM_EDGES, NUM_KEYPOINTS, Maps, check_stride, to_poses,
+    EDGES,
+    NUM_EDGES,
+    NUM_KEYPOINTS,
+    Maps,
+    check_stride,
+    to_poses,
 )
 from edgepose.errors import ConfigError
 from edgepose.pose import Poses

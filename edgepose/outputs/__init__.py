@@ -9,7 +9,8 @@ publisher and ``osc://`` OSC messages over UDP. Backends are imported only when 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from edgepose.errors import ConfigError
 from edgepose.outputs.base import FrameResult, Output

@@ -27,7 +27,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from edgepose.errors import ConfigError

@@ -62,7 +62,7 @@ class Output(ABC):
         self.dropped = 0      # results replaced before they could be sent (non-blocking)
         self.error: str | None = None  # the failure that stopped this output, if any
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027  (optional hook: most outputs have nothing to check)
         """Raise ``ConfigError`` if this output cannot work; no side effects."""
 
     @abstractmethod

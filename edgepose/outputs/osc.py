@@ -27,7 +27,7 @@ DEFAULT_PREFIX = "/edgepose"
 
 
 def import_pythonosc() -> tuple[Any, Any, Any]:
-    return tuple(import_net(f"pythonosc.{m}", "python-osc", "osc:// outputs")  # type: ignore[return-value]
+    return tuple(import_net(f"pythonosc.{m}", "python-osc", "osc:// outputs")
                  for m in ("osc_bundle_builder", "osc_message_builder", "udp_client"))
 
 

@@ -33,8 +33,9 @@ def probe_output(spec: str, timeout: float = TIMEOUT) -> tuple[bool, str]:
         if kind == "mqtt":
             return _probe_mqtt(out, timeout)
         if kind == "osc":
-            address = socket.getaddrinfo(out.host, out.port, type=socket.SOCK_DGRAM)[0][4][0]
-            return True, (f"UDP to {out.host}:{out.port} ({address}); OSC sends no reply, so "
+            host, port = getattr(out, "host"), getattr(out, "port")  # noqa: B009  (OscOutput)
+            address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][4][0]
+            return True, (f"UDP to {host}:{port} ({address}); OSC sends no reply, so "
                           "whether something listens cannot be checked")
     except Exception as err:  # a probe reports, it never fails the doctor
         return False, f"{spec}: {describe(err)}"
@@ -69,7 +70,11 @@ def _probe_mqtt(out: Any, timeout: float) -> tuple[bool, str]:
                          protocol=mqtt.MQTTv311)
     if out._user is not None:
         client.username_pw_set(out._user, out._password)
-    client.on_connect = lambda c, u, flags, reason, props: (answer.append(reason), done.set())
+    def on_connect(c: Any, u: Any, flags: Any, reason: Any, props: Any) -> None:
+        answer.append(reason)
+        done.set()
+
+    client.on_connect = on_connect
     client.connect_timeout = timeout
     try:
         client.connect(out.host, out.port, keepalive=10)

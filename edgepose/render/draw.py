@@ -3,7 +3,8 @@ recordings and snapshots (the live TV view is drawn by pygame at screen resoluti
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt

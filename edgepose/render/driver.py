@@ -9,8 +9,8 @@ SDL_VIDEODRIVER (by the user, or ``dummy`` in tests) is always respected.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from edgepose.errors import ConfigError
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Iterator
 
 import numpy as np
 import numpy.typing as npt

@@ -15,8 +15,9 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgepose.errors import SourceError
 from edgepose.sources.base import Frame, Source

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from edgepose.errors import SourceError
 from edgepose.sources.base import Frame, Source

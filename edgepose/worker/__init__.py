@@ -8,8 +8,8 @@ or its model's CPU twin takes over.
 
 from __future__ import annotations
 
-from edgepose.worker.process import WorkerFailure
 from edgepose.worker.lane import invoke_deadline
+from edgepose.worker.process import WorkerFailure
 from edgepose.worker.remote import SupervisedEngine
 from edgepose.worker.supervisor import Supervisor
 

@@ -53,7 +53,7 @@ def decode(data: bytes) -> tuple[Any, ...]:
     op = _FAST_OPS.get(data[:1])
     if op is not None:
         return op, int.from_bytes(data[1:5], "little")
-    return pickle.loads(data[1:])  # type: ignore[no-any-return]
+    return pickle.loads(data[1:])
 
 
 def _become_worker(title: str) -> None:
@@ -74,7 +74,7 @@ def _become_worker(title: str) -> None:
             os.close(alive)
         except OSError:
             pass
-        server._forkserver_alive_fd = None
+        setattr(server, "_forkserver_alive_fd", None)  # noqa: B010
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -127,7 +127,8 @@ def main(conn: Any, kind: str, title: str, log_level: int) -> None:
             msg = decode(conn.recv_bytes())
         except (EOFError, OSError):
             break
-        op, key = msg[0], msg[1] if len(msg) > 1 else None
+        op = msg[0]
+        key: int = msg[1] if len(msg) > 1 else -1
         if op == "invoke":
             slot = slots[key]
             try:
@@ -140,7 +141,8 @@ def main(conn: Any, kind: str, title: str, log_level: int) -> None:
             send(("done", key))
         elif op == "open":
             try:
-                engine = _open(kind, *msg[2:], send=send, key=key)
+                manifest, path, delegate_device, threads = msg[2:6]
+                engine = _open(kind, manifest, path, delegate_device, threads, send=send, key=key)
             except EdgePoseError as err:
                 send(("failed", key, type(err).__name__, str(err)))
                 continue

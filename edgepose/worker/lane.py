@@ -6,8 +6,9 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,8 +23,9 @@ DEADLINE_FACTOR = 10.0                     # ... which is this many median invok
 
 def invoke_deadline(samples: Sequence[float], *, first: bool, fixed: float = 0.0) -> float:
     """Seconds to wait for one invoke: ``FIRST_INVOKE_S`` (or ``fixed`` if longer) for a
-    model's first on a worker (the Edge TPU uploads its weights then); else ``fixed`` when set; else ``DEADLINE_FACTOR`` median invokes,
-    kept within ``MIN_DEADLINE_S``..``MAX_DEADLINE_S`` (3 medians for a model slower than that)."""
+    model's first on a worker (the Edge TPU uploads its weights then); else ``fixed`` when
+    set; else ``DEADLINE_FACTOR`` median invokes, kept within
+    ``MIN_DEADLINE_S``..``MAX_DEADLINE_S`` (3 medians for a model slower than that)."""
     if first:
         return max(FIRST_INVOKE_S, fixed)
     if fixed:

@@ -35,7 +35,7 @@ class Route:
         return self._io
 
 
-class Outputs(list):  # type: ignore[type-arg]
+class Outputs(list):
     """Output tensors that remember the model build that produced them (for decode)."""
 
     io: ModelIO

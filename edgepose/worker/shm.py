@@ -12,9 +12,10 @@ import itertools
 import os
 import secrets
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing import shared_memory
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -57,7 +58,8 @@ class Slot:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         name = f"edgepose-{os.getpid()}-{next(Slot._count)}-{secrets.token_hex(4)}"
-        self._shm = shared_memory.SharedMemory(name=name, create=True, size=layout.size)
+        self._shm: shared_memory.SharedMemory | None = shared_memory.SharedMemory(
+            name=name, create=True, size=layout.size)
         self.name = self._shm.name
         views = layout.views(self._shm.buf)
         self.input, self.outputs = views[0], views[1:]
@@ -65,7 +67,7 @@ class Slot:
     def close(self) -> None:
         if self._shm is None:
             return
-        self.input = self.outputs = None  # type: ignore[assignment]  # views before the buffer
+        self.input = self.outputs = None  # type: ignore[assignment,unused-ignore]  # views first
         shm, self._shm = self._shm, None
         shm.close()
         try:
