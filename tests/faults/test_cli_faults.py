@@ -95,6 +95,14 @@ def _holder(tmp: Path) -> None:
 
 _HOLDERS: list[subprocess.Popen[str]] = []
 
+
+def _mpii_like_coco(tmp: Path) -> None:
+    """coco17_dev with one keypoint dropped from every annotation (16, as MPII has)."""
+    data = json.loads((SHARED / "data/coco17_dev/person_keypoints.json").read_text())
+    for ann in data["annotations"]:
+        ann["keypoints"] = ann["keypoints"][:48]
+    (tmp / "kp16.json").write_text(json.dumps(data))
+
 MANIFEST_BAD_PARAMS = ('name = "x"\nfile = "m.tflite"\ninput_size = [192, 192]\ndecoder = "movenet"\n'
                        'schema = "coco17"\n[decoder_params]\nsmoothing = 3\n')
 MOVENET_FILE = SHARED / "models/coral/movenet_single_pose_lightning_ptq.tflite"
@@ -240,6 +248,11 @@ CASES = [
     Case("tools-compile-no-compiler", ["edgepose-tools", "compile", "{shared}/models/coral/"
                                        "movenet_single_pose_lightning_ptq.tflite", "--out-dir", "{tmp}"],
          2, r"edgetpu_compiler", env={"PATH": "/usr/bin:/bin", "EDGETPU_COMPILER": ""}),
+    Case("tools-evaluate-16-keypoints", ["edgepose-tools", "evaluate", "--model", "movenet-lightning",
+                                        "--coco", "{tmp}/kp16.json", "--images", "{shared}/data/coco17_dev/images"],
+         2, r"kp16.json.*16 keypoints, model movenet-lightning predicts 17", setup=_mpii_like_coco),
+    Case("tools-evaluate-missing", ["edgepose-tools", "evaluate", "--coco", "{tmp}/none.json", "--images",
+                                    "{tmp}"], 2, r"none.json"),
     Case("tools-no-command", ["edgepose-tools"], 2, r"required"),
 ]
 
