@@ -84,9 +84,9 @@ class Job:
         self.timings[key] = self.timings.get(key, 0.0) + ms
 
 
-@runtime_checkable
-class Estimator(Protocol):
-    """What the pipeline, ``detect`` and ``evaluate`` need of a pose estimator."""
+class Described(Protocol):
+    """What estimators and engines both tell: a name, where they run (``device`` may
+    change under a supervisor), the keypoint schema and whether they find several people."""
 
     @property
     def name(self) -> str: ...
@@ -99,6 +99,11 @@ class Estimator(Protocol):
 
     @property
     def multi_pose(self) -> bool: ...
+
+
+@runtime_checkable
+class Estimator(Described, Protocol):
+    """What the pipeline, ``detect`` and ``evaluate`` need of a pose estimator."""
 
     def prepare(self, image: npt.NDArray[np.uint8], timestamp: float = 0.0) -> Job: ...
 
@@ -111,21 +116,9 @@ class Estimator(Protocol):
     def close(self) -> None: ...
 
 
-class ModelEngine(Protocol):
+class ModelEngine(Described, Protocol):
     """What ``SingleModelEstimator`` needs of ``edgepose.engine.Engine`` (or a supervised
     engine running it in a worker process)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def device(self) -> str: ...
-
-    @property
-    def schema(self) -> str: ...
-
-    @property
-    def multi_pose(self) -> bool: ...
 
     @property
     def input_size(self) -> tuple[int, int]:
