@@ -10,7 +10,6 @@ temp folder (and put fake ``dpkg``/``vcgencmd`` tools and a fake libedgetpu on t
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import os
 import platform
@@ -94,13 +93,9 @@ def check_platform() -> Check:
 
 
 def check_interpreter() -> Check:
-    for dist, module in (("ai-edge-litert", "ai_edge_litert"), ("tflite-runtime", "tflite_runtime")):
-        if importlib.util.find_spec(module) is not None:
-            try:
-                version = importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                version = "unknown version"
-            return Check("runtime", "ok", f"{module} {version}")
+    found = runtimes.installed_interpreter()  # the one edgepose.engine uses
+    if found is not None:
+        return Check("runtime", "ok", f"{found[0]} {found[1]}")
     return Check("runtime", "fail", "no TFLite interpreter (ai_edge_litert or tflite_runtime)",
                  "pip install ai-edge-litert (or reinstall edgepose)", blocking=True)
 

@@ -21,8 +21,7 @@ def sdl_video_drivers() -> list[str] | None:
     the library mapped into this process), or None when it cannot be found."""
     try:
         with open("/proc/self/maps") as fh:
-            libs = sorted({line.split()[-1] for line in fh if "/libSDL2-2" in line or "/libSDL2.so" in line
-                           or "/libSDL2-2.0.so" in line})
+            libs = sorted({line.split()[-1] for line in fh if "/libSDL2-2" in line or "/libSDL2.so" in line})
     except OSError:
         return None
     for lib in libs:

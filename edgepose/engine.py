@@ -98,17 +98,13 @@ def interpreter_module() -> Any:
     raise DeviceError("no TFLite interpreter installed; `pip install ai-edge-litert` (or `pip install edgepose`)")
 
 
-def _default_loader() -> DelegateLoader:
-    return interpreter_module().load_delegate
-
-
 def load_edgetpu_delegate(device: str | None = None, loader: DelegateLoader | None = None) -> Any:
     """Load libedgetpu as a TFLite delegate, or raise a one-line DeviceError.
 
     ``load_delegate`` raises OSError when the library is missing and ValueError when
     no Edge TPU is attached.
     """
-    loader = loader or _default_loader()
+    loader = loader or interpreter_module().load_delegate
     lib = edgetpu_library()
     options = {"device": device} if device else {}
     failure: tuple[type[BaseException], str] | None = None
@@ -129,10 +125,6 @@ def load_edgetpu_delegate(device: str | None = None, loader: DelegateLoader | No
         raise RuntimeMissing(f"Edge TPU runtime {lib} could not be loaded ({detail}); {INSTALL_HINT}")
     which = f"device {device!r}" if device else "Edge TPU"
     raise DeviceError(f"{lib} loaded but found no {which}; {DEVICE_HINT}")
-
-
-def _interpreter_class() -> Any:
-    return interpreter_module().Interpreter
 
 
 @contextlib.contextmanager
@@ -247,7 +239,7 @@ class Engine:
         self.device = device
         m = spec.manifest
         data = read_model_bytes(spec.path)
-        Interpreter = _interpreter_class()
+        Interpreter = interpreter_module().Interpreter
         delegates = [delegate] if delegate is not None else None
         try:
             with _native_stderr_to_log():
@@ -319,18 +311,18 @@ class Engine:
 class ModelPlan:
     """Which build of a model runs where, decided from its manifest and the device asked
     for, before anything is loaded: ``edgetpu`` (the Edge TPU build, or None) and
-    ``cpu_spec()`` (the CPU build, resolved on first use so that ``auto`` with a working
-    Edge TPU never fetches the CPU twin). ``kind`` is ``auto``, ``cpu`` or ``edgetpu``;
-    ``delegate_device`` the delegate's device option (``usb``, ``pci:1``...)."""
+    ``cpu_spec()`` (the CPU build, or the fallback when the Edge TPU fails; None for
+    ``edgetpu``, which has none). A ``cpu_twin`` is resolved on first use, so that
+    ``auto`` with a working Edge TPU never fetches it. ``delegate_device`` is the
+    delegate's device option (``usb``, ``pci:1``...)."""
 
-    def __init__(self, spec: ModelSpec, kind: str, delegate_device: str | None,
-                 prep: dict[str, str], edgetpu: ModelSpec | None, cpu: ModelSpec | None,
-                 is_tpu: bool) -> None:
-        self.requested, self.kind, self.delegate_device = spec, kind, delegate_device
+    def __init__(self, spec: ModelSpec, delegate_device: str | None, prep: dict[str, str],
+                 edgetpu: ModelSpec | None, cpu: ModelSpec | None, cpu_twin: str = "") -> None:
+        self.requested, self.delegate_device = spec, delegate_device
         self._prep = prep
         self.edgetpu = self._prepared(edgetpu)
         self._cpu = self._prepared(cpu)
-        self._is_tpu = is_tpu
+        self._cpu_twin = cpu_twin
 
     def _prepared(self, s: ModelSpec | None) -> ModelSpec | None:
         if s is None or not self._prep:
@@ -340,9 +332,8 @@ class ModelPlan:
 
     def cpu_spec(self) -> ModelSpec | None:
         """The CPU build (the model itself, or its ``cpu_twin``), None when it lists none."""
-        if self._cpu is None and self._is_tpu and self.kind != "edgetpu":
-            name = _twin(self.requested, "cpu")
-            self._cpu = self._prepared(resolve_model(name)) if name else None
+        if self._cpu is None and self._cpu_twin:
+            self._cpu = self._prepared(resolve_model(self._cpu_twin))
         return self._cpu
 
 
@@ -356,8 +347,8 @@ def plan_model(model: str | Path = "movenet-lightning", device: str = "auto", *,
     is_tpu = read_model_info(spec.path).edgetpu
     prep = {k: v for k, v in (("resize", resize), ("interpolation", interpolation)) if v}
 
-    def plan(edgetpu: ModelSpec | None, cpu: ModelSpec | None) -> ModelPlan:
-        return ModelPlan(spec, kind, dev_opt, prep, edgetpu, cpu, is_tpu)
+    def plan(edgetpu: ModelSpec | None, cpu: ModelSpec | None, cpu_twin: str = "") -> ModelPlan:
+        return ModelPlan(spec, dev_opt, prep, edgetpu, cpu, cpu_twin)
 
     if kind == "cpu":
         if not is_tpu:
@@ -385,7 +376,7 @@ def plan_model(model: str | Path = "movenet-lightning", device: str = "auto", *,
                 "compile it with `edgepose-tools compile` or use --device cpu"
             )
         return plan(tpu_spec, None)
-    return plan(tpu_spec, None if is_tpu else spec)
+    return plan(tpu_spec, None, _twin(spec, "cpu")) if is_tpu else plan(tpu_spec, spec)
 
 
 def open_engine(
@@ -419,12 +410,10 @@ def open_engine(
         cpu = plan.cpu_spec()
         assert cpu is not None
         return load(cpu, "cpu")
-    if plan.kind == "edgetpu":
-        return load(plan.edgetpu, "edgetpu", load_edgetpu_delegate(plan.delegate_device, delegate_loader))
-    try:  # auto
+    try:
         return load(plan.edgetpu, "edgetpu", load_edgetpu_delegate(plan.delegate_device, delegate_loader))
     except DeviceError as exc:
-        cpu = plan.cpu_spec()
+        cpu = plan.cpu_spec()  # auto's fallback (None for edgetpu)
         if cpu is None:
             raise
         warn_once(log, "no Edge TPU (%s); running %s on the CPU", str(exc).split(";")[0], cpu.manifest.name)

@@ -78,13 +78,12 @@ def describe_exit(returncode: int | None, *, timed_out: bool = False,
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """``outcome`` "ok" (``invoke_ms`` set), "error" (the child reported ``error`` of
-    ``error_kind`` "device" or "model"), or "crash" (``exit`` says how)."""
+    """``outcome`` "ok" (``invoke_ms`` set), "error" (the child reported ``error``: no
+    runtime or device, or a model the delegate cannot run), or "crash" (``exit`` says how)."""
 
     outcome: str
     invoke_ms: float | None = None
     error: str = ""
-    error_kind: str = ""
     exit: ChildExit | None = None
 
 
@@ -109,12 +108,12 @@ def probe_edgetpu(model: Path, device: str | None = None, *, timeout: float = 30
     if isinstance(report, dict) and run.returncode in (0, 3):
         if report.get("ok"):
             return ProbeResult("ok", invoke_ms=float(report.get("invoke_ms", 0.0)))
-        return ProbeResult("error", error=str(report.get("error", "")), error_kind=str(report.get("kind", "")))
+        return ProbeResult("error", error=str(report.get("error", "")))
     exit_ = describe_exit(run.returncode)
     if exit_.crashed:
         return ProbeResult("crash", exit=exit_)
     last = (run.stderr.strip().splitlines() or [exit_.what])[-1]
-    return ProbeResult("error", error=f"probe {exit_.what}: {last}", error_kind="model")
+    return ProbeResult("error", error=f"probe {exit_.what}: {last}")
 
 
 def _invoke_once(model: Path, device: str | None) -> dict[str, object]:
@@ -126,7 +125,7 @@ def _invoke_once(model: Path, device: str | None) -> dict[str, object]:
     try:
         delegate = load_edgetpu_delegate(device)
     except DeviceError as err:
-        return {"ok": False, "kind": "device", "error": str(err)}
+        return {"ok": False, "error": str(err)}
     try:
         it = interpreter_module().Interpreter(model_path=str(model), experimental_delegates=[delegate])
         it.allocate_tensors()
@@ -137,7 +136,7 @@ def _invoke_once(model: Path, device: str | None) -> dict[str, object]:
         ms = (time.perf_counter() - t0) * 1e3
     except (ValueError, RuntimeError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        return {"ok": False, "kind": "model", "error": f"{model.name} did not run with the Edge TPU delegate: {first}"}
+        return {"ok": False, "error": f"{model.name} did not run with the Edge TPU delegate: {first}"}
     return {"ok": True, "invoke_ms": ms}
 
 

@@ -36,15 +36,10 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _configured_outputs(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
-    """The outputs a run with ``--config`` (and ``--output``) would open."""
-    cfg: dict[str, Any] = {}
-    if args.config:
-        from edgepose.config import load_toml
-
-        cfg = load_toml(args.config)
+def _configured_outputs(cfg: dict[str, Any], extra: list[str] | None) -> tuple[list[str], dict[str, Any]]:
+    """The outputs a run with the config file ``cfg`` (and ``--output extra``) would open."""
     outputs = [cfg["json"]] if cfg.get("json") else []
-    outputs += list(cfg.get("output", ())) + list(args.output or ())
+    outputs += list(cfg.get("output", ())) + list(extra or ())
     if cfg.get("record"):
         outputs.append(cfg["record"])
     serve = {"serve": cfg.get("serve"), "serve_token": cfg.get("serve_token")}
@@ -55,12 +50,14 @@ def run(args: argparse.Namespace) -> int:
     from edgepose.doctor import run_doctor
 
     settings: dict[str, Any] = {"model": None, "device": "auto", "source": "auto", "display": "auto"}
+    cfg: dict[str, Any] = {}
     if args.config:
         from edgepose.config import load_toml
 
-        settings.update({k: v for k, v in load_toml(args.config).items() if k in settings})
+        cfg = load_toml(args.config)
+    settings.update({k: v for k, v in cfg.items() if k in settings})
     settings.update({k: getattr(args, k) for k in settings if getattr(args, k) is not None})
-    outputs, serve = _configured_outputs(args)
+    outputs, serve = _configured_outputs(cfg, args.output)
     report = run_doctor(**settings, probe_timeout=args.probe_timeout, outputs=outputs, **serve)
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2)

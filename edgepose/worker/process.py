@@ -38,10 +38,9 @@ class WorkerFailure(Exception):
     """A worker died (a signal, an exit) or did not answer in time: ``line`` says what
     happened, while doing what, and the likely cause, in one sentence."""
 
-    def __init__(self, line: str, *, crashed: bool = True) -> None:
+    def __init__(self, line: str) -> None:
         super().__init__(line)
         self.line = line
-        self.crashed = crashed
 
 
 def describe_end(kind: str, pid: int | None, returncode: int | None, stage: str,
@@ -158,7 +157,7 @@ class WorkerProcess:
             self.kill()
             cause = CPU_CRASH if self.kind == "cpu" else MIDRUN
             raise WorkerFailure(f"{self.label} (pid {self.pid}): {what} failed: {msg[2]}; "
-                                f"likely cause: {cause}", crashed=False)
+                                f"likely cause: {cause}")
         self.ran.add(key)
         return [np.array(v) for v in slot.outputs]
 

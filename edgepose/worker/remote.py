@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgepose.decoders.base import OutputTensor
-from edgepose.engine import ModelIO, ModelPlan
+from edgepose.engine import ModelIO
 from edgepose.pose import Poses
 from edgepose.preprocess import Transform
 from edgepose.registry import ModelSpec
@@ -54,11 +54,9 @@ class SupervisedEngine:
     here, ``invoke`` there (the ``ModelEngine`` interface of ``edgepose.estimator``).
     ``device`` is where the last invoke ran ("edgetpu" or "cpu")."""
 
-    def __init__(self, supervisor: Any, plan: ModelPlan, routes: list[Route],
-                 cpu_spec: ModelSpec | None, num_threads: int | None,
-                 decoder_params: dict[str, Any] | None) -> None:
+    def __init__(self, supervisor: Any, routes: list[Route], cpu_spec: ModelSpec | None,
+                 num_threads: int | None, decoder_params: dict[str, Any] | None) -> None:
         self._sup = supervisor
-        self.plan = plan
         self.routes = routes  # the preferred first; a CPU twin's is added on failover
         self.cpu_spec = cpu_spec
         self.num_threads, self.decoder_params = num_threads, decoder_params

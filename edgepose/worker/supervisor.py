@@ -79,19 +79,18 @@ class Supervisor:
             if self._closing.is_set():
                 raise DeviceError("the inference workers are closed")
             if plan.edgetpu is None:
-                cpu = plan.cpu_spec()
-                assert cpu is not None
-                route = self._host_at_start(self._lane("cpu", None), cpu, threads, decoder_params)
-                return self._add(SupervisedEngine(self, plan, [route], None, threads, decoder_params))
-            cpu_spec = self._fallback_spec(plan)
-            lane = self._lane("edgetpu", plan.delegate_device)
+                lane, spec, cpu_spec = self._lane("cpu", None), plan.cpu_spec(), None
+            else:
+                lane, spec = self._lane("edgetpu", plan.delegate_device), plan.edgetpu
+                cpu_spec = self._fallback_spec(plan)
+            assert spec is not None
             if cpu_spec is None:
-                route = self._host_at_start(lane, plan.edgetpu, threads, decoder_params)
-                return self._add(SupervisedEngine(self, plan, [route], None, threads, decoder_params))
+                route = self._host_at_start(lane, spec, threads, decoder_params)
+                return self._add(SupervisedEngine(self, [route], None, threads, decoder_params))
             route = Route(lane, self._key(), decoder_params)
-            engine = SupervisedEngine(self, plan, [route], cpu_spec, threads, decoder_params)
+            engine = SupervisedEngine(self, [route], cpu_spec, threads, decoder_params)
             try:
-                lane.host(Hosted(route.key, plan.edgetpu, threads))
+                lane.host(Hosted(route.key, spec, threads))
             except RuntimeMissing as err:
                 lane.hosted.pop(route.key, None)  # no library: no background retries either
                 self._start_on_cpu(engine, f"no Edge TPU ({str(err).split(';')[0]})")
@@ -105,8 +104,7 @@ class Supervisor:
             return self._add(engine)
 
     def _fallback_spec(self, plan: ModelPlan) -> ModelSpec | None:
-        if plan.kind != "auto":
-            return None
+        """The CPU build ``auto`` falls back to (None for ``edgetpu``)."""
         try:
             return plan.cpu_spec()
         except ModelError as err:  # e.g. a twin that cannot be fetched: no fallback, say so
@@ -137,10 +135,13 @@ class Supervisor:
         tail = ", retrying the Edge TPU in the background" if retry is not None else ""
         warn_once(log, "%s; running %s on the CPU%s", why, engine.cpu_spec.manifest.name, tail)
         lane = engine.routes[0].lane
-        self._fail_over(lane, [engine] + [e for e in self._engines if e.routes[0].lane is lane
-                                          and e.cpu_spec is not None])
+        self._fail_over(lane, [engine] + self._with_fallback(lane))
         if retry is not None:
             self._retry_in_background(retry)
+
+    def _with_fallback(self, lane: Lane) -> list[SupervisedEngine]:
+        """The open engines that prefer ``lane`` and have a CPU twin to fall back to."""
+        return [e for e in self._engines if e.routes[0].lane is lane and e.cpu_spec is not None]
 
     def _add(self, engine: SupervisedEngine) -> SupervisedEngine:
         self._engines.append(engine)
@@ -185,7 +186,7 @@ class Supervisor:
         lane.down()
         if self._closing.is_set():  # killed by close(): not a failure to report
             raise DeviceError("the inference workers are closed")
-        engines = [e for e in self._engines if e.routes[0].lane is lane and e.cpu_spec is not None]
+        engines = self._with_fallback(lane)
         if lane.kind == "edgetpu" and engines:
             log.warning("%s; running on the CPU meanwhile, retrying the Edge TPU in the background",
                         failure.line)

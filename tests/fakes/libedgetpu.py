@@ -50,12 +50,12 @@ class FakeLibedgetpu:
     def dir(self) -> Path:
         return self.path.parent
 
-    def env(self, mode: str, base: dict[str, str] | None = None) -> dict[str, str]:
-        """``base`` (default os.environ) with the fake first on LD_LIBRARY_PATH and
+    def env(self, mode: str) -> dict[str, str]:
+        """This process's environment with the fake first on LD_LIBRARY_PATH and
         ``EDGEPOSE_FAKE_EDGETPU=mode``."""
         if mode not in MODES:
             raise ValueError(f"unknown fake libedgetpu mode {mode!r}; one of {', '.join(MODES)}")
-        env = dict(os.environ if base is None else base)
+        env = dict(os.environ)
         old = env.get("LD_LIBRARY_PATH")
         env["LD_LIBRARY_PATH"] = f"{self.dir}{os.pathsep}{old}" if old else str(self.dir)
         env[MODE_VARIABLE] = mode
