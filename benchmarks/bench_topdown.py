@@ -26,13 +26,14 @@ import argparse
 import hashlib
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from _common import load_rgb, require_shared
 
 from edgepose.engine import open_engine
-from edgepose.estimator import Estimate
+from edgepose.estimator import STAGES, Estimate
 from edgepose.registry import get_pipeline
 from edgepose.topdown import TopDownEstimator, TopDownParams
 
@@ -41,7 +42,6 @@ EDGETPU_MS = {"posenet-mobilenet-v1-075-481x641": 10.3, "movenet-lightning": 7.1
 IMAGES = {1: ("images", "tfexamples_image1.png"), 2: ("images", "posenet_test_couple.jpg"),
           3: ("images", "ultralytics_bus.jpg"),
           4: ("data", "coco17_dev", "images", "coco__coco__000000196141.jpg")}
-STAGES = ("preprocess_ms", "invoke_ms", "decode_ms")
 
 
 class EdgeTpuStandIn:

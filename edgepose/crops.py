@@ -12,16 +12,15 @@ Regions that reach past the frame's edges are padded with zeros, as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from edgepose.errors import ModelError
 from edgepose.pose import Poses
-from edgepose.preprocess import Transform
+from edgepose.preprocess import Interpolation, Transform, check_rgb, paste, warp
+from edgepose.schemas import get_schema
 
-Interpolation = Literal["bilinear", "nearest"]
 MIN_CROP_SIDE = 8.0  # px: a smaller box is a decoding accident, not a person
 
 
@@ -83,12 +82,23 @@ class Box:
         return Box.around(cx, cy, w, h, self.score)
 
     def iou(self, other: Box) -> float:
-        iw = min(self.x1, other.x1) - max(self.x0, other.x0)
-        ih = min(self.y1, other.y1) - max(self.y0, other.y0)
-        if iw <= 0 or ih <= 0:
-            return 0.0
-        inter = iw * ih
-        return inter / (self.area + other.area - inter)
+        corners = [[b.x0, b.y0, b.x1, b.y1] for b in (self, other)]
+        return float(box_iou(np.array(corners[:1]), np.array(corners[1:]))[0, 0])
+
+
+def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """(len(a), len(b)) IoU of x0, y0, x1, y1 boxes; NaN boxes overlap nothing."""
+    a64 = np.nan_to_num(np.asarray(a, np.float64), nan=0.0)[:, None, :]
+    b64 = np.nan_to_num(np.asarray(b, np.float64), nan=0.0)[None, :, :]
+    iw = np.clip(np.minimum(a64[..., 2], b64[..., 2]) - np.maximum(a64[..., 0], b64[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a64[..., 3], b64[..., 3]) - np.maximum(a64[..., 1], b64[..., 1]), 0, None)
+    inter = iw * ih
+    union = _area(a64) + _area(b64) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _area(boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
 def pose_box(xy: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
@@ -104,20 +114,25 @@ def pose_box(xy: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
     return Box(float(x0), float(y0), float(x1), float(y1), s)
 
 
+def person_box(xy: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
+               image_size: tuple[int, int], margin: float = 1.4, keypoint_threshold: float = 0.2,
+               score: float | None = None) -> Box | None:
+    """The square crop box of one pose: its keypoints' box grown by ``margin``, squared
+    and clipped to the frame (``image_size`` = (height, width)); None when fewer than two
+    keypoints score at least the threshold or the box is too small to be a person."""
+    b = pose_box(xy, scores, keypoint_threshold, score)
+    if b is None:
+        return None
+    b = b.scaled(margin).squared().clipped(*image_size)
+    return b if b.width >= MIN_CROP_SIDE else None
+
+
 def person_boxes(poses: Poses, image_size: tuple[int, int], margin: float = 1.4,
                  keypoint_threshold: float = 0.2) -> list[Box]:
-    """One square crop box per pose: its keypoints' box grown by ``margin``, squared and
-    clipped to the frame (``image_size`` = (height, width)); the box's score is the
-    pose's. Poses with fewer than two keypoints above the threshold give no box."""
-    out = []
-    for i in range(len(poses)):
-        b = pose_box(poses.xy[i], poses.scores[i], keypoint_threshold, float(poses.pose_scores[i]))
-        if b is None:
-            continue
-        b = b.scaled(margin).squared().clipped(*image_size)
-        if b.width >= MIN_CROP_SIDE:
-            out.append(b)
-    return out
+    """``person_box`` of each pose that gives one, scored by its pose score."""
+    boxes = (person_box(poses.xy[i], poses.scores[i], image_size, margin, keypoint_threshold,
+                        float(poses.pose_scores[i])) for i in range(len(poses)))
+    return [b for b in boxes if b is not None]
 
 
 # TF's MoveNet tutorial ("cropping algorithm"): keypoints count from score 0.2; the crop
@@ -136,8 +151,6 @@ def torso_box(xy: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
     or the square would exceed the frame: then the whole frame is the better input.
     The half-side is capped at the centre's farthest distance to an edge.
     """
-    from edgepose.schemas import get_schema
-
     kp = get_schema(schema).keypoints
     hips = [int(kp["LEFT_HIP"]), int(kp["RIGHT_HIP"])]
     shoulders = [int(kp["LEFT_SHOULDER"]), int(kp["RIGHT_SHOULDER"])]
@@ -155,45 +168,8 @@ def torso_box(xy: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
     return Box.around(float(cx), float(cy), 2 * half, score=float(scores.mean()))
 
 
-def _warp(image: npt.NDArray[np.uint8], t: Transform, size: tuple[int, int],
-          interpolation: Interpolation) -> npt.NDArray[np.uint8]:
-    """Sample ``image`` at every output pixel's centre through ``t`` (zeros outside)."""
-    h, w = size
-    try:
-        import cv2
-    except ImportError:
-        cv2 = None  # type: ignore[assignment]
-    if cv2 is not None:
-        # Output pixel centre u + 0.5 comes from source (u + 0.5 - offset) / scale, i.e.
-        # source pixel index u / scale + (0.5 - offset) / scale - 0.5.
-        inv = np.array([[1 / t.scale_x, 0, (0.5 - t.offset_x) / t.scale_x - 0.5],
-                        [0, 1 / t.scale_y, (0.5 - t.offset_y) / t.scale_y - 0.5]], np.float64)
-        flag = cv2.INTER_NEAREST if interpolation == "nearest" else cv2.INTER_LINEAR
-        return np.asarray(cv2.warpAffine(image, inv, (w, h), flags=flag | cv2.WARP_INVERSE_MAP,
-                                         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0)), np.uint8)
-    # Without OpenCV: PIL's affine transform samples the same way (continuous
-    # coordinates, pixel centres at +0.5, zeros outside).
-    from PIL import Image
-
-    data = (1 / t.scale_x, 0.0, -t.offset_x / t.scale_x, 0.0, 1 / t.scale_y, -t.offset_y / t.scale_y)
-    flag = Image.NEAREST if interpolation == "nearest" else Image.BILINEAR
-    out = Image.fromarray(image).transform((w, h), Image.AFFINE, data, resample=flag, fillcolor=(0, 0, 0))
-    return np.asarray(out)
-
-
-def _cut(image: npt.NDArray[np.uint8], x0: int, y0: int, x1: int, y1: int) -> npt.NDArray[np.uint8]:
-    """image[y0:y1, x0:x1] with zeros where the region leaves the image."""
-    out = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
-    h, w = image.shape[:2]
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
-    return out
-
-
 def _check(image: npt.NDArray[np.uint8], box: Box) -> None:
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ModelError(f"expected an RGB frame of shape (H, W, 3), got {image.shape}")
+    check_rgb(image)
     if not (box.width > 0 and box.height > 0 and np.isfinite(box.as_array()).all()):
         raise ModelError(f"cannot crop an empty or undefined box {box}")
 
@@ -204,7 +180,7 @@ def crop_resize(image: npt.NDArray[np.uint8], box: Box, size: tuple[int, int],
     the Transform from the source frame to that crop's pixels."""
     _check(image, box)
     t = Transform.for_crop(box.x0, box.y0, box.x1, box.y1, size, image.shape[:2])
-    return _warp(image, t, size, interpolation), t
+    return warp(image, t, interpolation), t
 
 
 def crop(image: npt.NDArray[np.uint8], box: Box) -> tuple[npt.NDArray[np.uint8], Transform]:
@@ -214,7 +190,7 @@ def crop(image: npt.NDArray[np.uint8], box: Box) -> tuple[npt.NDArray[np.uint8],
     x0, y0 = int(round(box.x0)), int(round(box.y0))
     x1, y1 = max(int(round(box.x1)), x0 + 1), max(int(round(box.y1)), y0 + 1)
     t = Transform.for_crop(x0, y0, x1, y1, (y1 - y0, x1 - x0), image.shape[:2])
-    return _cut(image, x0, y0, x1, y1), t
+    return paste(image, (y1 - y0, x1 - x0), (-x0, -y0)), t
 
 
 def to_source(poses: Poses, transform: Transform) -> Poses:

@@ -134,7 +134,11 @@ class ModelEngine(Described, Protocol):
     def close(self) -> None: ...
 
 
-def _ms(t0: float) -> float:
+STAGES = ("preprocess_ms", "invoke_ms", "decode_ms")  # the timings every estimator gives
+
+
+def elapsed_ms(t0: float) -> float:
+    """Milliseconds since ``t0`` (a ``time.perf_counter()`` reading)."""
     return (time.perf_counter() - t0) * 1e3
 
 
@@ -189,12 +193,12 @@ class SingleModelEstimator(BaseEstimator):
     def prepare(self, image: npt.NDArray[np.uint8], timestamp: float = 0.0) -> Job:
         t0 = time.perf_counter()
         tensor, transform = self.engine.preprocess(image)
-        return Job(image, timestamp, tensor, transform, timings={"preprocess_ms": _ms(t0)})
+        return Job(image, timestamp, tensor, transform, timings={"preprocess_ms": elapsed_ms(t0)})
 
     def invoke(self, job: Job) -> Job:
         t0 = time.perf_counter()
         job.outputs = self.engine.invoke(job.tensor)
-        job.timings["invoke_ms"] = _ms(t0)
+        job.timings["invoke_ms"] = elapsed_ms(t0)
         job.invokes += 1
         job.device = self.engine.device  # after the call: a supervised engine may have moved
         return job
@@ -203,7 +207,7 @@ class SingleModelEstimator(BaseEstimator):
         t0 = time.perf_counter()
         assert job.transform is not None, "finish() needs a prepared and invoked job"
         poses = self.engine.decode(job.outputs, job.transform, **self.decode_params)
-        job.timings["decode_ms"] = _ms(t0)
+        job.timings["decode_ms"] = elapsed_ms(t0)
         return Estimate(poses, job.timings, job.invokes, job.device or self.engine.device)
 
     def close(self) -> None:

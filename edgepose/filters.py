@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edgepose.crops import box_iou
 from edgepose.errors import ConfigError
 from edgepose.pose import Poses
 
@@ -77,19 +78,6 @@ class OneEuroSmoother:
             if len(poses) else poses.xy
         self._state = {k: s for k, s in self._state.items() if t - s.t <= self.forget_after}
         return Poses(xy, poses.scores, poses.pose_scores, poses.schema, poses.track_ids)
-
-
-def box_iou(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    """(len(a), len(b)) IoU of x0, y0, x1, y1 boxes; NaN boxes overlap nothing."""
-    a64 = np.nan_to_num(np.asarray(a, np.float64), nan=0.0)[:, None, :]
-    b64 = np.nan_to_num(np.asarray(b, np.float64), nan=0.0)[None, :, :]
-    a, b = a64, b64  # type: ignore[assignment]
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area = lambda z: (z[..., 2] - z[..., 0]) * (z[..., 3] - z[..., 1])  # noqa: E731
-    union = area(a) + area(b) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 class PoseTracker:

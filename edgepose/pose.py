@@ -105,6 +105,12 @@ class Poses:
         """The poses whose pose score is at least ``pose_threshold``."""
         return self[self.pose_scores >= pose_threshold]
 
+    def best(self) -> Poses:
+        """The highest-scoring pose alone (a crop around one person holds one person)."""
+        if len(self) <= 1:
+            return self
+        return self[[int(np.argmax(self.pose_scores))]]
+
     def boxes(self, keypoint_threshold: float = 0.0) -> FloatArray:
         """(n, 4) x0, y0, x1, y1 around the keypoints scoring above the threshold (NaN if none)."""
         out = np.full((len(self), 4), np.nan, np.float32)

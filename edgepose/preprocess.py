@@ -4,12 +4,16 @@ Mapping model coordinates back to the source frame happens in exactly one place:
 ``Transform.to_source``. A crop followed by a resize is one ``Transform`` too
 (``Transform.for_crop(...).then(resize_transform)``), so a model run on a person crop
 maps back to the frame the same way as one run on the whole frame.
+
+The pixel work lives here too: ``resize`` (whole frames), ``warp`` (a frame seen through
+any ``Transform``, e.g. a person crop at a model's size) and ``paste`` (a frame placed on
+a canvas: letterbox bands, or a crop reaching past the frame's edges, zero-filled).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -73,21 +77,73 @@ class Transform:
                          self.source_size, other.model_size)
 
 
+def _opencv() -> Any:
+    """OpenCV, the fast path where it is installed (the core install has none: PIL then)."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def check_rgb(image: npt.NDArray[np.uint8]) -> None:
+    """Refuse anything but an RGB (H, W, 3) frame, in one line."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ModelError(f"expected an RGB frame of shape (H, W, 3), got {image.shape}")
+
+
 def _resize(image: npt.NDArray[np.uint8], w: int, h: int, interp: Interpolation) -> npt.NDArray[np.uint8]:
     if image.shape[0] == h and image.shape[1] == w:
         return image
-    try:
-        import cv2  # fast path where OpenCV is installed
-    except ImportError:
-        cv2 = None  # type: ignore[assignment]
+    cv2 = _opencv()
     if cv2 is not None:
         # INTER_NEAREST_EXACT picks the same pixels as PIL's NEAREST (what Coral's references used).
         flag = cv2.INTER_NEAREST_EXACT if interp == "nearest" else cv2.INTER_LINEAR
         return np.asarray(cv2.resize(image, (w, h), interpolation=flag), np.uint8)
     from PIL import Image
 
-    flag = Image.NEAREST if interp == "nearest" else Image.BILINEAR
+    flag = Image.Resampling.NEAREST if interp == "nearest" else Image.Resampling.BILINEAR
     return np.asarray(Image.fromarray(image).resize((w, h), flag))
+
+
+def warp(image: npt.NDArray[np.uint8], t: Transform,
+         interpolation: Interpolation = "bilinear") -> npt.NDArray[np.uint8]:
+    """``image`` resampled into ``t``'s model pixels (``t.model_size``) in one pass: each
+    output pixel's centre sampled through ``t``, zeros where it falls outside the image."""
+    h, w = t.model_size
+    cv2 = _opencv()
+    if cv2 is not None:
+        # Output pixel centre u + 0.5 comes from source (u + 0.5 - offset) / scale, i.e.
+        # source pixel index u / scale + (0.5 - offset) / scale - 0.5.
+        inv = np.array([[1 / t.scale_x, 0, (0.5 - t.offset_x) / t.scale_x - 0.5],
+                        [0, 1 / t.scale_y, (0.5 - t.offset_y) / t.scale_y - 0.5]], np.float64)
+        flag = cv2.INTER_NEAREST if interpolation == "nearest" else cv2.INTER_LINEAR
+        return np.asarray(cv2.warpAffine(image, inv, (w, h), flags=flag | cv2.WARP_INVERSE_MAP,
+                                         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0)), np.uint8)
+    # Without OpenCV: PIL's affine transform samples the same way (continuous
+    # coordinates, pixel centres at +0.5, zeros outside).
+    from PIL import Image
+
+    data = (1 / t.scale_x, 0.0, -t.offset_x / t.scale_x, 0.0, 1 / t.scale_y, -t.offset_y / t.scale_y)
+    flag = Image.Resampling.NEAREST if interpolation == "nearest" else Image.Resampling.BILINEAR
+    out = Image.fromarray(image).transform((w, h), Image.Transform.AFFINE, data, resample=flag,
+                                        fillcolor=(0, 0, 0))
+    return np.asarray(out)
+
+
+def paste(image: npt.NDArray[np.uint8], size: tuple[int, int], offset: tuple[int, int],
+          fill: int = 0) -> npt.NDArray[np.uint8]:
+    """A ``size`` = (height, width) canvas of ``fill`` with ``image`` placed with its
+    origin at ``offset`` = (x, y) of the canvas; either may reach past the other (a
+    negative offset cuts the image): only the overlap is copied."""
+    h, w = size
+    ox, oy = offset
+    ih, iw = image.shape[:2]
+    out = np.full((h, w, 3), fill, np.uint8)
+    x0, y0, x1, y1 = max(ox, 0), max(oy, 0), min(ox + iw, w), min(oy + ih, h)
+    if x1 > x0 and y1 > y0:
+        out[y0:y1, x0:x1] = image[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+    return out
 
 
 def resize(
@@ -102,25 +158,20 @@ def resize(
     ``letterbox`` keeps the aspect ratio and pads, ``stretch`` ignores it, ``crop``
     keeps it and cuts the centre. Returns the resized frame and its Transform.
     """
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ModelError(f"expected an RGB frame of shape (H, W, 3), got {image.shape}")
+    check_rgb(image)
     sh, sw = image.shape[:2]
     mh, mw = size
+    if mode not in RESIZE_MODES:
+        raise ModelError(f"unknown resize mode {mode!r}; expected one of {', '.join(RESIZE_MODES)}")
+    if (sh, sw) == (mh, mw):  # e.g. a crop cut at the model's size: nothing to resample or pad
+        return image, Transform(1.0, 1.0, 0.0, 0.0, (sh, sw), (mh, mw))
     if mode == "stretch":
         sx, sy = mw / sw, mh / sh
         return _resize(image, mw, mh, interpolation), Transform(sx, sy, 0.0, 0.0, (sh, sw), (mh, mw))
-    if mode not in ("letterbox", "crop"):
-        raise ModelError(f"unknown resize mode {mode!r}; expected one of {', '.join(RESIZE_MODES)}")
     s = min(mw / sw, mh / sh) if mode == "letterbox" else max(mw / sw, mh / sh)
     rw, rh = max(1, round(sw * s)), max(1, round(sh * s))
-    resized = _resize(image, rw, rh, interpolation)
     ox, oy = (mw - rw) // 2, (mh - rh) // 2
-    out = np.full((mh, mw, 3), pad_value, np.uint8)
-    # Paste the overlap of the resized frame and the model canvas (covers pad and crop).
-    dx0, dy0 = max(ox, 0), max(oy, 0)
-    sx0, sy0 = max(-ox, 0), max(-oy, 0)
-    cw, ch = min(rw - sx0, mw - dx0), min(rh - sy0, mh - dy0)
-    out[dy0:dy0 + ch, dx0:dx0 + cw] = resized[sy0:sy0 + ch, sx0:sx0 + cw]
+    out = paste(_resize(image, rw, rh, interpolation), (mh, mw), (ox, oy), pad_value)
     # Effective per-axis scale (rounding of rw, rh) so the mapping is exact at the edges.
     return out, Transform(rw / sw, rh / sh, float(ox), float(oy), (sh, sw), (mh, mw))
 

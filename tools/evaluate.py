@@ -22,9 +22,10 @@ import contextlib
 import io
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,13 +44,6 @@ log = logging.getLogger(__name__)
 MARGIN = 1.25
 AGREEMENT_ALPHA = 0.05
 COCO_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
-
-
-def _best(poses: Poses) -> Poses:
-    """The highest-scoring pose (a single-person crop holds one person)."""
-    if len(poses) <= 1:
-        return poses
-    return poses[[int(np.argmax(poses.pose_scores))]]
 
 
 Item = tuple[Path, "tuple[float, float, float] | None"]
@@ -72,7 +66,7 @@ def _run_instances(engines: Sequence[Estimator], items: Sequence[Item]) -> list[
         for k, est in enumerate(engines):
             result = est.estimate(region)
             if to_region is not None:
-                result = replace(result, poses=to_source(_best(result.poses), to_region))
+                result = replace(result, poses=to_source(result.poses.best(), to_region))
             out[k].append(result)
     return out
 
@@ -146,8 +140,8 @@ def evaluate_coco(engines: Sequence[Estimator], ann_path: str | Path, images_dir
         if e.schema != "coco17":
             raise ToolError(f"model {e.name} uses schema {e.schema}; COCO AP needs a coco17 model (use --mpii)")
     data = load_json(ann_path, "--coco")
-    for e in engines:
-        check_coco_annotations(data, ann_path, e.name, e.schema)
+    if engines:  # all coco17 (checked above): one check of the file serves them all
+        check_coco_annotations(data, ann_path, engines[0].name, engines[0].schema)
     with contextlib.redirect_stdout(io.StringIO()):
         try:
             gt = COCO()
@@ -237,7 +231,7 @@ def _mpii_pred(p: Poses) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]
     return xy, have
 
 
-def evaluate_mpii(engines: Sequence[Any], ann_path: str | Path, images_dir: str | Path) -> dict[str, Any]:
+def evaluate_mpii(engines: Sequence[Estimator], ann_path: str | Path, images_dir: str | Path) -> dict[str, Any]:
     """PCKh@0.5 on the tutorial's MPII JSON for each engine, plus their agreement."""
     ann_path, images_dir = Path(ann_path), Path(images_dir)
     samples = read_mpii(ann_path, images_dir)  # validated: 16 joints, centre, scale, images present

@@ -11,11 +11,9 @@ from typing import Any
 
 from edgepose.decoders import DECODER_KINDS
 from edgepose.errors import ConfigError
-from edgepose.estimator import DEFAULT_MODEL, open_estimator
+from edgepose.estimator import DEFAULT_MODEL, STAGES, open_estimator
 from edgepose.imageio import read_image, write_image
 from edgepose.manifest import INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
-
-STAGES = ("preprocess_ms", "invoke_ms", "decode_ms")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

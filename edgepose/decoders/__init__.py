@@ -36,18 +36,17 @@ class DecoderInfo:
     schemas: tuple[str, ...]
     multi_pose: bool
     params: tuple[str, ...]
-    description: str
 
 
 DECODERS: dict[str, DecoderInfo] = {d.kind: d for d in (
-    DecoderInfo("movenet", movenet.decode, ("coco17",), False, movenet.PARAMS,
-                "MoveNet SinglePose: the model decodes, keypoints are rescaled"),
-    DecoderInfo("posenet_single", _posenet_single, ("coco17",), False, SINGLE_PARAMS,
-                "PoseNet heatmap argmax + short offsets, one pose"),
-    DecoderInfo("posenet_multi", _posenet_multi, ("coco17",), True, MULTI_PARAMS,
-                "PoseNet multi-pose (Coral's PosenetDecoderOp algorithm)"),
-    DecoderInfo("heatmap", heatmap.decode, tuple(SCHEMAS), False, heatmap.PARAMS,
-                "heatmap argmax (Simple Baselines, Stacked Hourglass), one pose"),
+    # MoveNet SinglePose: the model decodes, keypoints are rescaled
+    DecoderInfo("movenet", movenet.decode, ("coco17",), False, movenet.PARAMS),
+    # PoseNet heatmap argmax + short offsets, one pose
+    DecoderInfo("posenet_single", _posenet_single, ("coco17",), False, SINGLE_PARAMS),
+    # PoseNet multi-pose (Coral's PosenetDecoderOp algorithm)
+    DecoderInfo("posenet_multi", _posenet_multi, ("coco17",), True, MULTI_PARAMS),
+    # heatmap argmax (Simple Baselines, Stacked Hourglass), one pose
+    DecoderInfo("heatmap", heatmap.decode, tuple(SCHEMAS), False, heatmap.PARAMS),
 )}
 DECODER_KINDS: tuple[str, ...] = tuple(DECODERS)
 

@@ -5,8 +5,8 @@ people, a landmark model poses each one; ``kind = "topdown"`` manifests)."""
 from __future__ import annotations
 
 from edgepose.topdown.multi import PoseProposer, Proposer, TopDownEstimator, TopDownParams
-from edgepose.topdown.nms import keypoint_sigmas, oks_matrix, pose_nms
+from edgepose.topdown.nms import keypoint_sigmas, oks, oks_matrix, pose_nms
 from edgepose.topdown.single import SinglePersonEstimator
 
 __all__ = ["PoseProposer", "Proposer", "SinglePersonEstimator", "TopDownEstimator", "TopDownParams",
-           "keypoint_sigmas", "oks_matrix", "pose_nms"]
+           "keypoint_sigmas", "oks", "oks_matrix", "pose_nms"]

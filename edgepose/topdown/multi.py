@@ -36,14 +36,14 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.crops import Box, person_boxes
+from edgepose.crops import Box, person_box, person_boxes
 from edgepose.errors import ConfigError
-from edgepose.estimator import BaseEstimator, EngineOpener, Estimate, Job, ModelEngine
+from edgepose.estimator import BaseEstimator, EngineOpener, Estimate, Job, ModelEngine, elapsed_ms
 from edgepose.manifest import TopDownManifest
 from edgepose.pose import Poses
 from edgepose.preprocess import Transform
 from edgepose.topdown.nms import oks_matrix, pose_nms
-from edgepose.topdown.runner import ModelRunner
+from edgepose.topdown.runner import ModelRunner, settled
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,6 @@ class Proposer(Protocol):
     detector (BlazePose's) would be another. ``prepare`` makes its input from a frame
     (on the capture thread when it can); ``propose`` returns boxes of the people not
     among ``tracked`` (this frame's temporal poses), best first."""
-
-    runner: ModelRunner
 
     def prepare(self, image: npt.NDArray[np.uint8]) -> tuple[Any, Transform, float]: ...
 
@@ -245,14 +243,14 @@ class TopDownEstimator(BaseEstimator):
         if propose:
             new = self._new_people(job, plan, alive, p.max_people - len(alive))
             if p.full_frame_proposal:
-                new.append(self._full_frame(job))
+                new.append(self._landmark.on_frame(job))
             cands += new
             ids += [-1] * len(new)
             if not plan.still:
                 self._countdown = p.proposal_interval
         t0 = time.perf_counter()
         poses = self._merge(job, cands, ids, plan.still)
-        job.add_time("decode_ms", (time.perf_counter() - t0) * 1e3)
+        job.add_time("decode_ms", elapsed_ms(t0))
         job.outputs = poses
         job.device = self.device
         return job
@@ -260,8 +258,7 @@ class TopDownEstimator(BaseEstimator):
     def finish(self, job: Job) -> Estimate:
         """The poses were settled in ``invoke`` (the next frame's crops need them);
         nothing here touches a model."""
-        poses = job.outputs if isinstance(job.outputs, Poses) else Poses.empty(self.schema)
-        return Estimate(poses, job.timings, job.invokes, job.device or self.device)
+        return settled(job, self.schema, self.device)
 
     def estimate(self, image: npt.NDArray[np.uint8], timestamp: float = 0.0) -> Estimate:
         """A still image: proposals and crops once, nothing kept for the next call."""
@@ -283,11 +280,6 @@ class TopDownEstimator(BaseEstimator):
         weak = [q for q in poses if q.pose_scores[0] < p.refine_below]
         again = [b for q in weak for b in person_boxes(q, size, p.crop_margin, p.keypoint_threshold)]
         return poses + self._landmark.on_boxes(job, again)  # duplicates go in the merge
-
-    def _full_frame(self, job: Job) -> Poses:
-        tensor, transform, ms = self._landmark.prepare(job.image)
-        job.add_time("preprocess_ms", ms)
-        return self._landmark.run(job, tensor, transform)
 
     def _merge(self, job: Job, cands: list[Poses], ids: list[int], still: bool) -> Poses:
         """Duplicates removed, weak poses dropped, track ids given, tracks updated."""
@@ -313,9 +305,10 @@ class TopDownEstimator(BaseEstimator):
                 self._next_id += 1
         poses = Poses(poses.xy, poses.scores, poses.pose_scores, poses.schema,
                       np.asarray(track_ids, np.int64))
-        boxes = [person_boxes(poses[i], job.image.shape[:2], p.crop_margin, p.keypoint_threshold)
-                 for i in range(len(poses))]
-        self._tracks = [_Track(int(t), b[0]) for t, b in zip(track_ids, boxes) if b]
+        size = job.image.shape[:2]
+        boxes = [person_box(poses.xy[i], poses.scores[i], size, p.crop_margin, p.keypoint_threshold,
+                            float(poses.pose_scores[i])) for i in range(len(poses))]
+        self._tracks = [_Track(t, b) for t, b in zip(track_ids, boxes) if b is not None]
         return poses
 
     def reset(self) -> None:

@@ -34,6 +34,19 @@ def keypoint_sigmas(schema: str) -> npt.NDArray[np.float64]:
     return out
 
 
+def oks(xy: npt.ArrayLike, ref: npt.ArrayLike, area: npt.ArrayLike, seen: npt.ArrayLike,
+        schema: str = "coco17") -> npt.NDArray[np.float64]:
+    """COCO's OKS of poses ``xy`` against reference poses ``ref`` (both (..., K, 2),
+    broadcast), the reference of ``area`` (...) px^2, over the keypoints ``seen`` (..., K);
+    0 where none is seen. The one OKS: pose NMS and the tests' ground-truth matches."""
+    d2 = ((np.asarray(xy, np.float64) - np.asarray(ref, np.float64)) ** 2).sum(-1)
+    k2 = (2 * keypoint_sigmas(schema)) ** 2
+    e = np.exp(-d2 / (2 * np.asarray(area, np.float64)[..., None] * k2))
+    seen = np.asarray(seen, bool)
+    count = seen.sum(-1)
+    return np.where(count > 0, (e * seen).sum(-1) / np.maximum(count, 1), 0.0)
+
+
 def oks_matrix(poses: Poses, keypoint_threshold: float = 0.2) -> npt.NDArray[np.float64]:
     """(n, n) OKS of pose i against reference pose j (area from j's keypoint box),
     over the keypoints both score at least ``keypoint_threshold``; 0 when they share none."""
@@ -43,14 +56,9 @@ def oks_matrix(poses: Poses, keypoint_threshold: float = 0.2) -> npt.NDArray[np.
     boxes = poses.boxes(keypoint_threshold).astype(np.float64)  # NaN where too few keypoints
     area = np.nan_to_num((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), nan=0.0)
     area = np.maximum(area, 1.0)
-    xy = poses.xy.astype(np.float64)
-    d2 = ((xy[:, None] - xy[None, :]) ** 2).sum(-1)  # (n, n, K)
-    k2 = (2 * keypoint_sigmas(poses.schema)) ** 2
-    e = np.exp(-d2 / (2 * area[None, :, None] * k2))
     seen = poses.scores >= keypoint_threshold
-    both = seen[:, None] & seen[None, :]
-    count = both.sum(-1)
-    return np.where(count > 0, (e * both).sum(-1) / np.maximum(count, 1), 0.0)
+    return oks(poses.xy[:, None], poses.xy[None, :], area[None, :], seen[:, None] & seen[None, :],
+               poses.schema)
 
 
 def pose_nms(poses: Poses, threshold: float = 0.5,

@@ -10,13 +10,9 @@ import numpy as np
 import numpy.typing as npt
 
 from edgepose.crops import Box, crop_resize
-from edgepose.estimator import Job, ModelEngine
+from edgepose.estimator import Estimate, Job, ModelEngine, elapsed_ms
 from edgepose.pose import Poses
 from edgepose.preprocess import Transform
-
-
-def _ms(t0: float) -> float:
-    return (time.perf_counter() - t0) * 1e3
 
 
 class ModelRunner:
@@ -31,20 +27,20 @@ class ModelRunner:
         """The whole frame as this model's input (what ``prepare`` makes ahead of time)."""
         t0 = time.perf_counter()
         tensor, transform = self.engine.preprocess(image)
-        return tensor, transform, _ms(t0)
+        return tensor, transform, elapsed_ms(t0)
 
     def run(self, job: Job, tensor: Any, transform: Transform) -> Poses:
         """Invoke on a prepared input and decode to source pixels."""
         t0 = time.perf_counter()
         outputs = self.engine.invoke(tensor)
-        ms = _ms(t0)
+        ms = elapsed_ms(t0)
         job.add_time("invoke_ms", ms)
         if self.role:
             job.add_time(f"{self.role}_invoke_ms", ms)
         job.invokes += 1
         t0 = time.perf_counter()
         poses = self.engine.decode(outputs, transform)
-        job.add_time("decode_ms", _ms(t0))
+        job.add_time("decode_ms", elapsed_ms(t0))
         return poses
 
     def on_frame(self, job: Job) -> Poses:
@@ -62,10 +58,13 @@ class ModelRunner:
             t0 = time.perf_counter()
             crop, to_crop = crop_resize(job.image, box, self.engine.input_size)
             tensor, to_model = self.engine.preprocess(crop)  # already at size: quantize only
-            job.add_time("preprocess_ms", _ms(t0))
-            poses = self.run(job, tensor, to_crop.then(to_model))
-            out.append(poses[[int(np.argmax(poses.pose_scores))]] if len(poses) > 1 else poses)
+            job.add_time("preprocess_ms", elapsed_ms(t0))
+            out.append(self.run(job, tensor, to_crop.then(to_model)).best())
         return out
 
-    def close(self) -> None:
-        self.engine.close()
+
+def settled(job: Job, schema: str, device: str) -> Estimate:
+    """The estimate of a job whose poses ``invoke`` settled already (the next frame's
+    crops needed them): ``finish`` of the crop-running estimators touches no model."""
+    poses = job.outputs if isinstance(job.outputs, Poses) else Poses.empty(schema)
+    return Estimate(poses, job.timings, job.invokes, job.device or device)

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from edgepose.crops import Box, torso_box
 from edgepose.estimator import Estimate, Job, ModelEngine, SingleModelEstimator
 from edgepose.pose import Poses
-from edgepose.topdown.runner import ModelRunner
+from edgepose.topdown.runner import ModelRunner, settled
 
 STILL = "still"  # Job.state of a job made by estimate(): no state in, none out
 
@@ -51,11 +51,13 @@ class SinglePersonEstimator(SingleModelEstimator):
 
     def invoke(self, job: Job) -> Job:
         still = job.state == STILL
-        box = None if still else self._box
-        poses = self._model.on_boxes(job, [box])[0] if box is not None else None
-        if poses is None or self._next_box(poses, job.image) is None:
-            poses = self._model.on_frame(job)  # first frame, or the person was lost
-        nxt = self._next_box(poses, job.image)
+        poses, nxt = None, None
+        if not still and self._box is not None:
+            poses = self._model.on_boxes(job, [self._box])[0]
+            nxt = self._next_box(poses, job.image)
+        if nxt is None:  # first frame (or a still), or the person was lost
+            poses = self._model.on_frame(job)
+            nxt = self._next_box(poses, job.image)
         if still and nxt is not None:
             poses = self._model.on_boxes(job, [nxt])[0]
         elif not still:
@@ -67,8 +69,7 @@ class SinglePersonEstimator(SingleModelEstimator):
     def finish(self, job: Job) -> Estimate:
         """Nothing left to compute: the crop of the next frame needed this one's pose
         in ``invoke`` already (MoveNet's decode is a rescale of 17 points)."""
-        poses = job.outputs if isinstance(job.outputs, Poses) else Poses.empty(self.schema)
-        return Estimate(poses, job.timings, job.invokes, job.device or self.engine.device)
+        return settled(job, self.schema, self.engine.device)
 
     def estimate(self, image: npt.NDArray[np.uint8], timestamp: float = 0.0) -> Estimate:
         """A still image: two passes, nothing kept for the next call."""

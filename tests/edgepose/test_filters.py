@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgepose.crops import box_iou
 from edgepose.errors import ConfigError
-from edgepose.filters import OneEuroSmoother, PoseTracker, box_iou, make_filters
+from edgepose.filters import OneEuroSmoother, PoseTracker, make_filters
 from edgepose.pose import Poses
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.topdown.nms import COCO_SIGMAS
+from edgepose.topdown import oks
 from tests.conftest import REPO, load_rgb, shared_path
 
 REPEAT = 5
@@ -30,9 +30,7 @@ def _edgepose_run(*args: str) -> list[dict]:
 def _oks(pose: dict, gt: np.ndarray, area: float) -> float:
     """COCO's OKS of one predicted pose against one ground-truth person."""
     xy = np.array([[k["x"], k["y"]] for k in pose["keypoints"]])
-    seen = gt[:, 2] > 0
-    d2 = ((xy - gt[:, :2]) ** 2).sum(-1)
-    return float(np.exp(-d2 / (2 * area * (2 * COCO_SIGMAS) ** 2))[seen].mean())
+    return float(oks(xy, gt[:, :2], area, gt[:, 2] > 0))
 
 
 @pytest.fixture(scope="module")
