@@ -16,9 +16,7 @@ import argparse
 import contextlib
 import io
 import logging
-import os
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -137,35 +135,14 @@ def _source_manifest(model: Path) -> Manifest | None:
 
 
 def _converter(model: Path) -> tuple[Any, tuple[int, int]]:
-    """A TFLiteConverter for ``model`` and its (h, w) input size."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    """A TFLiteConverter for ``model`` (any format ``tools.importers`` reads) and its (h, w) input size."""
+    from tools import importers
 
     if model.suffix == ".tflite":
         raise ConversionError(f"{model}: quantizing a float .tflite is not supported by this tool; quantize the "
                               "Keras model or SavedModel it came from (or use ai-edge-quantizer directly)")
-    if model.is_dir():
-        if not (model / "saved_model.pb").is_file():
-            raise ModelError(f"{model} is a directory without saved_model.pb; give a SavedModel or a .keras file")
-        conv = tf.lite.TFLiteConverter.from_saved_model(str(model))
-        sig = tf.saved_model.load(str(model)).signatures["serving_default"]
-        shape = list(sig.structured_input_signature[1].values())[0].shape
-    elif model.suffix in (".keras", ".h5"):
-        import keras
-
-        if model.suffix == ".keras" and not zipfile.is_zipfile(model):
-            raise ModelError(f"{model} is not a Keras model archive (a .keras file is a zip); re-save it with model.save()")
-        try:
-            km = keras.models.load_model(str(model), compile=False)
-        except (ValueError, OSError, TypeError) as err:
-            raise ModelError(f"{model} cannot be loaded by Keras ({str(err).splitlines()[0]})") from None
-        conv = tf.lite.TFLiteConverter.from_keras_model(km)
-        shape = km.input_shape
-    else:
-        raise ModelError(f"{model}: unknown model type; give a .keras file, a SavedModel directory or a .tflite")
-    if len(shape) != 4 or shape[1] is None or shape[2] is None:
-        raise ModelError(f"{model}: input shape {list(shape)} is not a fixed-size image [1, H, W, 3]")
-    return conv, (int(shape[1]), int(shape[2]))
+    imported = importers.load(model)
+    return imported.make_converter(), imported.input.size
 
 
 def _convert(conv: Any, what: str) -> bytes:
