@@ -12,7 +12,7 @@ from typing import Any
 from edgepose.decoders import DECODER_KINDS
 from edgepose.errors import ConfigError
 from edgepose.estimator import DEFAULT_MODEL, STAGES, open_estimator
-from edgepose.imageio import read_image, write_image
+from edgepose.imageio import probe_image, read_image, write_image
 from edgepose.manifest import INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
 
 
@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
                               "pass a writable folder") from None
     if args.output is not None and not os.access(args.output, os.W_OK | os.X_OK):
         raise ConfigError(f"--output {args.output} is not writable; pass a writable folder")
-    frames = [read_image(p) for p in args.images]  # fail on a bad image before loading the model
+    for p in args.images:  # a bad image fails from its header, before the model loads
+        probe_image(p)
     estimator = open_estimator(args.model, args.device, crops=args.crops, decoder=args.decoder,
                                schema=args.schema, resize=args.resize,
                                interpolation=args.interpolation)
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     out_names = [f"{s}_pose.png" if stems.count(s) == 1 else f"{s}_{i}_pose.png"
                  for i, s in enumerate(stems, start=1)]  # a/x.jpg and b/x.jpg: both kept
     try:
-        for image_id, (path, frame) in enumerate(zip(args.images, frames), start=1):
+        for image_id, path in enumerate(args.images, start=1):
+            frame = read_image(path)  # one decoded image at a time
             est = estimator.estimate(frame)
             poses = est.poses.above(args.pose_threshold)
             for r in poses.to_coco_results(image_id):
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
                 write_image(args.output / out_names[image_id - 1],
                             annotate(frame, poses, args.keypoint_threshold))
+            del frame  # before the next one is decoded
             if not args.json:
                 stages = ", ".join(f"{k[:-3]} {v:.1f} ms" for k, v in est.timings.items()
                                    if k in STAGES)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepose.errors import SourceError
-from edgepose.imageio import IMAGE_SUFFIXES, list_images, read_image
+from edgepose.imageio import IMAGE_SUFFIXES, list_images, probe_image, read_image
 from edgepose.sources.base import Frame, Source
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,9 @@ class ImageSource(Source):
     A folder's frames carry the file name (``Frame.name``). A folder image that cannot be
     read does not end the run: it is logged once and yields a frame with ``error`` set and
     a 1x1 placeholder image, so its record says why and the next images are processed.
-    A single image file that cannot be read is an error at ``open()``.
+    A single image file that cannot be read is an error at ``open()``, and so is a folder
+    none of whose images can be read (``open()`` reads headers until one is good); a
+    folder whose images all fail only when decoded ends with ``SourceError`` at its end.
     """
 
     def __init__(self, path: str | Path, *, loop: bool = False, fps: float = 0.0,
@@ -45,6 +47,7 @@ class ImageSource(Source):
         self._cached: np.ndarray | None = None
         self._folder = False
         self._warned: set[Path] = set()
+        self._good = 0  # frames read without error
 
     @property
     def paced(self) -> bool:
@@ -56,7 +59,8 @@ class ImageSource(Source):
             if not files:
                 raise SourceError(f"image folder {self.path} has no images "
                                   f"({', '.join(IMAGE_SUFFIXES)}): pass another --source")
-        elif self.path.is_file():
+            _first_readable(self.path, files)
+        elif self.path.exists():
             files = [self.path]
             self._cached = read_image(self.path)  # a bad image is an error now, not mid-run
         else:
@@ -67,6 +71,9 @@ class ImageSource(Source):
 
     def read(self) -> Frame | None:
         if self._pos >= len(self._files):
+            if self._files and self._folder and not self._good:
+                raise SourceError(f"image folder {self.path}: none of its {len(self._files)} "
+                                  "images could be read (see the warnings); pass another --source")
             if not self.loop or not self._files:
                 return None
             self._pos = 0
@@ -88,8 +95,23 @@ class ImageSource(Source):
                 log.warning("skipped a bad image: %s", err)
             return self._frame(PLACEHOLDER.copy(), time.monotonic(), name=path.name,
                                error=str(err))
+        self._good += 1
         return self._frame(image, time.monotonic(), name=path.name)
 
     def close(self) -> None:
         self._files = []
         self._cached = None
+
+
+def _first_readable(folder: Path, files: list[Path]) -> Path:
+    """The first of ``files`` whose header is readable; SourceError naming the first
+    failure when none is."""
+    first: SourceError | None = None
+    for path in files:
+        try:
+            probe_image(path)
+            return path
+        except SourceError as err:
+            first = first or err
+    more = f" (and {len(files) - 1} more)" if len(files) > 1 else ""
+    raise SourceError(f"image folder {folder} has no readable image: {first}{more}")

@@ -4,8 +4,9 @@ Live sources (cameras, streams) are opened and read on a helper thread, so that
 ``interrupt()`` ends a blocked ``open()`` or ``read()`` within a poll interval (a stream
 that never answers, a camera unplugged mid-read): the caller returns, and the helper
 finishes the abandoned call on its own (streams are bounded by their timeouts) and then
-releases the capture. Video files are read directly and checked at their end: fewer
-frames than the container declares means the file is truncated or damaged.
+releases the capture. Video files are read directly and checked at their end (see
+``OpenCVSource._check_complete``). Frames come out as a player shows them: a rotation tag
+(the display matrix of phone videos) is applied, whatever OpenCV's own default is.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepose.errors import SourceError
+from edgepose.limits import check_pixels
 from edgepose.sources.base import Frame, Source
 from edgepose.sources.spec import STREAM_SCHEMES
 
@@ -32,6 +34,9 @@ POLL_S = 0.02
 #: a file may decode this share of its declared frame count less before it counts as
 #: truncated (containers that only estimate the count from the duration)
 COUNT_SLACK = 0.01
+#: ... and its last frame may start this long (or 2 % of the duration) before the end the
+#: container declares: a variable frame rate (MKV, WebM) makes the count an estimate
+TIME_SLACK_S = 0.5
 
 
 def _import_cv2() -> Any:
@@ -152,6 +157,8 @@ class OpenCVSource(Source):
         self._opened = False
         self._file_fps = 0.0
         self._declared = 0  # frames the file's container declares (0: unknown)
+        self._last_ms = 0.0  # timestamp of the last frame read from the file
+        self._rotate: int | None = None  # cv2.rotate code for a rotation tag we apply
         self._t0 = 0.0      # monotonic time when file frame 0 is due (realtime pacing)
         self._pos = 0       # frames read from the file since the last (re)start
 
@@ -215,7 +222,16 @@ class OpenCVSource(Source):
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep the driver from queueing stale frames
         else:
             self._declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
-        self._file_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._rotate = _rotation(cv2, cap)
+        try:
+            check_pixels(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                         f"video source {spec}", SourceError,
+                         "pick a smaller camera mode or scale the video down first")
+        except SourceError:
+            cap.release()
+            raise
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._file_fps = fps if 0 < fps < 1e4 else 0.0  # a container's nonsense is 'unknown'
         self._cap = cap
         log.info("opened %s (%dx%d @ %.1f fps)", spec, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                  int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), self._file_fps)
@@ -243,6 +259,8 @@ class OpenCVSource(Source):
             if delay > 0 and self._interrupt.wait(delay):
                 return None
         self._pos += 1
+        if self._rotate is not None:
+            bgr = self._cv2.rotate(bgr, self._rotate)
         rgb = self._cv2.cvtColor(bgr, self._cv2.COLOR_BGR2RGB)
         return self._frame(rgb, time.monotonic())
 
@@ -250,6 +268,8 @@ class OpenCVSource(Source):
         """The next BGR image, or None at the end of a file (on the helper if live)."""
         ok, bgr = self._cap.read()
         if ok:
+            if not self.is_live:
+                self._last_ms = float(self._cap.get(self._cv2.CAP_PROP_POS_MSEC) or 0.0)
             return bgr
         if self.is_live:
             raise SourceError(f"video source {self.name} stopped delivering frames")
@@ -263,10 +283,17 @@ class OpenCVSource(Source):
         return None
 
     def _check_complete(self) -> None:
-        """At a file's end: did it deliver the frames its container declares?"""
+        """At a file's end: did it deliver the frames its container declares? A count
+        that falls short is evidence only when the last frame is also short of the
+        duration the container declares: MKV and WebM declare no count, OpenCV estimates
+        it from the duration and the nominal rate, too high for a variable frame rate."""
         got, declared = self._pos, self._declared
         if not declared or declared - got <= max(1, int(declared * COUNT_SLACK)):
             return
+        if got and self._file_fps > 0:
+            duration = declared / self._file_fps
+            if self._last_ms / 1e3 >= duration - max(TIME_SLACK_S, 0.02 * duration):
+                return
         if got:
             at = f" at {(got - 1) / self._file_fps:.2f} s" if self._file_fps > 0 else ""
             last = f"frame {got - 1}{at}"
@@ -293,3 +320,17 @@ class OpenCVSource(Source):
             helper.stop(self._release, wait=1.0)
         else:
             self._release()
+
+
+def _rotation(cv2: Any, cap: Any) -> int | None:
+    """The ``cv2.rotate`` code that shows ``cap``'s frames upright (its rotation tag), or
+    None. OpenCV's own rotation (on by default only in some versions) is switched off
+    so that it happens exactly once, here; where it cannot be switched off it is kept."""
+    meta = int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 360
+    codes = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+    if meta not in codes:
+        return None
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+    if cap.get(cv2.CAP_PROP_ORIENTATION_AUTO):
+        return None  # OpenCV rotates, and will not stop
+    return codes[meta]
