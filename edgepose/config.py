@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepose.errors import ConfigError, EdgePoseError
+from edgepose.limits import MAX_MODEL_BYTES, MAX_PIXELS, MAX_SIDE, check_file
 from edgepose.manifest import DECODER_KINDS, SCHEMA_NAMES
 from edgepose.outputs import OUTPUT_HELP
 from edgepose.render.driver import DISPLAYS
@@ -57,10 +58,36 @@ def _unit_score(key: str) -> Check:
     return check
 
 
-def _positive(key: str) -> Check:
+def _number(v: Any) -> bool:
+    """A real, finite number (not NaN, not inf; a bool is not one)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return isinstance(v, int) or math.isfinite(v)
+
+
+def _within(key: str, lo: float, hi: float, unit: str, *, off: float | None = None,
+            why: str = "") -> Check:
+    """``lo`` <= value <= ``hi`` (``off``, when given, also accepted: 'derived'/'off').
+    The bounds are what the code downstream can use, so every value passes or is one line."""
     def check(v: Any, cfg: RunConfig) -> None:
-        if not (v > 0 and math.isfinite(v)):  # NaN and inf too
-            raise ConfigError(f"{key} {v} must be a positive number")
+        if off is not None and _number(v) and v == off:
+            return
+        if not (_number(v) and lo <= v <= hi):
+            zero = f"0 ({why}) or " if off is not None else ""
+            raise ConfigError(f"{key} {v} is out of range; use {zero}{lo:g}..{hi:g} {unit}")
+    return check
+
+
+def _camera_size(key: str) -> Check:
+    side = _within(key, 16, MAX_SIDE, "pixels")
+
+    def check(v: Any, cfg: RunConfig) -> None:
+        side(v, cfg)
+        if key == "height" and _number(cfg.width) and 16 <= cfg.width <= MAX_SIDE:
+            if cfg.width * v > MAX_PIXELS:
+                raise ConfigError(f"width x height {cfg.width}x{v} is {cfg.width * v / 1e6:.0f} MP, "
+                                  f"over edgepose's limit of {MAX_PIXELS / 1e6:.0f} MP; pick a "
+                                  "smaller camera size")
     return check
 
 
@@ -71,10 +98,10 @@ def _count(key: str) -> Check:
     return check
 
 
-def _timeout(v: float, cfg: RunConfig) -> None:
-    if not (v >= 0 and math.isfinite(v)):
-        raise ConfigError(f"invoke_timeout {v} must be 0 (derived from the median invoke) or a "
-                          "positive number of seconds")
+# Below 1 s a normal invoke (a few hundred ms for a big model on a Pi's CPU) counts as a
+# hang; above an hour a hang is never noticed (and the OS refuses waits beyond ~292 years).
+_timeout = _within("invoke_timeout", 1.0, 3600.0, "seconds", off=0.0,
+                   why="ten median invokes, kept within 2..4 s")
 
 
 def _threads(v: int | None, cfg: RunConfig) -> None:
@@ -140,10 +167,11 @@ def _model(v: str, cfg: RunConfig) -> None:
 
     if is_model_path(v):
         path = Path(v).expanduser()
-        if not path.is_file():
-            what = "is a directory" if path.is_dir() else "not found"
-            raise ConfigError(f"model file {v} {what}: pass an existing .tflite or a "
+        if path.is_dir():
+            raise ConfigError(f"model file {v} is a directory: pass an existing .tflite or a "
                               "model name from `edgepose models list`")
+        check_file(path, "model file", ConfigError, max_bytes=MAX_MODEL_BYTES,
+                   fix="pass an existing .tflite or a model name from `edgepose models list`")
         return
     try:
         describe_model(v)
@@ -175,11 +203,14 @@ class RunConfig:
                                     check=_timeout, metavar="S")
     load_timeout: float = setting(5.0, "seconds each stage of loading a model in the worker (the "
                                   "Edge TPU delegate, then the interpreter) may take before it "
-                                  "counts as hung", check=_positive("load_timeout"), metavar="S")
+                                  "counts as hung", check=_within("load_timeout", 1.0, 3600.0, "seconds"),
+                                  metavar="S")
     source: str = setting("auto", SOURCE_HELP, check=_source, section="Source")
-    width: int = setting(640, "camera capture width", check=_positive("width"))
-    height: int = setting(480, "camera capture height", check=_positive("height"))
-    fps: float = setting(30.0, "camera frame rate", check=_positive("fps"))
+    width: int = setting(640, f"camera capture width (16..{MAX_SIDE}; width x height at most "
+                         f"{MAX_PIXELS // 1_000_000} MP)", check=_camera_size("width"))
+    height: int = setting(480, "camera capture height", check=_camera_size("height"))
+    fps: float = setting(30.0, "camera frame rate (0.01..1000; also paces --realtime images and "
+                         "is the rate of a recording of them)", check=_within("fps", 0.01, 1000.0, "frames a second"))
     loop: bool = setting(False, "video files: start again at the end")
     realtime: bool = setting(False, "video files: play at their own frame rate instead of as "
                              "fast as possible")

@@ -387,8 +387,9 @@ def run_doctor(
     from edgepose.engine import parse_device
 
     kind, tpu = parse_device(device)  # ConfigError for an unknown device
-    if probe_timeout <= 0:
-        raise ConfigError(f"probe timeout {probe_timeout:g} s must be positive")
+    if not 1.0 <= probe_timeout <= 3600.0:  # NaN too: the child's deadline must be a real one
+        raise ConfigError(f"probe timeout {probe_timeout:g} s is out of range; pass "
+                          "--probe-timeout 1..3600 seconds")
     env = os.environ if environ is None else environ
     report = Report([check_platform(), check_interpreter(), check_runtime_pair(os_release, pairs)])
     report.checks.append(check_edgetpu_runtime(kind, tpu, model, probe_timeout,

@@ -26,6 +26,7 @@ from edgepose.manifest import (
     manifest_from_dict,
     write_manifest,
 )
+from edgepose.limits import MAX_MODEL_BYTES, check_file
 from edgepose.tflite_info import read_model_bytes, read_model_info
 
 __all__ = [
@@ -402,6 +403,7 @@ def resolve_model(
             raise ModelError(f"model file {path} not found")
         if path.is_dir():
             raise ModelError(f"model {path} is a directory; give a .tflite file")
+        check_file(path, "model file", ModelError, max_bytes=MAX_MODEL_BYTES, fix="give a .tflite file")
         m = _manifest_for_path(path, decoder, schema)
     else:
         m = get_manifest(text)

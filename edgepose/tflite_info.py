@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepose.errors import ModelError
+from edgepose.limits import MAX_MODEL_BYTES, read_bounded
 
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 _TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8"}
@@ -24,15 +25,12 @@ class ModelInfo:
 
 
 def read_model_bytes(path: Path) -> bytes:
-    """The file's bytes, after checking it is a non-empty TFLite flatbuffer."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"model file {path} not found") from None
-    except IsADirectoryError:
-        raise ModelError(f"model {path} is a directory; give a .tflite file") from None
-    except OSError as exc:
-        raise ModelError(f"cannot read model {path}: {exc.strerror}") from None
+    """The file's bytes, after checking it is a regular file of at most
+    ``MAX_MODEL_BYTES`` and a non-empty TFLite flatbuffer."""
+    if Path(path).is_dir():
+        raise ModelError(f"model {path} is a directory; give a .tflite file")
+    data = read_bounded(path, "model file", ModelError, max_bytes=MAX_MODEL_BYTES,
+                        fix="give a .tflite file")
     if not data:
         raise ModelError(f"model file {path} is empty (0 bytes); download it again")
     if len(data) < 8 or data[4:8] != b"TFL3":

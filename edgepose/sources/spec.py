@@ -10,6 +10,7 @@ from typing import Literal
 
 from edgepose.errors import SourceError
 from edgepose.imageio import IMAGE_SUFFIXES
+from edgepose.limits import check_file
 
 SourceKind = Literal["auto", "picamera", "webcam", "stream", "video", "images"]
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
@@ -52,7 +53,10 @@ class SourceSpec:
             if not p.exists():
                 raise SourceError(f"source file {self.text} not found: pass an existing video, "
                                   f"image or folder, or {SOURCE_HELP}")
-            if p.is_file() and p.stat().st_size == 0:
+            if p.is_dir():
+                return
+            st = check_file(p, "source file", SourceError, fix="pass a video, image or folder")
+            if st.st_size == 0:
                 raise SourceError(f"source file {self.text} is empty: pass a video, image or folder")
         elif self.kind == "webcam" and isinstance(self.target, str) and not Path(self.target).exists():
             raise SourceError(f"webcam {self.target} not found: plug it in, check `ls /dev/video*`, "

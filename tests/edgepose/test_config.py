@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -48,9 +49,9 @@ def _toml(tmp_path: Path, text: str) -> Path:
     ({"model": "movenet-huge"}, None, r"unknown model 'movenet-huge'; known models: .*movenet-lightning"),
     ({"model": "missing/model.tflite"}, None, r"model file missing/model.tflite not found"),
     ({"device": "gpu"}, None, r"unknown device 'gpu'"),
-    ({"width": 0}, None, r"width 0 must be a positive number"),
-    ({"fps": float("nan")}, None, r"fps nan must be a positive number"),
-    ({"fps": float("inf")}, None, r"fps inf must be a positive number"),
+    ({"width": 0}, None, r"width 0 is out of range; use 16..16384 pixels"),
+    ({"fps": float("nan")}, None, r"fps nan is out of range"),
+    ({"fps": float("inf")}, None, r"fps inf is out of range"),
     ({"device": "usb:abc"}, None, r"unknown device 'usb:abc'"),
     ({"model": "<tmp>"}, None, r"model file .* is a directory"),
     ({"max_frames": -1}, None, r"max_frames -1 must be 0"),
@@ -73,7 +74,7 @@ def test_bad_values_are_one_line_config_errors(tmp_path: Path, flags: dict, toml
     (lambda d: d / "absent.toml", "absent.toml not found"),
     (lambda d: (d / "bin.toml").write_bytes(b"model = \"\xff\xfe\"\n") and d / "bin.toml",
      "not valid TOML"),
-    (lambda d: d, "cannot be read"),
+    (lambda d: d, "is a directory, not a regular file"),
 ])
 def test_unreadable_toml_files(tmp_path: Path, make, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -122,3 +123,55 @@ def test_file_urls_and_output_lists(tmp_path: Path) -> None:
     assert load_toml(toml) == {"output": ("b.jsonl",), "source": "0"}
     with pytest.raises(ConfigError, match=r"output = 'b.jsonl' should be a list of strings"):
         load_toml(_toml(tmp_path, 'output = "b.jsonl"\n'))
+
+
+@pytest.mark.parametrize("flags, match", [
+    ({"width": 1_000_000_000_000}, r"width 1000000000000 is out of range; use 16..16384 pixels"),
+    ({"height": 2**63 - 1}, r"height 9223372036854775807 is out of range"),
+    ({"width": 16384, "height": 16384}, r"width x height 16384x16384 is 268 MP, over edgepose's limit of 50 MP"),
+    ({"fps": 1e-9}, r"fps 1e-09 is out of range; use 0.01..1000 frames a second"),
+    ({"fps": 1e308}, r"fps 1e\+308 is out of range"),
+    ({"invoke_timeout": 1e-6}, r"invoke_timeout 1e-06 is out of range; use 0 \(ten median invokes.*\) or 1..3600"),
+    ({"invoke_timeout": float("nan")}, r"invoke_timeout nan is out of range"),
+    ({"invoke_timeout": float("inf")}, r"invoke_timeout inf is out of range"),
+    ({"invoke_timeout": -1}, r"invoke_timeout -1 is out of range"),
+    ({"load_timeout": 0}, r"load_timeout 0 is out of range; use 1..3600 seconds"),
+    ({"load_timeout": 1e300}, r"load_timeout 1e\+300 is out of range"),
+])
+def test_numbers_are_checked_against_what_the_code_can_use(flags: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        build_config({"source": "0", **flags}, check_model=False)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("flags", [
+    {"width": 16, "height": 16}, {"width": 8000, "height": 6000}, {"fps": 0.01}, {"fps": 1000},
+    {"invoke_timeout": 0}, {"invoke_timeout": 1}, {"invoke_timeout": 3600}, {"load_timeout": 1},
+])
+def test_numbers_at_the_ends_of_their_ranges_are_accepted(flags: dict) -> None:
+    cfg = build_config({"source": "0", **flags}, check_model=False)
+    assert all(getattr(cfg, k) == v for k, v in flags.items())
+
+
+def test_a_byte_order_mark_is_accepted_and_utf16_named(tmp_path: Path) -> None:
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbffps = 12.5\r\nmirror = true\r\n")  # as Notepad saves it
+    assert load_toml(bom) == {"fps": 12.5, "mirror": True}
+    utf16 = tmp_path / "utf16.toml"
+    utf16.write_text("fps = 12.5\n", encoding="utf-16")
+    with pytest.raises(ConfigError, match=r"utf16.toml is UTF-16 text .*save it as UTF-8"):
+        load_toml(utf16)
+
+
+def test_a_config_that_is_no_regular_file_is_refused_unread(tmp_path: Path) -> None:
+    fifo = tmp_path / "c.toml"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    with pytest.raises(ConfigError, match=r"c.toml is a FIFO \(named pipe\), not a regular file"):
+        load_toml(fifo)
+    with pytest.raises(ConfigError, match=r"/dev/zero is a character device, not a regular file"):
+        load_toml("/dev/zero")
+    big = tmp_path / "big.toml"
+    with open(big, "wb") as f:
+        f.truncate(2 << 20)  # sparse: 2 MiB of nothing
+    with pytest.raises(ConfigError, match=r"big.toml is 2 MiB, over the 1 MiB a config file may have"):
+        load_toml(big)

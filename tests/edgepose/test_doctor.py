@@ -425,8 +425,11 @@ def test_cli_json_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert bad["can_start"] is False and "/no/such/video.mp4" in bad["reasons"][0]
     assert main(["doctor", "--device", "gpu"]) == 2
     assert "unknown device 'gpu'" in capsys.readouterr().err
-    assert main([*base, "--probe-timeout", "0"]) == 2
-    assert "probe timeout 0 s must be positive" in capsys.readouterr().err
+    for bad in ("0", "nan", "inf", "-5", "1e308"):
+        assert main([*base, "--probe-timeout", bad]) == 2
+        err = capsys.readouterr().err
+        assert f"probe timeout {float(bad):g} s is out of range; pass --probe-timeout 1..3600" in err
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 
 def test_cli_reads_the_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

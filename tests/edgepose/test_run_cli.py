@@ -183,7 +183,7 @@ VIDEO = "<video>"
     (["--model", "openpose-xl"], None, r"unknown model 'openpose-xl'"),
     (["--device", "tpu9"], None, r"unknown device 'tpu9'"),
     (["--fps", "fast"], None, r"argument --fps: invalid float value: 'fast'"),
-    (["--fps", "nan"], None, r"fps nan must be a positive number"),
+    (["--fps", "nan"], None, r"fps nan is out of range"),
     (["--device", "usb:abc"], None, r"unknown device 'usb:abc'"),
     (["--source", "<tmp>/bad.jpg"], None, r"bad.jpg is not a readable image"),
     (["--display", "none", "--record", "/proc/edgepose.mp4"], None, r"cannot write into /proc"),

@@ -165,7 +165,7 @@ CASES = [
          setup=_sidecar(SIDECAR + "mean = 127.5\nstd = 0\n")),
     Case("run-device", RUN + ["--device", "tpu9"], 2, r"unknown device 'tpu9'"),
     Case("run-device-usb-abc", RUN + ["--device", "usb:abc"], 2, r"unknown device 'usb:abc'"),
-    Case("run-fps-nan", RUN + ["--fps", "nan"], 2, r"fps nan must be a positive number"),
+    Case("run-fps-nan", RUN + ["--fps", "nan"], 2, r"fps nan is out of range"),
     Case("run-fps-text", RUN + ["--fps", "fast"], 2, r"invalid float value: 'fast'"),
     Case("run-threads-huge", RUN + ["--num-threads", "100000"], 2, r"num_threads 100000 is out of range"),
     Case("run-threads-zero", RUN + ["--num-threads", "0"], 2, r"num_threads 0 is out of range"),
