@@ -7,6 +7,25 @@ Messages name the thing, its value, what was expected and the fix.
 
 from __future__ import annotations
 
+import re
+
+# C0 and C1 controls, DEL, and the Unicode line/paragraph separators: anything a terminal
+# or a journal could show as a new line (or use to rewrite the one shown)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character escaped (``\\n``, ``\\x1b``, ...), so a
+    message stays one line whatever the file names in it contain."""
+    return _CONTROL.sub(_escape, text)
+
 
 class EdgePoseError(Exception):
     """Base class: a problem the user can act on."""

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from edgepose.errors import EdgePoseError, OutputError
+from edgepose.errors import EdgePoseError, OutputError, one_line
 from edgepose.stdio import silence_stdout
 
 EXIT_OK = 0
@@ -25,18 +25,24 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see --help)\n")
         raise SystemExit(EXIT_USAGE)
+
+
+class OneLineFormatter(logging.Formatter):
+    """Each log record one line, control characters escaped (a file name with a newline
+    in it); a traceback (DEBUG) still follows on its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(super().formatMessage(record))
 
 
 def setup_logging(level: str = "INFO") -> None:
     """Log to stderr; when stderr is the process's own (a CLI, not a test harness), what
     native libraries print there goes to the debug log (``edgepose.nativelog``)."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     if sys.stderr is sys.__stderr__:
         from edgepose.nativelog import capture_native_stderr
 
@@ -136,7 +142,7 @@ def run_cli(prog: str, func: Callable[[], int | None]) -> int:
 
 def _error(prog: str, message: str) -> None:
     try:
-        sys.stderr.write(f"{prog}: error: {message}\n")
+        sys.stderr.write(f"{prog}: error: {one_line(message)}\n")
         sys.stderr.flush()
     except OSError:
         pass
