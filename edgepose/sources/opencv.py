@@ -295,7 +295,7 @@ class OpenCVSource(Source):
             if self._last_ms / 1e3 >= duration - max(TIME_SLACK_S, 0.02 * duration):
                 return
         if got:
-            at = f" at {(got - 1) / self._file_fps:.2f} s" if self._file_fps > 0 else ""
+            at = f" at {self._last_ms / 1e3:.2f} s"
             last = f"frame {got - 1}{at}"
         else:
             last = "none"
