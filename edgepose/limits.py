@@ -40,7 +40,7 @@ def file_kind(mode: int) -> str:
 
 
 def _size(n: int) -> str:
-    return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n} bytes"
+    return f"{n // MiB} MiB" if n and n % MiB == 0 else f"{n:,} bytes"
 
 
 def check_file(path: str | Path, what: str, error: type[EdgePoseError], *,

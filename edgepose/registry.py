@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepose.errors import FetchError, ModelError
+from edgepose.limits import MAX_MODEL_BYTES, check_file
 from edgepose.manifest import (
     DECODER_KINDS,
     SCHEMA_NAMES,
@@ -26,7 +27,6 @@ from edgepose.manifest import (
     manifest_from_dict,
     write_manifest,
 )
-from edgepose.limits import MAX_MODEL_BYTES, check_file
 from edgepose.tflite_info import read_model_bytes, read_model_info
 
 __all__ = [

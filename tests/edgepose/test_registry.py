@@ -72,7 +72,8 @@ def test_bad_manifests(tmp_path: Path, text: str, message: str) -> None:
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda d: (d / "x.toml").mkdir() or d / "x.toml", "cannot be read"),
+    (lambda d: (d / "x.toml").mkdir() or d / "x.toml", "is a directory, not a regular file"),
+    (lambda d: Path("/dev/zero"), "/dev/zero is a character device, not a regular file"),
     (lambda d: d / "absent.toml", "not found"),
 ])
 def test_unreadable_manifest_files(tmp_path: Path, make, message: str) -> None:
