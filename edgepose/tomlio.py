@@ -22,8 +22,8 @@ def read_toml(path: Path, what: str, error: type[EdgePoseError], missing_hint: s
     data = read_bounded(path, what, error, max_bytes=MAX_TOML_BYTES, fix="pass a TOML file")
     data = data.removeprefix(BOM)
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise error(f"{what} {path} is UTF-16 text (it starts with a UTF-16 byte-order mark); "
-                    "save it as UTF-8")
+        raise error(f"{what} {path} is not valid TOML: it is UTF-16 text (it starts with a "
+                    "UTF-16 byte-order mark); save it as UTF-8")
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as err:

@@ -159,7 +159,7 @@ def test_a_byte_order_mark_is_accepted_and_utf16_named(tmp_path: Path) -> None:
     assert load_toml(bom) == {"fps": 12.5, "mirror": True}
     utf16 = tmp_path / "utf16.toml"
     utf16.write_text("fps = 12.5\n", encoding="utf-16")
-    with pytest.raises(ConfigError, match=r"utf16.toml is UTF-16 text .*save it as UTF-8"):
+    with pytest.raises(ConfigError, match=r"utf16.toml is not valid TOML: it is UTF-16 text .*save it as UTF-8"):
         load_toml(utf16)
 
 

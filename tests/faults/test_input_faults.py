@@ -178,7 +178,8 @@ CASES = [
     # ---- 4. config messages, and one line whatever a name contains
     Case("run-config-bom-accepted", RUN + ["--config", "{tmp}/c.toml"], 2, r"c\.toml: fps = 'x' should be",
          setup=_files(**{"c.toml": b"\xef\xbb\xbffps = 'x'\n"})),  # the BOM is fine, the value is not
-    Case("run-config-utf16", RUN + ["--config", "{tmp}/c.toml"], 2, r"c\.toml is UTF-16 text .*save it as UTF-8",
+    Case("run-config-utf16", RUN + ["--config", "{tmp}/c.toml"], 2,
+         r"c\.toml is not valid TOML: it is UTF-16 text .*save it as UTF-8",
          setup=_files(**{"c.toml": "fps = 10\n".encode("utf-16")})),
     Case("run-config-newline-name-missing", RUN + ["--config", "{tmp}/a\nb.toml"], 2, r"a\\nb\.toml not found"),
     Case("run-config-newline-name-bad", RUN + ["--config", "{tmp}/a\nb.toml"], 2, r"a\\nb\.toml: fps = 'x' should be",
