@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepose.errors import FetchError, ModelError
-from edgepose.limits import MAX_MODEL_BYTES, check_file
+from edgepose.limits import MAX_MODEL_BYTES, check_file, read_bounded
 from edgepose.manifest import (
     DECODER_KINDS,
     SCHEMA_NAMES,
@@ -273,7 +273,7 @@ def _source_bytes(m: Manifest, url: str | None, source_dir: str | Path | None, t
         if local is None and (cache_dir() / m.source_file).is_file():
             local = cache_dir() / m.source_file
     if local is not None and url is None:
-        data = local.read_bytes()
+        data = read_bounded(local, "model file", FetchError, max_bytes=MAX_MODEL_BYTES)
         digest = hashlib.sha256(data).hexdigest()
         if digest != m.source_sha256:
             raise FetchError(f"{local}: sha256 {digest[:12]}… is not that of {m.source_file} "

@@ -196,13 +196,17 @@ CASES = [
          r"WARNING .*imgs/b\\nx\.jpg is not a readable image",
          setup=_both(_link("imgs__a.bmp", "images/coral_squat.bmp"), _files(**{"imgs__b\nx.jpg": b"junk"})),
          check=_records("p.jsonl", 2, {"b\nx.jpg": "not a readable image"})),
-    # ---- 5. a folder where every image is bad is refused, outputs untouched
+    # ---- 5. a folder where every image is bad is refused, outputs untouched; an image whose
+    # header is fine but data cut fails when detect reaches it (images are decoded one by one)
     Case("run-folder-all-bad", RUN + ["--source", "{tmp}/imgs", "--json", "{tmp}/old.jsonl", "--record",
                                       "{tmp}/old.mp4"], 2,
          r"image folder .*imgs has no readable image: image .*a\.jpg is not a readable image .* \(and 2 more\)",
          setup=_both(_old_outputs, _files(**{"imgs__a.jpg": b"junk", "imgs__b.png": b""}),
                      _blank_png("imgs__c.png", 20000, 20000)),
          check=_outputs_untouched),
+    Case("detect-jpeg-cut-in-data-streamed", ["edgepose", "detect", SQUAT, "{tmp}/cut.jpg", "--device", "cpu", "--json"], 2,
+         r"cut\.jpg is not a readable image \(OSError: image file is truncated",
+         setup=lambda t: (t / "cut.jpg").write_bytes((SHARED / "images/posenet_test_couple.jpg").read_bytes()[:30000])),
     Case("run-truncated-mkv", RUN + FAST + ["--source", "{tmp}/cut.mkv", "--json", "{tmp}/p.jsonl"], 1,
          r"cut\.mkv is truncated or damaged: .*last good frame: frame \d+ at \d", setup=_cut_mkv),
 ]
