@@ -374,7 +374,7 @@ def describe_calibration(r: QuantizeResult, source: str | Path) -> str:
     """One line: the calibration set, how many images of how many asked for, and the held-out ones."""
     short = f" ({r.calibration} of {r.requested} requested: the set has no more)" if r.calibration < r.requested else ""
     overlap = ", overlapping calibration" if r.report.get("held_out_overlaps") else ""
-    return f"calibration set {source}: {r.calibration} images{short}; {r.held_out} held out for the report{overlap}"
+    return f"{r.calibration} images from {source}{short}; {r.held_out} held out for the report{overlap}"
 
 
 def format_summary(r: QuantizeResult) -> list[str]:
@@ -394,7 +394,7 @@ def format_summary(r: QuantizeResult) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     r = quantize_args(args)
-    print(describe_calibration(r, args.representative))
+    print(f"calibration: {describe_calibration(r, args.representative)}")
     print(f"wrote {r.model_path} ({r.model_path.stat().st_size} bytes), {r.manifest_path}, {r.report_path}, "
           f"{r.figure_path}, {r.overlay_path}, and the float twin {r.float_model_path}")
     print("\n".join(format_summary(r)))
