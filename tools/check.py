@@ -379,7 +379,7 @@ def format_report(report: CheckReport, verbose: bool = True) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("check", help="predict how a .tflite model maps to the Edge TPU (no compiler needed)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", type=Path, help="the CPU .tflite model (full int8)")
+    p.add_argument("model", help="the CPU .tflite model (full int8), or a registered model name")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 also for a CPU post-processing tail")
     p.add_argument("--quiet", action="store_true", help="print only the verdict line")
@@ -387,7 +387,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = check_model(args.model)
+    from tools.argtypes import model_file
+
+    report = check_model(model_file(args.model))
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
     elif args.quiet:

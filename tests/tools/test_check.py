@@ -247,3 +247,11 @@ def test_rejected_op_versions_come_with_the_fix(version_models: dict[str, Path])
 ])
 def test_version_fix_table(op: str, version: int, ins: tuple[str, ...], outs: tuple[str, ...], expected: str) -> None:
     assert expected in edgetpu_ops.version_fix(op, version, ins, outs)
+
+
+def test_registry_names_are_accepted_like_evaluate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--quiet", "posenet-mobilenet-v1-075-481x641"]) == 0
+    assert capsys.readouterr().out.strip() == f"verdict: mapped: {STATUS_TEXT['mapped']}"
+    assert main(["check", "--quiet", "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown model 'no-such-model'" in err and "movenet-lightning" in err
