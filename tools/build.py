@@ -77,6 +77,10 @@ def _validate(args: argparse.Namespace, out: Path) -> None:
         raise ToolError(f"--output {out}: name the int8 model file, ending in .tflite")
     if not os.access(out.parent, os.W_OK | os.X_OK):
         raise ToolError(f"--output {out}: folder {out.parent} is not writable; pass a folder you may write to")
+    if args.compiler:  # asked for by name: a wrong path is refused now, not after quantizing
+        from tools.compile import find_compiler
+
+        find_compiler(args.compiler)
     if bool(args.coco) != bool(args.images):
         raise ToolError("--coco and --images go together: the annotation JSON and the folder of its images")
     if args.coco and not args.coco.is_file():
@@ -96,7 +100,12 @@ def _compile(model: Path, work: Path, final_dir: Path, compiler: str | None) -> 
         if compiler:  # asked for explicitly: a wrong path is an error, not a skip
             raise
         return None, str(err).split(";")[0], command
-    r = compile_model(model, work, compiler=compiler)
+    try:
+        r = compile_model(model, work, compiler=compiler)
+    except ToolError as err:  # name the file the user will look for, not the temporary one
+        why = str(err).split("; check the model with")[0].replace(str(work), str(final_dir))
+        raise ToolError(f"{why}; nothing was written: `edgepose-tools quantize` with the same flags keeps the int8 "
+                        "model, and `edgepose-tools check` on it shows what the compiler rejects") from None
     s = r.summary
     tpu, total = s.get("tpu_ops", r.mapped_ops), s.get("total_ops", r.mapped_ops + r.unmapped_ops)
     text = (f"{r.output_models[0].name}: {tpu} of {total} ops on the Edge TPU, on-chip parameters "

@@ -17,6 +17,7 @@ import contextlib
 import io
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -179,8 +180,13 @@ def _converter(model: Path) -> Any:
 
 def _convert(conv: Any, what: str) -> bytes:
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # Keras export prints "Saved artifact at ..."
-            return bytes(conv.convert())
+        # Keras export prints "Saved artifact at ..."; TF warns of "Statistics for quantized inputs": to the log
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = bytes(conv.convert())
+        for w in caught:
+            log.debug("converter: %s", w.message)
+        return data
     except Exception as err:  # the converter raises ConverterError/RuntimeError/ValueError
         text = str(err)
         m = re.search(r"'(?:tf|tfl)\.\w+' op [^\n]*", text)  # e.g. 'tf.Erf' op is neither a custom op nor ...
