@@ -188,7 +188,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for action in p._actions:  # the positional copied from quantize
         if action.dest == "model":
-            action.metavar, action.help = "SOURCE", "the trained model: .keras, SavedModel folder, TF.js folder, .onnx, ..."
+            action.metavar = "SOURCE"
+            action.help = "the trained model: .keras, SavedModel folder, TF.js folder, .onnx, ..."
     p.add_argument("--output", type=Path,
                    help="the int8 .tflite to write; the rest goes next to it (default: SOURCE_int8.tflite)")
     p.add_argument("--compiler", help="edgetpu_compiler to use (default: $EDGETPU_COMPILER, then PATH; "

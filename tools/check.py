@@ -60,7 +60,9 @@ class OpInfo:
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # unsupported-op | op-version | float-tensor | float-model | cpu-tail | dtype | dynamic-shape | rank | param-size | subgraphs | float-io
+    # unsupported-op | op-version | float-tensor | float-model | cpu-tail | dtype | dynamic-shape | rank |
+    # param-size | subgraphs | float-io
+    kind: str
     severity: str  # "error" | "warning"
     message: str
     op_index: int | None = None
@@ -295,7 +297,8 @@ def _summarise(path: Path, model: Any, ops: list[OpInfo], param_bytes: int) -> C
     if float_model and blockers:
         first = blockers[0]
         problems.append(Problem("float-model", "error", f"{path.name} is a float model (no int8 tensors): nothing "
-                                f"in it runs on the Edge TPU until it is quantized to full int8; {_quantize_hint(path)}",
+                                "in it runs on the Edge TPU until it is quantized to full int8; "
+                                f"{_quantize_hint(path)}",
                                 first.index, first.name, first.version))
     elif status == "cpu-tail":
         first = blockers[0]
@@ -365,7 +368,8 @@ def format_report(report: CheckReport, verbose: bool = True) -> str:
         lines.append("")
     counts = report.to_dict()["counts"]
     lines.append(f"{report.path}: {len(report.ops)} ops: {counts['tpu']} on the Edge TPU, "
-                 f"{counts['cpu-in'] + counts['cpu-out']} input/output conversions and {counts['cpu']} others on the CPU; "
+                 f"{counts['cpu-in'] + counts['cpu-out']} input/output conversions and {counts['cpu']} others on the "
+                 "CPU; "
                  f"parameters {_size(report.total_param_bytes)} ({_size(report.param_bytes)} in ops on the Edge TPU)")
     shown = report.problems[:MAX_PROBLEMS]
     lines += [f"{p.severity}: {p.message}" for p in shown]

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -150,7 +151,8 @@ def compare(float_model: bytes, int8_model: bytes, images: Sequence[npt.NDArray[
             f"pck@{PCK_ALPHA}": pck(qk, fk, max(input_size), PCK_ALPHA),
             "normalised_by": max(input_size),
             "mean_distance_px": float(dist.mean()),
-            "per_keypoint_pck": [float(np.mean(dist[:, k] < PCK_ALPHA * max(input_size))) for k in range(dist.shape[1])],
+            "per_keypoint_pck": [float(np.mean(dist[:, k] < PCK_ALPHA * max(input_size)))
+                                 for k in range(dist.shape[1])],
             "distances_px": dist.round(3).tolist(),
         }
     report["verdict"] = verdict(report)
@@ -220,6 +222,21 @@ def overlay(float_model: bytes, int8_model: bytes, image: npt.NDArray[np.float32
         cv2.putText(panel, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
         panels.append(panel)
     return write_image(path, np.concatenate(panels, axis=1))
+
+
+def format_lines(report: dict[str, Any]) -> list[str]:
+    """The report's per-output and worst per-layer errors and its verdict, as printed lines."""
+    lines = []
+    for o in report["outputs"]:
+        lines.append(f"  output {o['name']}: mean abs {o['mean_abs']:.4g}, max abs {o['max_abs']:.4g}, "
+                     f"relative {o['relative']:.3%}")
+    layers = report.get("layers", {})
+    for lay in layers.get("worst", []):
+        lines.append(f"  layer {lay['op']} {lay['tensor'][:60]}: RMSE/scale {lay['rmse_scale']:.3f}")
+    if layers.get("error"):
+        lines.append(f"  per-layer error not measured: {layers['error']}")
+    lines.append(f"  verdict: {report['verdict']['text']}")
+    return lines
 
 
 def write_report(report: dict[str, Any], json_path: Path, png_path: Path) -> None:

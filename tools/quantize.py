@@ -18,9 +18,10 @@ import io
 import logging
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -327,8 +328,8 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     manifest: Manifest = manifest_from_dict({k: v for k, v in merged.items() if v is not None}, origin=str(out))
     # The float twin, so `edgepose-tools evaluate --model FLOAT --model2 INT8` can compare them.
     float_path = out.with_name(out.stem.removesuffix("_int8") + "_float.tflite")
-    float_m = manifest.with_(name=float_path.stem, file=float_path.name, edgetpu_twin="", mean=src_m.mean if src_m else None,
-                             std=src_m.std if src_m else None,
+    float_m = manifest.with_(name=float_path.stem, file=float_path.name, edgetpu_twin="",
+                             mean=src_m.mean if src_m else None, std=src_m.std if src_m else None,
                              description=f"float32 conversion of {model.name} (the int8 model's reference)")
     rep_path, fig_path = out.with_name(out.stem + "_report.json"), out.with_name(out.stem + "_report.png")
     overlay_path = out.with_name(out.stem + "_overlay.png")
@@ -383,25 +384,12 @@ def describe_calibration(r: QuantizeResult, source: str | Path) -> str:
     return f"{r.calibration} images from {source}{short}; {r.held_out} held out for the report{overlap}"
 
 
-def format_summary(r: QuantizeResult) -> list[str]:
-    """The report's verdict, per-output and worst per-layer errors, as printed lines."""
-    lines = []
-    for o in r.report["outputs"]:
-        lines.append(f"  output {o['name']}: mean abs {o['mean_abs']:.4g}, max abs {o['max_abs']:.4g}, "
-                     f"relative {o['relative']:.3%}")
-    layers = r.report.get("layers", {})
-    for lay in layers.get("worst", []):
-        lines.append(f"  layer {lay['op']} {lay['tensor'][:60]}: RMSE/scale {lay['rmse_scale']:.3f}")
-    if layers.get("error"):
-        lines.append(f"  per-layer error not measured: {layers['error']}")
-    lines.append(f"  verdict: {r.report['verdict']['text']}")
-    return lines
-
-
 def run(args: argparse.Namespace) -> int:
     r = quantize_args(args)
     print(f"calibration: {describe_calibration(r, args.representative)}")
     print(f"wrote {r.model_path} ({r.model_path.stat().st_size} bytes), {r.manifest_path}, {r.report_path}, "
           f"{r.figure_path}, {r.overlay_path}, and the float twin {r.float_model_path}")
-    print("\n".join(format_summary(r)))
+    from tools.quant_report import format_lines
+
+    print("\n".join(format_lines(r.report)))
     return 0

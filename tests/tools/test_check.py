@@ -197,7 +197,8 @@ def version_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             conv.target_spec.supported_types = [tf.float16]
         else:
             conv.representative_dataset = lambda: ([x] for x in b32)
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            int16x8 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            conv.target_spec.supported_ops = [int16x8]
         paths[name] = out / f"{name}.tflite"
         paths[name].write_bytes(conv.convert())
     return paths
