@@ -47,6 +47,7 @@ class BuildResult:
     accuracy: dict[str, Any] = field(default_factory=dict)
     verdict: str = ""
     usable: bool | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """The final table: one row per step."""
@@ -63,6 +64,7 @@ class BuildResult:
                                             f"{a['dataset']}; mean OKS {a['float']['mean_oks']:.3f} / "
                                             f"{a['int8']['mean_oks']:.3f})"))
         rows.append(("int8 report", self.verdict))
+        rows += [("warning", w) for w in self.warnings]
         width = max(len(k) for k, _ in rows)
         return "\n".join(["build summary:"] + [f"  {k:<{width}}  {v}" for k, v in rows])
 
@@ -174,9 +176,14 @@ def build(args: argparse.Namespace) -> BuildResult:
     order = {p.name: i for i, p in enumerate(q.files)}
     files = sorted(moved, key=lambda p: (order.get(p.name, len(order)), p.name))
     v = q.report["verdict"]
+    warnings = []
+    stale = out.with_name(f"{out.stem}_edgetpu.tflite")
+    if not compiled and stale.exists():
+        warnings.append(f"{stale} is from an earlier build, not compiled from this {out.name}: recompile it "
+                        "(the command above) or remove it, or the Edge TPU runs the old model")
     return BuildResult(files, calibration, report.status, STATUS_TEXT[report.status],
                        out.parent / compiled.name if compiled else None, compile_text, command, accuracy,
-                       v["text"], v["usable"])
+                       v["text"], v["usable"], warnings)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -123,9 +123,13 @@ def test_build_writes_everything_and_summarises(keras_model: Path, compiler_bin:
 def test_without_compiler_prints_the_command(keras_model: Path, compiler_bin: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tiny_int8.tflite"
+    stale = tmp_path / "tiny_int8_edgetpu.tflite"  # compiled from an earlier build
+    stale.write_bytes(b"an earlier compile")
     assert main(_argv(keras_model, out)) == 0
     text = capsys.readouterr().out
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == sorted(BUILT)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == sorted([*BUILT, stale.name])
+    assert stale.read_bytes() == b"an earlier compile"  # kept, and the summary says it is stale
+    assert _row(text, "warning").startswith(f"{stale} is from an earlier build")
     row = _row(text, "compile")
     assert row.startswith("not run: edgetpu_compiler not found on PATH")
     assert row.endswith(f"edgetpu_compiler --out_dir {tmp_path} {out}")
