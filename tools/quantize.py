@@ -1,7 +1,6 @@
 """Full-integer int8 post-training quantization with real images, for the Edge TPU.
 
-Takes a Keras model (.keras), a SavedModel directory or (not supported here) a float
-.tflite; calibrates with real images from a folder, a video or TFRecords; writes the
+Takes any model ``tools.importers`` reads (.keras, a SavedModel directory, ...); calibrates with real images from a folder, a video or TFRecords; writes the
 int8 .tflite, its edgepose manifest and a float-vs-int8 report (JSON + PNG).
 
 The manifest keeps the float input semantics (``mean``/``std``) so
@@ -358,7 +357,8 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("quantize", help="full-int8 quantization with real images + a float-vs-int8 report",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", type=Path, help="a .keras file or a SavedModel directory")
+    p.add_argument("model", type=Path, help="the trained model, any format tools.importers reads (.keras, "
+                                            "SavedModel folder, ...)")
     p.add_argument("--representative", required=True, help="image folder, video file or TFRecord file/folder")
     p.add_argument("--samples", type=positive_int, default=100, help="representative images for calibration")
     p.add_argument("--io", default="uint8", choices=IO_DTYPES, help="input/output type of the int8 model")
