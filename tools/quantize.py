@@ -1,7 +1,10 @@
 """Full-integer int8 post-training quantization with real images, for the Edge TPU.
 
-Takes any model ``tools.importers`` reads (.keras, a SavedModel directory, ...); calibrates with real images from a folder, a video or TFRecords; writes the
-int8 .tflite, its edgepose manifest and a float-vs-int8 report (JSON + PNG).
+Takes any model ``tools.importers`` reads (.keras, a SavedModel directory, ...); checks
+its outputs against the decoder; calibrates with real images from a folder, a video or
+TFRecords (at least ``min(--samples, 10)``); writes the int8 .tflite, its edgepose
+manifest, the float twin and a float-vs-int8 report (JSON + PNG + overlay image), all
+or none of them.
 
 The manifest keeps the float input semantics (``mean``/``std``) so
 ``edgepose.preprocess.to_input_tensor`` quantizes with the input tensor's own
