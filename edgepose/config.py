@@ -21,6 +21,7 @@ from edgepose.errors import ConfigError, EdgePoseError
 from edgepose.limits import MAX_MODEL_BYTES, MAX_PIXELS, MAX_SIDE, check_file
 from edgepose.manifest import DECODER_KINDS, SCHEMA_NAMES
 from edgepose.outputs import OUTPUT_HELP
+from edgepose.pose import KEYPOINT_THRESHOLD, POSE_THRESHOLD
 from edgepose.render.driver import DISPLAYS
 from edgepose.sources.spec import SOURCE_HELP
 from edgepose.tomlio import read_toml
@@ -220,9 +221,9 @@ class RunConfig:
                            "else full-screen on the TV through KMS/DRM, else headless), tv, "
                            "window or none", choices=DISPLAYS, section="Display")
     mirror: bool = setting(False, "flip frames left-right before inference (selfie view)")
-    keypoint_threshold: float = setting(0.3, "draw keypoints scoring at least this (0..1)",
+    keypoint_threshold: float = setting(KEYPOINT_THRESHOLD, "draw keypoints scoring at least this (0..1)",
                                         check=_unit_score("keypoint_threshold"), metavar="S")
-    pose_threshold: float = setting(0.15, "keep poses scoring at least this (0..1)",
+    pose_threshold: float = setting(POSE_THRESHOLD, "keep poses scoring at least this (0..1)",
                                     check=_unit_score("pose_threshold"), metavar="S")
     smooth: bool = setting(False, "smooth keypoints over time (One Euro filter)")
     track: bool = setting(False, "give each person a stable track id")

@@ -11,6 +11,12 @@ import numpy.typing as npt
 
 from edgepose.schemas import Schema, get_schema
 
+# What the CLIs keep and draw by default, in one place so `edgepose detect` and
+# `edgepose-run` agree: poses scoring below POSE_THRESHOLD are dropped, keypoints below
+# KEYPOINT_THRESHOLD are not drawn.
+POSE_THRESHOLD = 0.15
+KEYPOINT_THRESHOLD = 0.3
+
 FloatArray = npt.NDArray[np.float32]
 
 

@@ -6,6 +6,7 @@ A bad value is an argparse error: one line naming the flag, exit code 2.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def positive_int(text: str) -> int:
@@ -28,3 +29,13 @@ def positive_float(text: str) -> float:
     if not 0.0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
     return value
+
+
+def model_file(text: str | Path) -> Path:
+    """A .tflite path, or the local file of a registered model name (``movenet-lightning``),
+    as ``evaluate`` takes them; an unknown name is a one-line ModelError listing the known ones."""
+    from edgepose.registry import is_model_path, resolve_model
+
+    if is_model_path(text):
+        return Path(text)
+    return resolve_model(str(text)).path

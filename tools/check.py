@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import ModelError
+from edgepose.errors import EdgePoseError, ModelError
 from tools import edgetpu_ops as E
 
 Placement = str  # "tpu" | "cpu" | "cpu-in" | "cpu-out"
@@ -60,7 +60,9 @@ class OpInfo:
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # unsupported-op | op-version | float-tensor | dtype | dynamic-shape | rank | param-size | subgraphs | float-io
+    # unsupported-op | op-version | float-tensor | float-model | cpu-tail | dtype | dynamic-shape | rank |
+    # param-size | subgraphs | float-io
+    kind: str
     severity: str  # "error" | "warning"
     message: str
     op_index: int | None = None
@@ -80,6 +82,7 @@ class CheckReport:
     param_bytes: int
     num_subgraphs: int = 1
     notes: list[str] = field(default_factory=list)
+    total_param_bytes: int = 0  # all constant buffers (``param_bytes``: those of ops that map)
 
     @property
     def ok(self) -> bool:
@@ -146,28 +149,36 @@ def _buffer_bytes(model: Any, sg: Any, i: int) -> tuple[int, int]:
     return b, int(buf.DataLength() or buf.Size())
 
 
-def _reasons(name: str, version: int, ins: tuple[TensorInfo, ...], outs: tuple[TensorInfo, ...]) -> list[tuple[str, str]]:
-    """Why this op alone could not be mapped (empty when it could)."""
+def _reasons(name: str, version: int, ins: tuple[TensorInfo, ...], outs: tuple[TensorInfo, ...],
+             weights: frozenset[int] = frozenset()) -> list[tuple[str, str]]:
+    """Why this op alone could not be mapped (empty when it could). ``weights``: tensors that
+    are parameters though not constant (float16 weights dequantized at run time)."""
     found: list[tuple[str, str]] = []
     top = E.accepted_version(name)
     if top is None:
         found.append(("unsupported-op", f"{name} is not an Edge TPU operation"))
     elif version > top:
         src = E.EDGETPU_MAX_VERSION[name][1]
-        hint = ("; don't fuse BatchNorm/activation into Conv2DTranspose (use UpSampling2D + Conv2D, "
-                "or a separate activation layer)" if name == "TRANSPOSE_CONV" else "")
+        fix = E.version_fix(name, version, tuple(t.dtype for t in ins), tuple(t.dtype for t in outs))
+        if name == "CONV_2D" and version == 6 and len(ins) > 1 and ins[0].shape[-1:] == ins[1].shape[-1:]:
+            fix = ("this op is a plain convolution, but all CONV_2D ops share one version and another one is "
+                   f"grouped: {fix}")
         found.append(("op-version", f"version {version} is newer than v{top}, the highest edgetpu_compiler 16 "
-                                    f"accepts (source: {src}){hint}"))
+                                    f"accepts (source: {src}); the cause: {fix}"))
     for t in ins + outs:
         if t.constant and t.dtype not in ("FLOAT32", "FLOAT16"):
             continue  # int8 weights, int32 bias and shape tensors are fine
         if t.dtype.startswith("FLOAT"):
             found.append(("float-tensor", f"tensor '{t.name}' is {t.describe()}; quantize the model to full "
-                                          "int8 with `edgepose-tools quantize`"))
+                                          "int8 with `edgepose-tools build` (or `quantize`)"))
+        elif t.dtype == "INT16":
+            found.append(("dtype", f"tensor '{t.name}' is {t.describe()}; the Edge TPU computes in int8/uint8: "
+                                   "quantize with int8 activations (converter supported_ops = [TFLITE_BUILTINS_INT8], "
+                                   "not the 16x8 mode)"))
         elif t.dtype not in E.TPU_DTYPES:
             found.append(("dtype", f"tensor '{t.name}' is {t.describe()}; the Edge TPU computes in int8/uint8"))
     for t in ins + outs:
-        if t.constant:
+        if t.constant or t.index in weights:
             continue  # weights may have 4 dimensions; only activations count
         if any(d < 0 for d in t.signature):
             found.append(("dynamic-shape", f"tensor '{t.name}' has a dynamic shape {list(t.signature)}; "
@@ -202,6 +213,8 @@ def _check(path: Path, model: Any) -> CheckReport:
             consumers[int(t)] = consumers.get(int(t), 0) + 1
 
     ops: list[OpInfo] = []
+    weights: set[int] = set()  # parameters computed from constants only (float16 weights -> DEQUANTIZE)
+    all_params: dict[int, int] = {}  # every constant buffer: the model's real parameter size
     head_tensors = set(graph_inputs)  # produced by the graph input or by CPU input handling
     cpu_tensors: set[int] = set()     # produced by an op on the CPU after the split
     param_buffers: dict[int, int] = {}
@@ -215,8 +228,15 @@ def _check(path: Path, model: Any) -> CheckReport:
         out_idx = [int(t) for t in (op.OutputsAsNumpy() if op.OutputsLength() else ())]
         ins = tuple(_tensor(model, sg, t, dtypes) for t in in_idx)
         outs = tuple(_tensor(model, sg, t, dtypes) for t in out_idx)
+        for t in ins:
+            if t.constant:
+                b, n = _buffer_bytes(model, sg, t.index)
+                all_params[b] = n
+        if ins and all(t.constant or t.index in weights for t in ins):
+            weights.update(out_idx)
         # An already compiled model: the custom op is the Edge TPU's part of the graph.
-        reasons = [] if name == E.EDGETPU_CUSTOM_OP else _reasons(name, code.Version(), ins, outs)
+        reasons = [] if name == E.EDGETPU_CUSTOM_OP else _reasons(name, code.Version(), ins, outs,
+                                                                   frozenset(weights))
         live = [t.index for t in ins if not t.constant]
         conversion = name in E.EDGE_CONVERSION_OPS and all(k in ("unsupported-op", "float-tensor", "dtype")
                                                              for k, _ in reasons)
@@ -236,7 +256,27 @@ def _check(path: Path, model: Any) -> CheckReport:
                     b, n = _buffer_bytes(model, sg, t.index)
                     param_buffers[b] = n
         ops.append(OpInfo(i, name, code.Version(), ins, outs, placement, tuple(reasons)))
-    return _summarise(path, model, ops, sum(param_buffers.values()))
+    report = _summarise(path, model, ops, sum(param_buffers.values()))
+    report.total_param_bytes = sum(all_params.values())
+    return report
+
+
+def _is_float_model(ops: list[OpInfo]) -> bool:
+    """No op computes in int8/uint8: a float32 or float16 model, nothing quantized."""
+    acts = [t for op in ops for t in op.inputs + op.outputs if not t.constant]
+    return bool(acts) and not any(t.dtype in (*E.TPU_DTYPES, "INT16") for t in acts)
+
+
+def _quantize_hint(path: Path) -> str:
+    """The command that quantizes this float model (or the one it was exported from)."""
+    from tools import importers
+
+    try:
+        importers.check_importable(path)
+        return f"run `edgepose-tools build {path} --representative IMAGES` (see its --help)"
+    except EdgePoseError:
+        return ("quantize the model it was exported from: `edgepose-tools build SOURCE --representative IMAGES` "
+                "(.keras, SavedModel, TF.js, ...)")
 
 
 def _summarise(path: Path, model: Any, ops: list[OpInfo], param_bytes: int) -> CheckReport:
@@ -252,11 +292,24 @@ def _summarise(path: Path, model: Any, ops: list[OpInfo], param_bytes: int) -> C
         status = "cpu-tail"
     else:
         status = "split"
-    severity = "warning" if status in ("cpu-tail", "compiled") else "error"
     problems: list[Problem] = []
-    for op in blockers if status != "compiled" else []:
+    float_model = _is_float_model(ops)
+    if float_model and blockers:
+        first = blockers[0]
+        problems.append(Problem("float-model", "error", f"{path.name} is a float model (no int8 tensors): nothing "
+                                "in it runs on the Edge TPU until it is quantized to full int8; "
+                                f"{_quantize_hint(path)}",
+                                first.index, first.name, first.version))
+    elif status == "cpu-tail":
+        first = blockers[0]
+        tail = sorted({op.name for op in cpu})
+        problems.append(Problem("cpu-tail", "warning", f"from {first.label} on, {len(cpu)} post-processing ops "
+                                f"({', '.join(tail)}) run on the CPU by design: no convolutions among them, the "
+                                "network itself maps (as in Coral's own MoveNet build); nothing to fix",
+                                first.index, first.name, first.version))
+    for op in blockers if status not in ("compiled", "cpu-tail") and not float_model else []:
         for kind, msg in op.reasons:
-            problems.append(Problem(kind, severity, f"{op.label}: {msg}", op.index, op.name, op.version))
+            problems.append(Problem(kind, "error", f"{op.label}: {msg}", op.index, op.name, op.version))
     for op in ops if status != "compiled" else []:
         if op.placement in ("cpu-in", "cpu-out") and any(k == "float-tensor" for k, _ in op.reasons):
             side = "input" if op.placement == "cpu-in" else "output"
@@ -271,7 +324,7 @@ def _summarise(path: Path, model: Any, ops: list[OpInfo], param_bytes: int) -> C
         problems.append(Problem("subgraphs", "warning", f"{model.SubgraphsLength()} subgraphs: only the first "
                                 "maps to the Edge TPU (\"More than one subgraph is not supported\")"))
     notes = []
-    if split is not None:
+    if split is not None and status != "cpu-tail":  # a tail has its own line among the problems
         tail = sorted({op.name for op in cpu})
         notes.append(f"split at op {split} ({blockers[0].name} v{blockers[0].version}): {len(cpu)} ops from there "
                      f"on run on the CPU ({', '.join(tail)})")
@@ -295,6 +348,14 @@ STATUS_TEXT = {
 MAX_PROBLEMS = 12
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
+
+
+def verdict_line(report: CheckReport) -> str:
+    return f"verdict: {report.status}: {STATUS_TEXT[report.status]}"
+
+
 def format_report(report: CheckReport, verbose: bool = True) -> str:
     """A table of ops (placement, version, inputs) followed by problems and the verdict."""
     lines = []
@@ -307,31 +368,36 @@ def format_report(report: CheckReport, verbose: bool = True) -> str:
         lines.append("")
     counts = report.to_dict()["counts"]
     lines.append(f"{report.path}: {len(report.ops)} ops: {counts['tpu']} on the Edge TPU, "
-                 f"{counts['cpu-in'] + counts['cpu-out']} input/output conversions and {counts['cpu']} others on the CPU; "
-                 f"parameters {report.param_bytes / 1024:.1f} KiB")
+                 f"{counts['cpu-in'] + counts['cpu-out']} input/output conversions and {counts['cpu']} others on the "
+                 "CPU; "
+                 f"parameters {_size(report.total_param_bytes)} ({_size(report.param_bytes)} in ops on the Edge TPU)")
     shown = report.problems[:MAX_PROBLEMS]
     lines += [f"{p.severity}: {p.message}" for p in shown]
     if len(shown) < len(report.problems):
         lines.append(f"... and {len(report.problems) - len(shown)} more problems (see --json)")
     lines += report.notes
-    lines.append(f"verdict: {report.status}: {STATUS_TEXT[report.status]}")
+    lines.append(verdict_line(report))
     return "\n".join(lines)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("check", help="predict how a .tflite model maps to the Edge TPU (no compiler needed)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", type=Path, help="the CPU .tflite model (full int8)")
+    p.add_argument("model", help="the CPU .tflite model (full int8), or a registered model name")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 also for a CPU post-processing tail")
-    p.add_argument("--quiet", action="store_true", help="no op table, only the summary")
+    p.add_argument("--quiet", action="store_true", help="print only the verdict line")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    report = check_model(args.model)
+    from tools.argtypes import model_file
+
+    report = check_model(model_file(args.model))
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
+    elif args.quiet:
+        print(verdict_line(report))
     else:
-        print(format_report(report, verbose=not args.quiet))
+        print(format_report(report))
     return report.exit_code(args.strict)

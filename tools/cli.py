@@ -1,4 +1,5 @@
-"""``edgepose-tools``: dev-PC pipeline: dataset -> train -> quantize -> check -> compile -> evaluate."""
+"""``edgepose-tools``: dev-PC pipeline: dataset -> train -> quantize -> check -> compile -> evaluate
+(or ``build``: import -> quantize -> check -> compile -> evaluate in one command)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Sequence
 from edgepose.cli.common import ArgumentParser, add_subcommands, run_cli, setup_logging
 from tools.errors import ToolError
 
-SUBCOMMANDS = ("tools.dataset", "tools.train", "tools.quantize", "tools.check", "tools.compile", "tools.evaluate")
+SUBCOMMANDS = ("tools.dataset", "tools.train", "tools.quantize", "tools.check", "tools.compile", "tools.evaluate",
+               "tools.build")
 
 
 def build_parser() -> ArgumentParser:

@@ -370,9 +370,11 @@ def format_results(results: Sequence[CompileResult]) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("compile", help="run edgetpu_compiler (co-compiling several models) and parse its report",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", type=Path, nargs="+",
-                   help="the full-int8 CPU .tflite; several are co-compiled to share the on-chip cache")
-    p.add_argument("--out-dir", type=Path, help="output directory (default: next to the first model)")
+    p.add_argument("model", nargs="+",
+                   help="the full-int8 CPU .tflite or a registered model name; several are co-compiled to share "
+                        "the on-chip cache")
+    p.add_argument("--out-dir", type=Path, help="output directory (default: next to the first model; the current "
+                                                "folder for a registered name)")
     p.add_argument("--num-segments", type=positive_int, help="split into N segments for pipelining on N Edge TPUs")
     p.add_argument("--compiler", help=f"path to edgetpu_compiler (default: ${ENV_VAR}, then PATH)")
     p.add_argument("--show-operations", action="store_true", help="compiler -s: print the operation log")
@@ -402,8 +404,13 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgepose.registry import is_model_path
+    from tools.argtypes import model_file
+
+    models = [model_file(m) for m in args.model]
+    out_dir = args.out_dir or (None if is_model_path(args.model[0]) else Path.cwd())  # never into the model cache
     try:
-        results = compile_models(args.model, args.out_dir, num_segments=args.num_segments, compiler=args.compiler,
+        results = compile_models(models, out_dir, num_segments=args.num_segments, compiler=args.compiler,
                                  extra_args=_passthrough(args), timeout_sec=args.timeout_sec)
     except CompileTimeoutError as err:  # the compiler failed at run time, not the input: exit 1
         sys.stderr.write(f"edgepose-tools: error: {err}\n")

@@ -91,3 +91,50 @@ def accepted_version(op: str) -> int | None:
     """Highest version of ``op`` edgetpu_compiler 16 maps, or None for an unsupported op."""
     entry = EDGETPU_MAX_VERSION.get(op)
     return entry[0] if entry else None
+
+
+# Why TFLite gives an op a version newer than edgetpu_compiler 16 accepts, and the fix.
+# Facts from TensorFlow Lite's tools/versioning/op_version.cc (GetBuiltinOperatorVersion).
+_VERSION_CAUSES: dict[tuple[str, int], str] = {
+    ("CONV_2D", 5): "hybrid per-channel quantization (float activations, int8 weights)",
+    ("CONV_2D", 6): "a grouped convolution (input channels != filter channels, e.g. PyTorch Conv2d(groups>1)): "
+                    "split it into one Conv2D per group + Concatenate, or use DepthwiseConv2D when groups == channels",
+    ("TRANSPOSE_CONV", 4): "an activation fused into it: don't fuse BatchNorm/activation into Conv2DTranspose "
+                           "(use UpSampling2D + Conv2D, or a separate activation layer)",
+    ("FULLY_CONNECTED", 5): "keep_num_dims (a Dense layer on a 3-D or 4-D input): reshape to 2-D before the Dense",
+    ("FULLY_CONNECTED", 6): "no bias: give the Dense layer a bias (use_bias=True)",
+    ("FULLY_CONNECTED", 8): "sparse weights: export dense weights",
+    ("MUL", 3): "int8 scales with input1_scale * input2_scale / output_scale >= 1 (a multiplication that enlarges "
+                "values): fold the factor into the neighbouring convolution",
+    ("RESIZE_BILINEAR", 3): "half_pixel_centers: resize with half_pixel_centers=False (align_corners or neither)",
+    ("STRIDED_SLICE", 4): "more than 4 dimensions: slice a 4-D tensor",
+    ("STRIDED_SLICE", 6): "an ellipsis or new-axis mask: slice with explicit begin/end per axis",
+    ("TRANSPOSE", 4): "more than 4 dimensions: transpose a 4-D tensor",
+    ("SUB", 3): "broadcasting over more than 4 dimensions: keep tensors 4-D",
+    ("MAXIMUM", 3): "broadcasting over more than 4 dimensions: keep tensors 4-D",
+    ("MINIMUM", 3): "broadcasting over more than 4 dimensions: keep tensors 4-D",
+}
+_INT8_ONLY = ("int16 activations (16x8 quantization): quantize with int8 activations (converter "
+              "target_spec.supported_ops = [TFLITE_BUILTINS_INT8], not "
+              "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)")
+_HYBRID = ("dynamic-range (hybrid) quantization, float activations with int8 weights: quantize fully with a "
+           "representative dataset (`edgepose-tools build`, or converter representative_dataset + "
+           "supported_ops = [TFLITE_BUILTINS_INT8])")
+_INT4 = "int4 weights: quantize the weights to int8"
+
+
+def version_fix(op: str, version: int, dtypes_in: tuple[str, ...], dtypes_out: tuple[str, ...]) -> str:
+    """What makes TFLite give ``op`` this version and how to avoid it (a converter setting or
+    the layer to change), from the op's tensor types and TFLite's op versioning rules."""
+    data_in = dtypes_in[:1]
+    if "INT16" in data_in + dtypes_out:
+        return _INT8_ONLY
+    if "INT4" in dtypes_in:
+        return _INT4
+    if data_in == ("FLOAT32",) and "INT8" in dtypes_in[1:] and op in HEAVY_OPS:
+        return _HYBRID
+    cause = _VERSION_CAUSES.get((op, version))
+    if cause:
+        return cause
+    return (f"a newer feature of {op} (see TensorFlow Lite's op_version.cc for what v{version} adds): convert "
+            "with full-int8 settings (`edgepose-tools build`) or replace that layer with a plainer one")

@@ -1,8 +1,10 @@
 """Full-integer int8 post-training quantization with real images, for the Edge TPU.
 
-Takes a Keras model (.keras), a SavedModel directory or (not supported here) a float
-.tflite; calibrates with real images from a folder, a video or TFRecords; writes the
-int8 .tflite, its edgepose manifest and a float-vs-int8 report (JSON + PNG).
+Takes any model ``tools.importers`` reads (.keras, a SavedModel directory, ...); checks
+its outputs against the decoder; calibrates with real images from a folder, a video or
+TFRecords (at least ``min(--samples, 10)``); writes the int8 .tflite, its edgepose
+manifest, the float twin and a float-vs-int8 report (JSON + PNG + overlay image), all
+or none of them.
 
 The manifest keeps the float input semantics (``mean``/``std``) so
 ``edgepose.preprocess.to_input_tensor`` quantizes with the input tensor's own
@@ -17,9 +19,11 @@ import contextlib
 import io
 import logging
 import re
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 
 RECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record")
 IO_DTYPES = ("uint8", "int8")
+MIN_SAMPLES = 10  # fewest calibration images accepted (or --samples, when that is smaller)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,17 @@ class QuantizeResult:
     figure_path: Path
     report: dict[str, Any]
     float_model_path: Path
+    calibration: int = 0  # images the int8 ranges were calibrated on
+    requested: int = 0  # --samples
+    held_out: int = 0  # images kept for the float-vs-int8 report
+    overlay_path: Path | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file written, the int8 model first."""
+        found = [self.model_path, self.manifest_path, self.float_model_path, self.float_model_path.with_suffix(".toml"),
+                 self.report_path, self.figure_path, self.overlay_path]
+        return [f for f in found if f is not None]
 
 
 # --- representative data -------------------------------------------------------------
@@ -103,6 +119,28 @@ def iter_source_frames(source: str | Path, count: int,
         yield from _video_frames(src, count)
 
 
+def available_frames(source: str | Path, count: int) -> int | None:
+    """How many of ``count`` frames ``source`` can give (None when only reading tells: TFRecords)."""
+    src = Path(source)
+    if src.is_dir():
+        images = list_images(src)
+        return min(count, len(images)) if images else None
+    if src.suffix.lower() in IMAGE_SUFFIXES:
+        return 1
+    if src.suffix.lower() in RECORD_SUFFIXES or not src.is_file():
+        return None
+    try:
+        import cv2
+    except ImportError:
+        return None
+    cap = cv2.VideoCapture(str(src))
+    try:
+        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+    return min(count, frames) if frames > 0 else None
+
+
 def load_representative(source: str | Path, count: int, input_size: tuple[int, int],
                         resize_mode: str = "letterbox", mean: Any = None, std: Any = None,
                         progress: bool = True) -> list[npt.NDArray[np.float32]]:
@@ -112,7 +150,8 @@ def load_representative(source: str | Path, count: int, input_size: tuple[int, i
     m = np.asarray(0.0 if mean is None else mean, np.float32)
     s = np.asarray(1.0 if std is None else std, np.float32)
     out = []
-    for frame in tqdm(iter_source_frames(source, count, input_size), total=count, desc="representative",
+    total = available_frames(source, count)
+    for frame in tqdm(iter_source_frames(source, count, input_size), total=total, desc="representative",
                       unit="img", disable=not progress):
         resized, _ = resize(frame, input_size, resize_mode)  # type: ignore[arg-type]
         out.append(((resized.astype(np.float32) - m) / s)[None])
@@ -134,21 +173,23 @@ def _source_manifest(model: Path) -> Manifest | None:
     return None
 
 
-def _converter(model: Path) -> tuple[Any, tuple[int, int]]:
-    """A TFLiteConverter for ``model`` (any format ``tools.importers`` reads) and its (h, w) input size."""
+def _converter(model: Path) -> Any:
+    """The model brought into TensorFlow (``tools.importers.ImportedModel``, any format it reads):
+    ``make_converter()`` gives a fresh TFLiteConverter, ``input.size`` the (h, w) input size."""
     from tools import importers
 
-    if model.suffix == ".tflite":
-        raise ConversionError(f"{model}: quantizing a float .tflite is not supported by this tool; quantize the "
-                              "Keras model or SavedModel it came from (or use ai-edge-quantizer directly)")
-    imported = importers.load(model)
-    return imported.make_converter(), imported.input.size
+    return importers.load(model)
 
 
 def _convert(conv: Any, what: str) -> bytes:
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # Keras export prints "Saved artifact at ..."
-            return bytes(conv.convert())
+        # Keras export prints "Saved artifact at ..."; TF warns of "Statistics for quantized inputs": to the log
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = bytes(conv.convert())
+        for w in caught:
+            log.debug("converter: %s", w.message)
+        return data
     except Exception as err:  # the converter raises ConverterError/RuntimeError/ValueError
         text = str(err)
         m = re.search(r"'(?:tf|tfl)\.\w+' op [^\n]*", text)  # e.g. 'tf.Erf' op is neither a custom op nor ...
@@ -172,13 +213,63 @@ def _check_int8(model_bytes: bytes, io_dtype: str, source: Path) -> None:
                               "representative set")
 
 
+def split_representative(frames: list[npt.NDArray[np.float32]], source: str | Path, num_samples: int,
+                          held_out: int) -> tuple[list[npt.NDArray[np.float32]], list[npt.NDArray[np.float32]]]:
+    """(calibration, held-out) images; refuses a set below the minimum with the number needed.
+
+    Calibration takes up to ``num_samples`` images and needs at least ``min(num_samples,
+    MIN_SAMPLES)``; the held-out images come after them, or overlap them (with a warning) when
+    the set is too small for both."""
+    need = min(num_samples, MIN_SAMPLES)
+    if len(frames) < need:
+        raise DataError(f"representative set {source} has {len(frames)} usable image(s); calibration needs at least "
+                        f"{need} (--samples {num_samples}, {MIN_SAMPLES} or more recommended): add real images of "
+                        "people, or lower --samples")
+    if len(frames) >= need + held_out:
+        calib, check = frames[:-held_out][:num_samples], frames[-held_out:]
+    else:
+        calib, check = frames[:num_samples], frames[-held_out:]
+        log.info("representative set %s has %d images: the %d held-out images overlap the calibration set",
+                    source, len(frames), len(check))
+    if len(calib) < num_samples:
+        log.info("representative set %s: calibrating on %d of %d images (--samples); it has no more",
+                    source, len(calib), num_samples)
+    return calib, check
+
+
+def check_outputs_fit(model: Path, float_bytes: bytes, size: tuple[int, int], decoder: str,
+                      params: dict[str, Any]) -> list[tuple[int, ...]]:
+    """The output shapes of the float model, refused in one line when the runtime's decoder
+    cannot read them (run on zero tensors of those shapes, before anything is quantized or written)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgepose.decoders import OutputTensor, get_decoder
+    from edgepose.errors import ConfigError
+    from edgepose.preprocess import Transform
+
+    details = sorted(Interpreter(model_content=float_bytes).get_output_details(), key=lambda d: d["name"])
+    shapes = [tuple(int(x) for x in d["shape"]) for d in details]
+    zeros = [OutputTensor(np.zeros(sh, np.float32), name=d["name"]) for sh, d in zip(shapes, details)]
+    try:
+        get_decoder(decoder)(zeros, Transform.identity(*size), **params)
+    except (ModelError, ConfigError) as err:
+        raise ModelError(f"{model}: {err}") from None
+    return shapes
+
+
 def quantize(model: str | Path, representative: str | Path, output: str | Path | None = None, *,
              num_samples: int = 100, io_dtype: str = "uint8", decoder: str | None = None,
              schema: str | None = None, held_out: int = 8, progress: bool = True) -> QuantizeResult:
-    """Quantize ``model`` to full int8 and write the .tflite, manifest and report next to ``output``."""
+    """Quantize ``model`` to full int8 and write the .tflite, manifest and report next to ``output``.
+
+    Everything is checked and computed before the first file is written; a failure while
+    writing removes what was written, so an error never leaves a .tflite behind."""
+    from tools import importers
+
     model = Path(model)
     if not model.exists():
-        raise ModelError(f"model {model} not found; give a .keras file or a SavedModel directory")
+        raise ModelError(f"model {model} not found; give a .keras file, a SavedModel or TF.js folder, an .onnx "
+                         "or a float .tflite")
     if io_dtype not in IO_DTYPES:
         raise ToolError(f"--io {io_dtype!r}: expected one of {', '.join(IO_DTYPES)}")
     if num_samples < 1:
@@ -190,41 +281,43 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
         raise ToolError(f"--output {out}: directory {out.parent} does not exist; create it first")
     if out.is_dir():
         raise ToolError(f"--output {out} is a folder; give the .tflite file to write, e.g. {out / 'model_int8.tflite'}")
+    importers.check_importable(model)  # an unknown or unsupported format, before asking for more
     src_m = _source_manifest(model)
     decoder = decoder or (src_m.decoder if src_m else None)
     schema = schema or (src_m.schema if src_m else None)
     if not decoder or not schema:
-        raise ToolError(f"{model} has no manifest ({model.with_suffix('.toml').name}); pass --decoder and --schema")
+        missing = " and ".join(f for f, v in (("--decoder", decoder), ("--schema", schema)) if not v)
+        raise ToolError(f"{model} has no manifest ({model.with_suffix('.toml').name}) saying how to read its outputs; "
+                        f"pass {missing} (decoders: {', '.join(DECODER_KINDS)}; schemas: {', '.join(SCHEMA_NAMES)})")
     if decoder not in DECODER_KINDS or schema not in SCHEMA_NAMES:
         raise ToolError(f"--decoder {decoder!r} / --schema {schema!r}: expected decoder in {', '.join(DECODER_KINDS)} "
                         f"and schema in {', '.join(SCHEMA_NAMES)}")
-    conv, size = _converter(model)
+    imported = _converter(model)
+    conv, size = imported.make_converter(), imported.input.size
     mode = src_m.resize if src_m else "letterbox"
     mean, std = (src_m.mean, src_m.std) if src_m else (None, None)
+    params = dict(src_m.decoder_params) if src_m else {}
+    float_bytes = _convert(conv, f"float conversion of {model}")
+    check_outputs_fit(model, float_bytes, size, decoder, {"schema": schema, **params})
     frames = load_representative(representative, num_samples + held_out, size, mode, mean, std, progress)
-    if len(frames) > 2 * held_out:
-        calib, check = frames[:-held_out], frames[-held_out:]
-    else:
-        calib, check = frames, frames[:held_out]
-        log.warning("only %d images: held-out images overlap the representative set", len(frames))
+    calib, check = split_representative(frames, representative, num_samples, held_out)
 
     import tensorflow as tf
 
-    float_bytes = _convert(conv, f"float conversion of {model}")
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([x] for x in calib)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = conv.inference_output_type = getattr(tf, io_dtype)
     int8_bytes = _convert(conv, f"int8 quantization of {model}")
     _check_int8(int8_bytes, io_dtype, model)
-    out.write_bytes(int8_bytes)
 
-    from tools.quant_report import compare, write_report
+    from tools.quant_report import compare, layer_errors, overlay, write_report
 
-    params = dict(src_m.decoder_params) if src_m else {}
     report = compare(float_bytes, int8_bytes, check, size, decoder, {"schema": schema, **params})
-    report.update({"model": str(model), "output": str(out), "representative": str(representative),
-                   "num_samples": len(calib), "io": io_dtype, "held_out_overlaps": len(frames) <= 2 * held_out})
+    report["layers"] = layer_errors(imported.make_converter, calib, check)
+    report.update({"model": str(model), "output": out.name, "representative": str(representative),
+                   "num_samples": len(calib), "requested_samples": num_samples, "held_out": len(check),
+                   "io": io_dtype, "held_out_overlaps": len(frames) < min(num_samples, MIN_SAMPLES) + held_out})
     scale, zero = report["input_quantization"]
     raw_ok = mean is None and std is None and abs(scale - 1.0) < 1e-6 and zero == (0 if io_dtype == "uint8" else -128)
     if not raw_ok and mean is None and std is None:
@@ -235,23 +328,40 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
             "description": f"full-int8 ({io_dtype} I/O) quantization of {model.name} with {len(calib)} images"}
     merged = {**(src_m.to_dict() if src_m else {}), **base, "url": "", "sha256": ""}
     manifest: Manifest = manifest_from_dict({k: v for k, v in merged.items() if v is not None}, origin=str(out))
-    man_path = write_manifest(manifest, out.with_suffix(".toml"))
     # The float twin, so `edgepose-tools evaluate --model FLOAT --model2 INT8` can compare them.
     float_path = out.with_name(out.stem.removesuffix("_int8") + "_float.tflite")
-    float_path.write_bytes(float_bytes)
-    float_m = manifest.with_(name=float_path.stem, file=float_path.name, edgetpu_twin="", mean=src_m.mean if src_m else None,
-                             std=src_m.std if src_m else None,
+    float_m = manifest.with_(name=float_path.stem, file=float_path.name, edgetpu_twin="",
+                             mean=src_m.mean if src_m else None, std=src_m.std if src_m else None,
                              description=f"float32 conversion of {model.name} (the int8 model's reference)")
-    write_manifest(float_m, float_path.with_suffix(".toml"))
     rep_path, fig_path = out.with_name(out.stem + "_report.json"), out.with_name(out.stem + "_report.png")
-    write_report(report, rep_path, fig_path)
-    return QuantizeResult(out, man_path, rep_path, fig_path, report, float_path)
+    overlay_path = out.with_name(out.stem + "_overlay.png")
+    report["overlay"] = overlay_path.name
+    written: list[Path] = []
+    try:
+        for path, data in ((out, int8_bytes), (float_path, float_bytes)):
+            written.append(path)
+            path.write_bytes(data)
+        written.append(out.with_suffix(".toml"))
+        man_path = write_manifest(manifest, out.with_suffix(".toml"))
+        written.append(float_path.with_suffix(".toml"))
+        write_manifest(float_m, float_path.with_suffix(".toml"))
+        written += [rep_path, fig_path, overlay_path]
+        overlay(float_bytes, int8_bytes, check[-1], size, decoder, {"schema": schema, **params}, mean, std,
+                overlay_path)
+        write_report(report, rep_path, fig_path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return QuantizeResult(out, man_path, rep_path, fig_path, report, float_path, len(calib), num_samples,
+                          len(check), overlay_path)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("quantize", help="full-int8 quantization with real images + a float-vs-int8 report",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", type=Path, help="a .keras file or a SavedModel directory")
+    p.add_argument("model", type=Path, help="the trained model, any format tools.importers reads (.keras, "
+                                            "SavedModel folder, ...)")
     p.add_argument("--representative", required=True, help="image folder, video file or TFRecord file/folder")
     p.add_argument("--samples", type=positive_int, default=100, help="representative images for calibration")
     p.add_argument("--io", default="uint8", choices=IO_DTYPES, help="input/output type of the int8 model")
@@ -263,15 +373,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def quantize_args(args: argparse.Namespace, output: Path | None = None) -> QuantizeResult:
+    """``quantize()`` with the parsed ``quantize`` flags (``build`` takes the same ones)."""
+    return quantize(args.model, args.representative, output or args.output, num_samples=args.samples,
+                    io_dtype=args.io, decoder=args.decoder, schema=args.schema, held_out=args.held_out,
+                    progress=not args.no_progress)
+
+
+def describe_calibration(r: QuantizeResult, source: str | Path) -> str:
+    """One line: the calibration set, how many images of how many asked for, and the held-out ones."""
+    short = f" ({r.calibration} of {r.requested} requested: the set has no more)" if r.calibration < r.requested else ""
+    overlap = ", overlapping calibration" if r.report.get("held_out_overlaps") else ""
+    return f"{r.calibration} images from {source}{short}; {r.held_out} held out for the report{overlap}"
+
+
 def run(args: argparse.Namespace) -> int:
-    r = quantize(args.model, args.representative, args.output, num_samples=args.samples, io_dtype=args.io,
-                 decoder=args.decoder, schema=args.schema, held_out=args.held_out, progress=not args.no_progress)
+    r = quantize_args(args)
+    print(f"calibration: {describe_calibration(r, args.representative)}")
     print(f"wrote {r.model_path} ({r.model_path.stat().st_size} bytes), {r.manifest_path}, {r.report_path}, "
-          f"{r.figure_path}, and the float twin {r.float_model_path}")
-    for o in r.report["outputs"]:
-        print(f"  output {o['name']} {o['shape']}: mean abs {o['mean_abs']:.4g}, max abs {o['max_abs']:.4g}, "
-              f"relative {o['relative']:.3%}")
-    kp = r.report.get("keypoints")
-    if kp:
-        print(f"  keypoints int8 vs float: PCK@0.05 {kp['pck@0.05']:.3f}, mean distance {kp['mean_distance_px']:.2f} px")
+          f"{r.figure_path}, {r.overlay_path}, and the float twin {r.float_model_path}")
+    from tools.quant_report import format_lines
+
+    print("\n".join(format_lines(r.report)))
     return 0

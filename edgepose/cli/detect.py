@@ -14,6 +14,7 @@ from edgepose.errors import ConfigError
 from edgepose.estimator import DEFAULT_MODEL, STAGES, open_estimator
 from edgepose.imageio import probe_image, read_image, write_image
 from edgepose.manifest import INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
+from edgepose.pose import KEYPOINT_THRESHOLD, POSE_THRESHOLD
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,8 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "on a crop around the person")
     p.add_argument("--json", action="store_true", help="print COCO results JSON (one list for all images)")
     p.add_argument("--output", type=Path, help="write annotated images into this directory")
-    p.add_argument("--keypoint-threshold", type=float, default=0.3, help="draw keypoints scoring at least this")
-    p.add_argument("--pose-threshold", type=float, default=0.0, help="drop poses scoring below this")
+    p.add_argument("--keypoint-threshold", type=float, default=KEYPOINT_THRESHOLD,
+                   help="draw keypoints scoring at least this")
+    p.add_argument("--pose-threshold", type=float, default=POSE_THRESHOLD,
+                   help="drop poses scoring below this (as edgepose-run)")
     p.set_defaults(func=run)
 
 

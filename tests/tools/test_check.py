@@ -12,7 +12,7 @@ import pytest
 from edgepose.errors import ModelError
 from tests.conftest import shared_path
 from tools import edgetpu_ops
-from tools.check import check_model, format_report
+from tools.check import STATUS_TEXT, check_model, format_report
 from tools.cli import main
 
 MOVENET = ("models", "coral", "movenet_single_pose_lightning_ptq.tflite")
@@ -70,7 +70,11 @@ def test_float_mediapipe_model_splits_at_the_first_op(capsys: pytest.CaptureFixt
     assert main(["check", "--json", str(path)]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["status"] == "split" and data["split_index"] == 0 and data["counts"]["tpu"] == 0
-    assert data["problems"][0]["kind"] == "float-tensor" and data["problems"][0]["op_index"] == 0
+    # One problem that says what to do, not one per float tensor; the real parameter size.
+    (problem,) = [p for p in data["problems"] if p["severity"] == "error"]
+    assert problem["kind"] == "float-model" and problem["op_index"] == 0
+    assert "edgepose-tools build" in problem["message"]
+    assert data["total_param_bytes"] > 0.9 * path.stat().st_size and data["param_bytes"] == 0
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -121,7 +125,7 @@ def bad_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("kind, op, version, problem", [
     ("transpose_conv", "TRANSPOSE_CONV", 4, "op-version"),
     ("hard_swish", "HARD_SWISH", 1, "unsupported-op"),
-    ("float", None, None, "float-tensor"),
+    ("float", None, None, "float-model"),
     ("dynamic_batch", None, None, "dynamic-shape"),
 ])
 def test_bad_models_name_the_op(bad_models: dict[str, Path], capsys: pytest.CaptureFixture[str],
@@ -135,7 +139,8 @@ def test_bad_models_name_the_op(bad_models: dict[str, Path], capsys: pytest.Capt
         assert (bad.name, bad.version) == (op, version)
     assert report.status == "split" and not report.ok
     assert main(["check", str(bad_models[kind])]) == 1
-    assert f"op {bad.index} {bad.name} v{bad.version}: " in capsys.readouterr().out
+    named = first.message if problem == "float-model" else f"op {bad.index} {bad.name} v{bad.version}: "
+    assert named in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -148,3 +153,106 @@ def test_float_io_int8_model_maps_with_cpu_conversions(bad_models: dict[str, Pat
     good = check_model(bad_models["good"])
     assert good.status == "mapped" and not good.problems
     assert "verdict: mapped" in format_report(good)
+
+
+def test_quiet_prints_only_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    path = shared_path(*MOVENET)
+    assert main(["check", "--quiet", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == [f"verdict: cpu-tail: {STATUS_TEXT['cpu-tail']}"]
+
+
+def test_movenet_tail_is_described_as_by_design(capsys: pytest.CaptureFixture[str]) -> None:
+    report = check_model(shared_path(*MOVENET))
+    tail = [p for p in report.problems if p.kind == "cpu-tail"]
+    assert len(tail) == 1 and tail[0].op == "ARG_MAX" and "by design" in tail[0].message
+    # No advice to quantize the post-processing's float tensors (Cast_4 and friends).
+    assert not [p for p in report.problems if p.kind in ("float-tensor", "dtype", "unsupported-op")]
+    assert main(["check", str(shared_path(*MOVENET))]) == 0
+    assert "Cast_4" not in capsys.readouterr().out.split("verdict")[0].split("\n\n")[-1]
+
+
+@pytest.fixture(scope="module")
+def version_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A float16 model, a grouped convolution (CONV_2D v6), a 16x8 (int16 activations) model."""
+    pytest.importorskip("tensorflow")
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    from tests.tools import tiny_models as tm
+
+    out = tmp_path_factory.mktemp("versions")
+    b32 = tm.real_batches(shared_path("images"), 32)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3), batch_size=1)
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+    x = layers.Conv2D(8, 3, padding="same", groups=2)(x)
+    grouped = tm.to_tflite(keras.Model(inp, layers.Conv2D(17, 1)(x)), out / "grouped.tflite", b32)
+    paths = {"grouped": grouped}
+    for name, setup in (("f16", "float16"), ("i16", "int16")):
+        conv = tf.lite.TFLiteConverter.from_keras_model(tm.heatmap_model(32))
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if setup == "float16":
+            conv.target_spec.supported_types = [tf.float16]
+        else:
+            conv.representative_dataset = lambda: ([x] for x in b32)
+            int16x8 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            conv.target_spec.supported_ops = [int16x8]
+        paths[name] = out / f"{name}.tflite"
+        paths[name].write_bytes(conv.convert())
+    return paths
+
+
+@pytest.mark.slow
+def test_float16_model_real_parameter_size_and_no_rank_flag_on_weights(version_models: dict[str, Path],
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    report = check_model(version_models["f16"])
+    # float16 weights: 2 bytes per parameter of the tiny model (its Keras count), biases included.
+    from tests.tools import tiny_models as tm
+
+    params = tm.heatmap_model(32).count_params()
+    assert 1.95 * params <= report.total_param_bytes <= 2 * params + 1024  # not 4 bytes each, not 0
+    # Conv weights (4-D, dequantized from float16 at run time) are not activations.
+    assert not [r for op in report.ops for r in op.reasons if r[0] == "rank"]
+    assert [p.kind for p in report.problems if p.severity == "error"] == ["float-model"]
+    main(["check", str(version_models["f16"])])
+    assert f"parameters {report.total_param_bytes / 1024:.1f} KiB" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_rejected_op_versions_come_with_the_fix(version_models: dict[str, Path]) -> None:
+    report = check_model(version_models["grouped"])
+    bad = [p for p in report.problems if p.kind == "op-version"]
+    assert {p.op for p in bad} == {"CONV_2D"} and {p.version for p in bad} == {6}
+    grouped = [p for p in bad if "this op is a plain convolution" not in p.message]
+    # Exactly the op whose filter has fewer input channels than its input is named grouped.
+    (g,) = grouped
+    op = report.ops[g.op_index]
+    assert op.inputs[1].shape[-1] * 2 == op.inputs[0].shape[-1] and "Conv2D per group" in g.message
+    assert report.split_index == min(p.op_index for p in bad)  # the version is per op type: every CONV_2D
+    i16 = check_model(version_models["i16"])
+    assert i16.status == "split" and not [p for p in i16.problems if p.kind == "float-model"]
+    assert any("TFLITE_BUILTINS_INT8" in p.message for p in i16.problems)
+
+
+@pytest.mark.parametrize("op, version, ins, outs, expected", [
+    ("CONV_2D", 6, ("INT8", "INT8", "INT32"), ("INT8",), "grouped convolution"),
+    ("CONV_2D", 4, ("INT16", "INT8", "INT64"), ("INT16",), "TFLITE_BUILTINS_INT8"),
+    ("CONV_2D", 5, ("FLOAT32", "INT8", "FLOAT32"), ("FLOAT32",), "representative dataset"),
+    ("CONV_2D", 7, ("INT8", "INT4", "INT32"), ("INT8",), "int4"),
+    ("TRANSPOSE_CONV", 4, ("INT32", "INT8", "INT8"), ("INT8",), "Conv2DTranspose"),
+    ("FULLY_CONNECTED", 5, ("INT8", "INT8", "INT32"), ("INT8",), "reshape to 2-D"),
+    ("MUL", 3, ("INT8", "INT8"), ("INT8",), "fold the factor"),
+    ("SOFTMAX", 3, ("INT8",), ("INT8",), "op_version.cc"),  # no known cause: the generic advice
+])
+def test_version_fix_table(op: str, version: int, ins: tuple[str, ...], outs: tuple[str, ...], expected: str) -> None:
+    assert expected in edgetpu_ops.version_fix(op, version, ins, outs)
+
+
+def test_registry_names_are_accepted_like_evaluate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--quiet", "posenet-mobilenet-v1-075-481x641"]) == 0
+    assert capsys.readouterr().out.strip() == f"verdict: mapped: {STATUS_TEXT['mapped']}"
+    assert main(["check", "--quiet", "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown model 'no-such-model'" in err and "movenet-lightning" in err

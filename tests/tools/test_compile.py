@@ -295,3 +295,18 @@ def test_a_hanging_compiler_is_killed_after_the_timeout(fake_compiler: Path, cpu
     partial = cpu_model.with_name(cpu_model.stem + "_edgetpu.tflite")
     assert not partial.exists() and not partial.with_suffix(".toml").exists()
     assert f"removed its partial {partial.name}" in proc.stderr
+
+
+def test_registry_name_compiles_into_the_current_folder(fake_compiler: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FAKE_EDGETPU_MODE", "full")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["compile", "posenet-mobilenet-v1-075-481x641"]) == 0
+    out = here / "posenet_mobilenet_v1_075_481_641_quant_edgetpu.tflite"
+    src = resolve_model("posenet-mobilenet-v1-075-481x641").path
+    assert out.read_bytes() == src.read_bytes()  # the fake copies its input: the registry's file was compiled
+    assert str(out) in capsys.readouterr().out
+    assert not (src.parent / out.name).exists()  # nothing written next to the registry's file

@@ -132,3 +132,38 @@ def test_bad_inputs_one_line_exit_2(case: str, error: type, match: str, keras_mo
         assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("edgepose-tools")
+
+
+def test_progress_bar_counts_the_images_there_are(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgepose.imageio import list_images
+    from tools.quantize import available_frames
+
+    folder = shared_path("images")
+    n = len(list_images(folder))
+    assert available_frames(folder, 108) == n and available_frames(folder, 3) == 3
+    import cv2
+
+    video = shared_path("videos", "sports2d_demo.mp4")
+    cap = cv2.VideoCapture(str(video))
+    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert available_frames(video, 10**6) == frames and available_frames(video, 5) == 5
+    assert len(load_representative(folder, 108, (32, 32), progress=True)) == n
+    bar = capsys.readouterr().err
+    assert f"{n}/{n}" in bar and "/108" not in bar
+
+
+def test_fewer_images_than_samples_are_said(keras_model: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from edgepose.imageio import list_images
+
+    n = len(list_images(shared_path("images")))  # 11: fewer than 50, more than the minimum of 10
+    out = tmp_path / "m_int8.tflite"
+    assert main(["quantize", str(keras_model), "--representative", str(shared_path("images")), "--samples", "50",
+                 "--held-out", "2", "--output", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert (f"calibration: {n} images from {shared_path('images')} ({n} of 50 requested: the set has no more); "
+            "2 held out for the report, overlapping calibration") in text
+    report = json.loads(out.with_name("m_int8_report.json").read_text())
+    assert (report["num_samples"], report["requested_samples"], report["held_out"]) == (n, 50, 2)
+    assert "verdict: " in text and "layer CONV_2D" in text

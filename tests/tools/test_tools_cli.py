@@ -9,12 +9,12 @@ from tools.cli import SUBCOMMANDS, build_parser, main
 
 def test_every_subcommand_is_registered() -> None:
     names = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    assert names == {"dataset", "train", "quantize", "check", "compile", "evaluate"}
+    assert names == {"dataset", "train", "quantize", "check", "compile", "evaluate", "build"}
     assert len(SUBCOMMANDS) == len(names)
 
 
 @pytest.mark.parametrize("argv", [
-    [], ["nope"], ["check"], ["quantize", "m.keras"], ["compile", "--num-segments", "x", "m"],
+    [], ["nope"], ["check"], ["quantize", "m.keras"], ["build", "m.keras"], ["build", "m.keras", "--samples", "0"], ["compile", "--num-segments", "x", "m"],
     ["compile", "m.tflite", "--num-segments", "0"],
     ["dataset", "--format", "mpii", "--annotations", "a.json", "--out", "o", "--shards", "0"],
     ["dataset", "--format", "mpii", "--annotations", "a.json", "--out", "o", "--workers", "-1"],

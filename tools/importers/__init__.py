@@ -17,7 +17,7 @@ from typing import Any
 from tools.errors import ToolError
 from tools.importers.base import FORMATS, ImportedModel, InputSpec
 
-__all__ = ["FORMATS", "ImportedModel", "InputSpec", "detect_format", "load", "register"]
+__all__ = ["FORMATS", "ImportedModel", "InputSpec", "check_importable", "detect_format", "load", "register"]
 
 Loader = Callable[..., ImportedModel]
 _LOADERS: dict[str, Loader] = {}
@@ -65,9 +65,9 @@ def _load_all() -> None:
             importlib.import_module(f"tools.importers.{info.name}")
 
 
-def load(path: str | Path, *, fmt: str | None = None, **options: Any) -> ImportedModel:
-    """Import ``path`` (format detected unless ``fmt`` is given); ``options`` go to the loader
-    (``outputs=``, ``input_size=``, ``spec=`` and format-specific ones)."""
+def check_importable(path: str | Path, fmt: str | None = None) -> str:
+    """The format of ``path`` when this build can import it, without loading anything (cheap:
+    the suffix or folder contents); a one-line error naming the path and the fix otherwise."""
     p = Path(path)
     if not p.exists():
         raise ToolError(f"model {p} not found; give a .keras file, a SavedModel or TF.js folder, an .onnx, a "
@@ -75,5 +75,15 @@ def load(path: str | Path, *, fmt: str | None = None, **options: Any) -> Importe
     fmt = fmt or detect_format(p)
     _load_all()
     if fmt not in _LOADERS:
-        raise ToolError(f"{p}: importing {fmt} models is not available in this build")
+        known = ", ".join(sorted(_LOADERS))
+        raise ToolError(f"{p}: importing {fmt} models is not available in this build (it imports: {known}); "
+                        "convert the model to one of those first")
+    return fmt
+
+
+def load(path: str | Path, *, fmt: str | None = None, **options: Any) -> ImportedModel:
+    """Import ``path`` (format detected unless ``fmt`` is given); ``options`` go to the loader
+    (``outputs=``, ``input_size=``, ``spec=`` and format-specific ones)."""
+    p = Path(path)
+    fmt = check_importable(p, fmt)
     return _LOADERS[fmt](p, **options)
