@@ -43,6 +43,7 @@ from edgepose.manifest import TopDownManifest
 from edgepose.pose import Poses
 from edgepose.preprocess import Transform
 from edgepose.topdown.nms import oks_matrix, pose_nms
+from edgepose.topdown.scoring import agreement_scored, rescored
 from edgepose.topdown.runner import ModelRunner, settled
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,11 @@ class TopDownParams:
     min_pose_score: float = 0.2
     refine_below: float = 0.3
     full_frame_proposal: bool = False
+    full_frame_fallback: bool = True
+    proposer_weight: float = 0.0
+    agreement_weight: float = 0.0
+    steady_iou: float = 0.9
+    steady_drop: float = 0.02
 
     @classmethod
     def from_dict(cls, params: dict[str, Any], origin: str = "topdown manifest") -> TopDownParams:
@@ -95,19 +101,35 @@ _RULES = {
     "min_pose_score": (_fraction, "a score from 0 to below 1"),
     "refine_below": (lambda v: _fraction(v) or v == 1, "a score from 0 to 1"),
     "full_frame_proposal": (lambda v: isinstance(v, bool), "true or false"),
+    "full_frame_fallback": (lambda v: isinstance(v, bool), "true or false"),
+    "agreement_weight": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
+                         "a weight from 0 to 1"),
+    "steady_iou": (lambda v: _fraction(v) or v == 1, "an IoU from 0 to 1 (1: always re-crop)"),
+    "steady_drop": (_fraction, "a score drop from 0 to below 1"),
+    "proposer_weight": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 2,
+                        "a weight from 0 (proposer poses never kept) to 2"),
 }
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Where to crop a person, and the proposer's own pose of them when it has one (a
+    candidate too: kept when the landmark crop gets that person wrong)."""
+
+    box: Box
+    pose: Poses | None = None
 
 
 class Proposer(Protocol):
     """Finds the people a top-down pipeline crops: PoseNet's poses here; a person
     detector (BlazePose's) would be another. ``prepare`` makes its input from a frame
-    (on the capture thread when it can); ``propose`` returns boxes of the people not
-    among ``tracked`` (this frame's temporal poses), best first."""
+    (on the capture thread when it can); ``propose`` returns the people not among
+    ``tracked`` (this frame's temporal poses), best first."""
 
     def prepare(self, image: npt.NDArray[np.uint8]) -> tuple[Any, Transform, float]: ...
 
     def propose(self, job: Job, prepared: tuple[Any, Transform] | None,
-                tracked: list[Poses]) -> list[Box]: ...
+                tracked: list[Poses]) -> list[Proposal]: ...
 
 
 class PoseProposer:
@@ -123,7 +145,7 @@ class PoseProposer:
         return self.runner.prepare(image)
 
     def propose(self, job: Job, prepared: tuple[Any, Transform] | None,
-                tracked: list[Poses]) -> list[Box]:
+                tracked: list[Poses]) -> list[Proposal]:
         p = self.params
         if prepared is None:
             tensor, transform, ms = self.prepare(job.image)
@@ -137,7 +159,14 @@ class PoseProposer:
             sim = oks_matrix(Poses.concat([*tracked, found]), p.keypoint_threshold)
             sim = np.maximum(sim[n:, :n], sim[:n, n:].T)  # proposals x tracked, either way round
             found = found[sim.max(axis=1) <= p.match_oks]
-        return person_boxes(found, job.image.shape[:2], p.crop_margin, p.keypoint_threshold)
+        size = job.image.shape[:2]
+        out = []
+        for i in range(len(found)):
+            box = person_box(found.xy[i], found.scores[i], size, p.crop_margin, p.keypoint_threshold,
+                             float(found.pose_scores[i]))
+            if box is not None:
+                out.append(Proposal(box, found[i:i + 1]))
+        return out
 
 
 @dataclass
@@ -149,10 +178,19 @@ class _Plan:
     proposer_input: tuple[Any, Transform] | None = None
 
 
+@dataclass(frozen=True)
+class _Crop:
+    box: Box  # the crop a tracked person's pose came from
+    held: bool = False
+
+
 @dataclass
 class _Track:
     id: int
     box: Box  # where to crop this person in the next frame
+    source: Box | None = None  # the crop that gave this frame's pose (None: a proposal's)
+    score: float = 0.0  # that pose's score
+    held: bool = False  # the crop stays put until the pose gets worse (see _follow)
 
 
 class TopDownEstimator(BaseEstimator):
@@ -234,7 +272,7 @@ class TopDownEstimator(BaseEstimator):
         plan = job.state if isinstance(job.state, _Plan) else _Plan(True)
         p = self.params
         tracks = [] if plan.still else self._tracks
-        cands = self._landmark.on_boxes(job, [t.box for t in tracks])
+        cands, crops = self._follow(job, tracks)
         ids = [t.id for t in tracks]
         alive = [c for c in cands if c.pose_scores[0] >= p.min_pose_score]
         if not plan.still:
@@ -243,13 +281,14 @@ class TopDownEstimator(BaseEstimator):
         if propose:
             new = self._new_people(job, plan, alive, p.max_people - len(alive))
             if p.full_frame_proposal:
-                new.append(self._landmark.on_frame(job))
-            cands += new
+                new.append((self._landmark.on_frame(job), None))
+            cands += [q for q, _ in new]
             ids += [-1] * len(new)
+            crops += [c for _, c in new]
             if not plan.still:
                 self._countdown = p.proposal_interval
         t0 = time.perf_counter()
-        poses = self._merge(job, cands, ids, plan.still)
+        poses = self._merge(job, cands, ids, crops, plan.still)
         job.add_time("decode_ms", elapsed_ms(t0))
         job.outputs = poses
         job.device = self.device
@@ -268,20 +307,77 @@ class TopDownEstimator(BaseEstimator):
 
     # ---- the steps ------------------------------------------------------------------
 
-    def _new_people(self, job: Job, plan: _Plan, tracked: list[Poses], room: int) -> list[Poses]:
-        """Landmark poses of the people the proposer finds that are not tracked yet; a
-        weak one (cut off by its proposal box) is cropped once more around itself."""
+    def _new_people(self, job: Job, plan: _Plan, tracked: list[Poses],
+                    room: int) -> list[tuple[Poses, _Crop | None]]:
+        """Landmark poses of the people the proposer finds that are not tracked yet, each
+        with its crop; a weak one (cut off by its proposal box) is cropped once more
+        around itself. The proposer's own poses are candidates too (weighted by
+        ``proposer_weight``), and a landmark pose the proposer's pose disagrees with
+        scores lower (``agreement_weight``). When nobody is found at all, the landmark
+        model looks at the whole frame."""
         p = self.params
         if room <= 0:
             return []
-        boxes = self._proposer.propose(job, plan.proposer_input, tracked)[:room]
+        proposals = self._proposer.propose(job, plan.proposer_input, tracked)[:room]
+        boxes = [q.box for q in proposals]
         poses = self._landmark.on_boxes(job, boxes)
+        if p.agreement_weight > 0:
+            poses = [agreement_scored(m, q.pose, p.agreement_weight, p.keypoint_threshold)
+                     if q.pose is not None else m for m, q in zip(poses, proposals)]
         size = job.image.shape[:2]
         weak = [q for q in poses if q.pose_scores[0] < p.refine_below]
         again = [b for q in weak for b in person_boxes(q, size, p.crop_margin, p.keypoint_threshold)]
-        return poses + self._landmark.on_boxes(job, again)  # duplicates go in the merge
+        poses += self._landmark.on_boxes(job, again)  # duplicates go in the merge
+        out: list[tuple[Poses, _Crop | None]] = [(q, _Crop(b)) for q, b in zip(poses, boxes + again)]
+        if p.proposer_weight > 0:
+            out += [(rescored(q.pose, p.proposer_weight), None) for q in proposals if q.pose is not None]
+        if p.full_frame_fallback and not tracked and not any(
+                q.pose_scores[0] >= p.min_pose_score for q, _ in out):
+            out += self._whole_frame(job)
+        return out
 
-    def _merge(self, job: Job, cands: list[Poses], ids: list[int], still: bool) -> Poses:
+    def _whole_frame(self, job: Job) -> list[tuple[Poses, _Crop | None]]:
+        """Nobody proposed: the landmark model on the whole frame, then on a crop around
+        what it found (as the single-person estimator does on a still)."""
+        p = self.params
+        first = self._landmark.on_frame(job)
+        boxes = person_boxes(first, job.image.shape[:2], p.crop_margin, p.keypoint_threshold)[:1]
+        return [(first, None), *((q, _Crop(b)) for q, b in zip(self._landmark.on_boxes(job, boxes), boxes))]
+
+    def _follow(self, job: Job, tracks: list[_Track]) -> tuple[list[Poses], list[_Crop | None]]:
+        """Each tracked person's pose on the crop around their previous pose. Where that
+        crop moved and the pose scores ``steady_drop`` below the previous frame's, the
+        previous crop is run again and the better pose kept (the crop is then held
+        there): on a still scene a temporal crop never drifts below where it started."""
+        p = self.params
+        poses = self._landmark.on_boxes(job, [t.box for t in tracks])
+        crops: list[_Crop | None] = [_Crop(t.box, t.held) for t in tracks]
+        back = [i for i, t in enumerate(tracks) if t.source is not None and t.source != t.box
+                and poses[i].pose_scores[0] < t.score - p.steady_drop]
+        for i, q in zip(back, self._landmark.on_boxes(job, [tracks[i].source for i in back])):
+            if q.pose_scores[0] > poses[i].pose_scores[0]:
+                poses[i], crops[i] = q, _Crop(tracks[i].source, True)  # type: ignore[arg-type]
+        for i, t in enumerate(tracks):
+            c = crops[i]
+            if c is not None and c.held and i not in back and poses[i].pose_scores[0] < t.score - p.steady_drop:
+                crops[i] = _Crop(c.box, False)  # the person changed: follow them again
+        return poses, crops
+
+    def _next_box(self, pose: Poses, crop: _Crop | None, size: tuple[int, int]) -> Box | None:
+        """Where to crop this person next: around their pose, unless the crop that gave
+        it is held or the new one would barely differ (``steady_iou``): identical frames
+        then give identical poses."""
+        p = self.params
+        box = person_box(pose.xy[0], pose.scores[0], size, p.crop_margin, p.keypoint_threshold,
+                         float(pose.pose_scores[0]))
+        if crop is None or box is None:
+            return box
+        if crop.held or box.iou(crop.box) >= p.steady_iou:
+            return crop.box
+        return box
+
+    def _merge(self, job: Job, cands: list[Poses], ids: list[int], crops: list[_Crop | None],
+               still: bool) -> Poses:
         """Duplicates removed, weak poses dropped, track ids given, tracks updated."""
         p = self.params
         if not cands:
@@ -306,9 +402,14 @@ class TopDownEstimator(BaseEstimator):
         poses = Poses(poses.xy, poses.scores, poses.pose_scores, poses.schema,
                       np.asarray(track_ids, np.int64))
         size = job.image.shape[:2]
-        boxes = [person_box(poses.xy[i], poses.scores[i], size, p.crop_margin, p.keypoint_threshold,
-                            float(poses.pose_scores[i])) for i in range(len(poses))]
-        self._tracks = [_Track(t, b) for t, b in zip(track_ids, boxes) if b is not None]
+        tracks = []
+        for i, (k, _) in enumerate(chosen):
+            crop = crops[k]
+            box = self._next_box(poses[i:i + 1], crop, size)
+            if box is not None:
+                tracks.append(_Track(track_ids[i], box, crop.box if crop else None,
+                                     float(poses.pose_scores[i]), bool(crop and crop.held and box == crop.box)))
+        self._tracks = tracks
         return poses
 
     def reset(self) -> None:
