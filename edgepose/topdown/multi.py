@@ -189,7 +189,7 @@ class _Track:
     id: int
     box: Box  # where to crop this person in the next frame
     source: Box | None = None  # the crop that gave this frame's pose (None: a proposal's)
-    score: float = 0.0  # that pose's score
+    score: float = 0.0  # that pose's own score (``_raw``)
     held: bool = False  # the crop stays put until the pose gets worse (see _follow)
 
 
@@ -353,13 +353,13 @@ class TopDownEstimator(BaseEstimator):
         poses = self._landmark.on_boxes(job, [t.box for t in tracks])
         crops: list[_Crop | None] = [_Crop(t.box, t.held) for t in tracks]
         back = [i for i, t in enumerate(tracks) if t.source is not None and t.source != t.box
-                and poses[i].pose_scores[0] < t.score - p.steady_drop]
+                and _raw(poses[i]) < t.score - p.steady_drop]
         for i, q in zip(back, self._landmark.on_boxes(job, [tracks[i].source for i in back])):
-            if q.pose_scores[0] > poses[i].pose_scores[0]:
+            if _raw(q) > _raw(poses[i]):
                 poses[i], crops[i] = q, _Crop(tracks[i].source, True)  # type: ignore[arg-type]
         for i, t in enumerate(tracks):
             c = crops[i]
-            if c is not None and c.held and i not in back and poses[i].pose_scores[0] < t.score - p.steady_drop:
+            if c is not None and c.held and i not in back and _raw(poses[i]) < t.score - p.steady_drop:
                 crops[i] = _Crop(c.box, False)  # the person changed: follow them again
         return poses, crops
 
@@ -408,7 +408,7 @@ class TopDownEstimator(BaseEstimator):
             box = self._next_box(poses[i:i + 1], crop, size)
             if box is not None:
                 tracks.append(_Track(track_ids[i], box, crop.box if crop else None,
-                                     float(poses.pose_scores[i]), bool(crop and crop.held and box == crop.box)))
+                                     _raw(poses[i:i + 1]), bool(crop and crop.held and box == crop.box)))
         self._tracks = tracks
         return poses
 
@@ -419,6 +419,12 @@ class TopDownEstimator(BaseEstimator):
     def close(self) -> None:
         self.proposer_engine.close()
         self.landmark_engine.close()
+
+
+def _raw(pose: Poses) -> float:
+    """A landmark pose's own score (mean keypoint score), before any reweighting: what
+    two crops of one person are compared by."""
+    return float(pose.scores[0].mean())
 
 
 def _log_co_compilation(*engines: ModelEngine) -> None:
