@@ -65,7 +65,7 @@ class TopDownParams:
     full_frame_fallback: bool = True
     proposer_weight: float = 0.0
     agreement_weight: float = 0.3
-    steady_iou: float = 0.9
+    steady_iou: float = 0.8
     steady_drop: float = 0.02
 
     @classmethod
