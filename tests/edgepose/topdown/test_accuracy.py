@@ -103,11 +103,8 @@ def test_small_images_keep_their_person(topdown: TopDownEstimator) -> None:
     assert len(tops) == 3 and np.mean(tops) >= 0.45 and min(tops) >= 0.35, tops
 
 
-@pytest.mark.parametrize("name", ["coco17_dev", "limbs12_dev"])
-def test_held_images_give_steady_poses(name: str, topdown: TopDownEstimator) -> None:
-    """Each one-person image held for 5 frames: the top-scored pose's OKS on the last
-    frame is at least the first's, and no frame falls more than 0.05 below the best.
-    Met on coco17_dev; on limbs12_dev's JHMDB frames the re-crops still wander (known)."""
+def _held(topdown: TopDownEstimator, name: str) -> np.ndarray:
+    """OKS of the top-scored pose on each of 5 identical frames, per one-person image."""
     rows = []
     for path, gts in _people(name):
         if len(gts) != 1:
@@ -119,11 +116,29 @@ def test_held_images_give_steady_poses(name: str, topdown: TopDownEstimator) -> 
             poses = topdown.finish(topdown.invoke(topdown.prepare(image, t / 30))).poses
             row.append(_oks(poses, gts[0])[int(np.argmax(poses.pose_scores))] if len(poses) else 0.0)
         rows.append(row)
-    oks_ = np.array(rows)
-    steady = (oks_[:, -1] >= oks_[:, 0]) & (oks_.max(1) - oks_.min(1) <= 0.05)
-    if name == "limbs12_dev":
-        pytest.xfail(f"JHMDB re-crops wander: {oks_.round(2).tolist()}") if not steady.all() else None
-    assert steady.all(), oks_.round(3)
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("name", ["coco17_dev", "limbs12_dev"])
+def test_held_images_never_drift_below(name: str, topdown: TopDownEstimator) -> None:
+    """Each one-person image held for 5 frames: the last frame's pose is at least as
+    good as the first's and within 0.05 OKS of the best frame's (a moved crop that
+    poses worse goes back to the previous crop)."""
+    oks_ = _held(topdown, name)
+    assert len(oks_) == 3
+    assert (oks_[:, -1] >= oks_[:, 0]).all() and (oks_[:, -1] >= oks_.max(1) - 0.05).all(), oks_.round(3)
+
+
+@pytest.mark.parametrize("name", [
+    "coco17_dev",
+    pytest.param("limbs12_dev", marks=pytest.mark.xfail(strict=True, reason=(
+        "a JHMDB frame (320x240) poses badly on the first frame (OKS 0.38) and better "
+        "once re-cropped (0.75-0.79): steady, but not from the first frame"))),
+])
+def test_held_images_give_steady_poses(name: str, topdown: TopDownEstimator) -> None:
+    """Identical frames, steady poses: no frame more than 0.05 OKS below the best."""
+    oks_ = _held(topdown, name)
+    assert (oks_.max(1) - oks_.min(1) <= 0.05).all(), oks_.round(3)
 
 
 def test_tracked_people_are_not_cropped_again_on_proposal_frames(
