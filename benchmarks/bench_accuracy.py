@@ -13,9 +13,12 @@ images showing one person (both sets). Candidates:
   landmark scores not weighted by agreement, temporal crops always re-cropped);
 - ``+proposer``: the default keeping PoseNet's own poses as candidates (weight 0.5);
 - ``posenet``: PoseNet 481x641 alone; ``lightning``: MoveNet Lightning once on the whole frame;
-- ``multipose-float``: TF Hub's float MoveNet MultiPose (the anchor), only with
-  ``--artifacts DIR`` holding a float TFLite conversion of it (``*multipose*float*.tflite``,
-  output [1,6,56]); skipped when absent. Nothing in the repository needs that folder.
+- with ``--artifacts DIR`` holding float TFLite conversions of TF Hub's models (the TF.js
+  importer's output; CPU only, skipped when absent, nothing in the repository needs that
+  folder): ``multipose-float``, TF Hub's float MoveNet MultiPose, the anchor
+  (``movenet-multipose.tflite``, [1,6,56]); ``lm=lightning-float`` and ``lm=thunder-float``,
+  the default pipeline with float MoveNet Lightning or Thunder as its landmark model
+  (``movenet-lightning.tflite``, ``movenet-thunder.tflite``).
 
 Cost: the default on an image of 1 person and on the couple image tiled 1, 2 and 3 times
 (2, 4, 6 people), held for ``--frames`` frames through the pipeline's stages, with the
@@ -44,11 +47,15 @@ from edgepose.registry import get_pipeline
 from edgepose.topdown import TopDownEstimator, TopDownParams, oks
 
 SETS = ("coco17_dev", "limbs12_dev")
+# Float conversions that --artifacts may hold (CPU only: experiments, not Edge TPU models).
+ARTIFACTS = {"multipose-float": "movenet-multipose.tflite",
+             "lm=lightning-float": "movenet-lightning.tflite", "lm=thunder-float": "movenet-thunder.tflite"}
 BEFORE = {"full_frame_fallback": False, "agreement_weight": 0.0, "steady_iou": 1.0, "steady_drop": 1.0}
 
 
 class MultiPoseFloat:
-    """TF Hub's float MultiPose as a TFLite file: [1,6,56] = 17 x (y, x, score), box, score."""
+    """TF Hub's float MultiPose as a TFLite file (float32 [1,256,256,3] raw pixels,
+    letterboxed): [1,6,56] = 17 x (y, x, score) normalised to the input, box, score."""
 
     name, device, schema, multi_pose = "multipose-float", "cpu", "coco17", True
 
@@ -56,38 +63,36 @@ class MultiPoseFloat:
         from ai_edge_litert.interpreter import Interpreter
 
         self.interp = Interpreter(model_path=str(path), num_threads=2)
-        self.path = path
+        self.interp.allocate_tensors()
 
     def estimate(self, image: np.ndarray, timestamp: float = 0.0) -> Estimate:
         from edgepose.preprocess import resize
 
-        h, w = image.shape[:2]
-        s = 256 / max(h, w)
-        ih, iw = max(32, round(h * s / 32) * 32), max(32, round(w * s / 32) * 32)
-        resized, _ = resize(image, (ih, iw), "stretch")
+        resized, transform = resize(image, (256, 256), "letterbox")
         inp = self.interp.get_input_details()[0]
-        self.interp.resize_tensor_input(inp["index"], [1, ih, iw, 3])
-        self.interp.allocate_tensors()
-        self.interp.set_tensor(inp["index"], resized[None].astype(inp["dtype"]))
+        self.interp.set_tensor(inp["index"], resized[None].astype(np.float32))
         t0 = time.perf_counter()
         self.interp.invoke()
         ms = (time.perf_counter() - t0) * 1e3
         out = self.interp.get_tensor(self.interp.get_output_details()[0]["index"])[0]
         kp = out[:, :51].reshape(-1, 17, 3)
-        xy = np.stack([kp[..., 1] * w, kp[..., 0] * h], -1).astype(np.float32)
+        xy = transform.to_source(np.stack([kp[..., 1], kp[..., 0]], -1) * 256).astype(np.float32)
         poses = Poses(xy, kp[..., 2].astype(np.float32), out[:, 55].astype(np.float32), "coco17")
-        return Estimate(poses.above(0.2), {"invoke_ms": ms}, 1, "cpu")
+        return Estimate(poses, {"invoke_ms": ms}, 1, "cpu")
 
     def close(self) -> None:
         pass
 
 
-def _topdown(changes: dict[str, Any]) -> TopDownEstimator:
+def _topdown(changes: dict[str, Any], landmark: Path | None = None) -> TopDownEstimator:
+    """The default pipeline with ``changes`` to its params, or another landmark file
+    (a float MoveNet conversion: raw pixels, letterboxed)."""
     m = get_pipeline("movenet-multipose")
     assert m is not None
     params = replace(TopDownParams.from_dict(m.params), **changes)
-    engines = [open_engine(name, "cpu") for name in (m.proposer, m.landmark)]
-    return TopDownEstimator(*engines, params, m.name)
+    lm = open_engine(m.landmark, "cpu") if landmark is None else open_engine(
+        landmark, "cpu", decoder="movenet", schema="coco17", resize="letterbox")
+    return TopDownEstimator(open_engine(m.proposer, "cpu"), lm, params, m.name)
 
 
 def _one_person_oks(est: Any, shared: Path) -> float:
@@ -157,11 +162,16 @@ def main() -> None:
         ("+proposer", lambda: _topdown({"proposer_weight": 0.5})),
         ("posenet", lambda: open_estimator("posenet-mobilenet-v1-075-481x641", "cpu")),
         ("lightning", lambda: open_estimator("movenet-lightning", "cpu", crops=False))]
-    found = sorted(args.artifacts.glob("*multipose*float*.tflite")) if args.artifacts else []
-    if found:
-        candidates.append(("multipose-float", lambda: MultiPoseFloat(found[0])))
-    elif args.artifacts:
-        print(f"(no *multipose*float*.tflite in {args.artifacts}: the float anchor is skipped)")
+    for label, file in ARTIFACTS.items():
+        path = next(iter(sorted(args.artifacts.rglob(file))), None) if args.artifacts else None
+        if path is None:
+            if args.artifacts:
+                print(f"({file} not in {args.artifacts}: {label} skipped)")
+            continue
+        if label == "multipose-float":
+            candidates.append((label, lambda path=path: MultiPoseFloat(path)))
+        else:
+            candidates.append((label, lambda path=path: _topdown({}, path)))
     if args.cost_only:
         candidates = []
     print(f"{'candidate':16} " + " ".join(f"{s + ' AP':>15} {'AR':>6}" for s in SETS) + f" {'1-person OKS':>13}")
