@@ -43,6 +43,7 @@ from tools.metrics import mpii_head_sizes, pck, pckh
 log = logging.getLogger(__name__)
 MARGIN = 1.25
 AGREEMENT_ALPHA = 0.05
+TOTAL_STAGES = ("preprocess_ms", "invoke_ms", "decode_ms")  # what an input costs in all
 COCO_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 
@@ -78,6 +79,8 @@ def cost_summary(runs: Sequence[Estimate]) -> dict[str, float]:
     keys = sorted({k for r in runs for k in r.timings})
     out = {"invokes_per_input": round(float(np.mean([r.invokes for r in runs])), 3)}
     out.update({k: round(float(np.median([r.timings.get(k, 0.0) for r in runs])), 3) for k in keys})
+    totals = [sum(r.timings.get(k, 0.0) for k in TOTAL_STAGES) for r in runs]
+    out["total_ms"] = round(float(np.median(totals)), 3)
     return out
 
 
@@ -276,6 +279,38 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_sets(sets: Sequence[dict[str, Any]]) -> str:
+    """One table for several COCO sets: a row per set and model (AP, AR, mean OKS of the
+    matched ground-truth people, poses given, invokes and median ms per image)."""
+    head = f"{'set':<16} {'model':<32} " + " ".join(f"{k:>8}" for k in SET_COLUMNS)
+    lines = [head + f" {'invokes':>8} {'ms/img':>8}"]
+    for res in sets:
+        for m in res["models"]:
+            cells = [f"{m[k]:>8.3f}" if isinstance(m[k], float) else f"{m[k]:>8}" for k in SET_COLUMNS]
+            costs = m.get("costs", {})
+            cells += [f"{costs.get('invokes_per_input', float('nan')):>8.2f}",
+                      f"{costs.get('total_ms', float('nan')):>8.1f}"]
+            lines.append(f"{res['set']:<16} {m['model'] + ' (' + m['device'] + ')':<32} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+SET_COLUMNS = ("AP", "AP50", "AR", "mean_oks", "detections")
+SET_ANNOTATIONS = "person_keypoints.json"
+
+
+def parse_set(spec: str) -> tuple[str, Path, Path]:
+    """``NAME=DIR`` (DIR holding person_keypoints.json and images/) -> name, JSON, images."""
+    name, eq, folder = spec.partition("=")
+    if not eq or not name or not folder:
+        raise DataError(f"--set {spec!r}: expected NAME=DIR, e.g. --set coco17_dev=../shared/data/coco17_dev")
+    root = Path(folder)
+    ann, images = root / SET_ANNOTATIONS, root / "images"
+    if not ann.is_file() or not images.is_dir():
+        raise DataError(f"--set {spec}: {root} must hold {SET_ANNOTATIONS} (COCO keypoints) and an images/ "
+                        "folder; for other layouts use --coco FILE --images DIR")
+    return name, ann, images
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="OKS AP (COCO) or PCKh@0.5 (MPII) of one or two models",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -283,10 +318,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"model name or .tflite path (with a <stem>.toml manifest); default {DEFAULT_MODEL}")
     p.add_argument("--model2", help="a second model to compare side by side (e.g. the int8 build)")
     p.add_argument("--device", default="cpu", help="cpu, edgetpu or auto")
-    data = p.add_mutually_exclusive_group(required=True)
+    data = p.add_mutually_exclusive_group()
     data.add_argument("--coco", type=Path, help="COCO keypoints JSON")
     data.add_argument("--mpii", type=Path, help="MPII JSON (tutorial layout)")
-    p.add_argument("--images", type=Path, required=True, help="folder with the images of the annotations")
+    data.add_argument("--set", action="append", metavar="NAME=DIR", dest="sets",
+                      help="a COCO set: DIR holds person_keypoints.json and images/; repeat for several "
+                           "sets in one table (e.g. --set coco17_dev=DIR --set limbs12_dev=DIR)")
+    p.add_argument("--images", type=Path, help="folder with the images of --coco / --mpii annotations")
     p.add_argument("--full-images", action="store_true",
                    help="COCO: run single-pose models on whole images too (not on ground-truth crops)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -296,19 +334,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgepose.estimator import open_estimator
 
-    if not args.images.is_dir():
-        raise DataError(f"--images {args.images}: no such folder")
+    sets = [parse_set(s) for s in args.sets or []]
+    if not sets:
+        if not (args.coco or args.mpii):
+            raise DataError("evaluate: no data; give --set NAME=DIR (repeatable), --coco FILE --images DIR "
+                            "or --mpii FILE --images DIR")
+        if args.images is None:
+            raise DataError(f"--{'coco' if args.coco else 'mpii'}: also give --images DIR (the folder of its images)")
+        if not args.images.is_dir():
+            raise DataError(f"--images {args.images}: no such folder")
     engines = []
     try:
         for m in (args.model, args.model2):
             if m:
                 engines.append(open_estimator(m, device=args.device))
-        if args.coco:
+        if sets:
+            results: Any = []
+            for name, ann, images in sets:
+                results.append({"set": name, **evaluate_coco(engines, ann, images, full_images=args.full_images)})
+        elif args.coco:
             results = evaluate_coco(engines, args.coco, args.images, full_images=args.full_images)
         else:
             results = evaluate_mpii(engines, args.mpii, args.images)
     finally:
         for e in engines:
             e.close()
-    print(json.dumps(results, indent=1) if args.json else format_table(results))
+    if args.json:
+        print(json.dumps({"sets": results} if sets else results, indent=1))
+    else:
+        print(format_sets(results) if sets else format_table(results))
     return 0

@@ -5,33 +5,49 @@ Per frame (``invoke``, in frame order):
 1. **Temporal crops.** Each person tracked from the previous frame is cropped around
    their previous keypoints (box grown by ``crop_margin``, squared) and the landmark
    model (MoveNet Lightning) runs on the crop. A crop whose pose scores below
-   ``min_pose_score`` lost its person.
+   ``min_pose_score`` lost its person. The crop is **held** while a new one would barely
+   differ (IoU >= ``steady_iou``), so identical frames give identical poses; a crop that
+   moved and posed ``steady_drop`` worse than the previous frame is run again where it
+   was, the better pose kept and that crop held (``_follow``): on a still scene a
+   temporal crop never drifts below where it started.
 2. **Proposals**, every ``proposal_interval`` frames, when nobody is tracked, or at once
    when a track was lost (a cut, someone left): the proposer (PoseNet 481x641, on the
    Edge TPU through its ``edgetpu_twin``) finds people in the whole frame; those not
    already tracked (OKS against a temporal pose above ``match_oks``, looser than
    ``nms_oks`` as PoseNet's keypoints are coarser) are cropped the same way, best first,
-   up to ``max_people`` in all. A proposal crop whose pose scores below
+   up to ``max_people`` in all. A landmark pose the proposer's pose of that person
+   disagrees with scores lower (x ``1 - agreement_weight + agreement_weight * OKS``), so
+   a false pose ranks below the real people. A proposal crop whose pose scores below
    ``refine_below`` (the proposal cut the person off) is cropped once more around that
-   pose; the better of the two survives the next step.
-3. **Duplicates** are removed by OKS-based pose NMS (``nms_oks``); a pose keeps the
+   pose; the better of the two survives the next step. The proposer's own poses can
+   enter too (``proposer_weight`` > 0; off by default: it cost coco17_dev AP).
+3. **Nobody found** (no pose scores ``min_pose_score`` and nobody tracked):
+   ``full_frame_fallback`` runs the landmark model on the whole frame and once more on
+   a crop around what it saw (an upside-down or unusual person PoseNet cannot propose).
+4. **Duplicates** are removed by OKS-based pose NMS (``nms_oks``); a pose keeps the
    track id of the tracked pose it absorbed, so ids are stable; a new person gets a new
-   id. The pose score is the landmark model's (mean keypoint score).
+   id. The pose score is the landmark model's (mean keypoint score, agreement-weighted
+   for proposal crops).
 
 ``estimate`` (a still image) runs the proposals and the crops once, with no tracks in or
 out. Costs per frame: one proposer invoke on proposal frames, one landmark invoke per
-person (see ``benchmarks/bench_topdown.py``). Measured on coco17_dev (CPU): PoseNet
-alone AP 0.489; PoseNet proposals + MoveNet crops 0.679 with a 1.4x margin (1.3x
-0.627, 1.5x 0.616); adding the full-frame MoveNet pose as a proposal (``full_frame_proposal``)
-costs an invoke and gave 0.664.
+person, now and then one more when a moved crop is run again (see
+``benchmarks/bench_topdown.py``, ``benchmarks/bench_accuracy.py``). Tuned on coco17_dev
+(CPU, ``edgepose-tools evaluate``): PoseNet alone AP 0.489; PoseNet proposals + MoveNet
+crops 0.679 with a 1.4x margin (1.3x 0.627, 1.5x 0.616); adding the full-frame MoveNet
+pose as a proposal (``full_frame_proposal``) costs an invoke and gave 0.664;
+``agreement_weight`` 0 / 0.3 / 0.5 / 1.0: 0.679 / 0.679 / 0.679 / 0.672 (0.3: no extra
+invoke); ``proposer_weight`` 0.5: 0.673 with agreement on. ``steady_iou`` (0.7-0.9 alike
+on coco17_dev's held stills) is 0.8 by the held-still rule on both sets. Checked on
+limbs12_dev: AP 0.369 before this round's changes, 0.381 with them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,102 +58,15 @@ from edgepose.estimator import BaseEstimator, EngineOpener, Estimate, Job, Model
 from edgepose.manifest import TopDownManifest
 from edgepose.pose import Poses
 from edgepose.preprocess import Transform
-from edgepose.topdown.nms import oks_matrix, pose_nms
+from edgepose.topdown.nms import pose_nms
+from edgepose.topdown.params import TopDownParams
+from edgepose.topdown.proposers import PoseProposer, Proposal, Proposer
 from edgepose.topdown.runner import ModelRunner, settled
+from edgepose.topdown.scoring import agreement_scored, rescored
+
+__all__ = ["PoseProposer", "Proposal", "Proposer", "TopDownEstimator", "TopDownParams"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TopDownParams:
-    """The ``[params]`` of a ``kind = "topdown"`` manifest (see the module docstring)."""
-
-    proposal_interval: int = 5
-    max_people: int = 6
-    crop_margin: float = 1.4
-    keypoint_threshold: float = 0.2
-    nms_oks: float = 0.5
-    match_oks: float = 0.3
-    min_pose_score: float = 0.2
-    refine_below: float = 0.3
-    full_frame_proposal: bool = False
-
-    @classmethod
-    def from_dict(cls, params: dict[str, Any], origin: str = "topdown manifest") -> TopDownParams:
-        """Checked values; a bad one is a ConfigError naming the manifest and the key."""
-        known = {f.name: f for f in fields(cls)}
-        for key, value in params.items():
-            if key not in known:
-                raise ConfigError(f"{origin}: [params] has no {key!r}; expected some of "
-                                  f"{', '.join(known)}")
-            rule = _RULES[key]
-            if not rule[0](value):
-                raise ConfigError(f"{origin}: [params] {key} = {value!r}; expected {rule[1]}")
-        return cls(**params)
-
-
-def _int_from_1(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-
-def _fraction(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v < 1.0
-
-
-_RULES = {
-    "proposal_interval": (_int_from_1, "an integer >= 1 (frames between proposals)"),
-    "max_people": (_int_from_1, "an integer >= 1"),
-    "crop_margin": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-                    and 1.0 <= v <= 3.0, "a number from 1.0 to 3.0"),
-    "keypoint_threshold": (_fraction, "a score from 0 to below 1"),
-    "nms_oks": (lambda v: _fraction(v) and v > 0, "an OKS above 0 and below 1"),
-    "match_oks": (lambda v: _fraction(v) and v > 0, "an OKS above 0 and below 1"),
-    "min_pose_score": (_fraction, "a score from 0 to below 1"),
-    "refine_below": (lambda v: _fraction(v) or v == 1, "a score from 0 to 1"),
-    "full_frame_proposal": (lambda v: isinstance(v, bool), "true or false"),
-}
-
-
-class Proposer(Protocol):
-    """Finds the people a top-down pipeline crops: PoseNet's poses here; a person
-    detector (BlazePose's) would be another. ``prepare`` makes its input from a frame
-    (on the capture thread when it can); ``propose`` returns boxes of the people not
-    among ``tracked`` (this frame's temporal poses), best first."""
-
-    def prepare(self, image: npt.NDArray[np.uint8]) -> tuple[Any, Transform, float]: ...
-
-    def propose(self, job: Job, prepared: tuple[Any, Transform] | None,
-                tracked: list[Poses]) -> list[Box]: ...
-
-
-class PoseProposer:
-    """People from a multi-pose model's poses (PoseNet): a pose matching a tracked one
-    (OKS above ``match_oks``) is that person again; each other pose's keypoint box,
-    grown by ``crop_margin`` and squared, is a crop."""
-
-    def __init__(self, engine: ModelEngine, params: TopDownParams) -> None:
-        self.runner = ModelRunner(engine, "proposer")
-        self.params = params
-
-    def prepare(self, image: npt.NDArray[np.uint8]) -> tuple[Any, Transform, float]:
-        return self.runner.prepare(image)
-
-    def propose(self, job: Job, prepared: tuple[Any, Transform] | None,
-                tracked: list[Poses]) -> list[Box]:
-        p = self.params
-        if prepared is None:
-            tensor, transform, ms = self.prepare(job.image)
-            job.add_time("preprocess_ms", ms)
-        else:
-            tensor, transform = prepared
-        found = self.runner.run(job, tensor, transform)
-        found = found[np.argsort(-found.pose_scores, kind="stable")]
-        if tracked and len(found):
-            n = len(tracked)
-            sim = oks_matrix(Poses.concat([*tracked, found]), p.keypoint_threshold)
-            sim = np.maximum(sim[n:, :n], sim[:n, n:].T)  # proposals x tracked, either way round
-            found = found[sim.max(axis=1) <= p.match_oks]
-        return person_boxes(found, job.image.shape[:2], p.crop_margin, p.keypoint_threshold)
 
 
 @dataclass
@@ -149,10 +78,19 @@ class _Plan:
     proposer_input: tuple[Any, Transform] | None = None
 
 
+@dataclass(frozen=True)
+class _Crop:
+    box: Box  # the crop a tracked person's pose came from
+    held: bool = False
+
+
 @dataclass
 class _Track:
     id: int
     box: Box  # where to crop this person in the next frame
+    source: Box | None = None  # the crop that gave this frame's pose (None: a proposal's)
+    score: float = 0.0  # that pose's own score (``_raw``)
+    held: bool = False  # the crop stays put until the pose gets worse (see _follow)
 
 
 class TopDownEstimator(BaseEstimator):
@@ -234,7 +172,7 @@ class TopDownEstimator(BaseEstimator):
         plan = job.state if isinstance(job.state, _Plan) else _Plan(True)
         p = self.params
         tracks = [] if plan.still else self._tracks
-        cands = self._landmark.on_boxes(job, [t.box for t in tracks])
+        cands, crops = self._follow(job, tracks)
         ids = [t.id for t in tracks]
         alive = [c for c in cands if c.pose_scores[0] >= p.min_pose_score]
         if not plan.still:
@@ -243,13 +181,14 @@ class TopDownEstimator(BaseEstimator):
         if propose:
             new = self._new_people(job, plan, alive, p.max_people - len(alive))
             if p.full_frame_proposal:
-                new.append(self._landmark.on_frame(job))
-            cands += new
+                new.append((self._landmark.on_frame(job), None))
+            cands += [q for q, _ in new]
             ids += [-1] * len(new)
+            crops += [c for _, c in new]
             if not plan.still:
                 self._countdown = p.proposal_interval
         t0 = time.perf_counter()
-        poses = self._merge(job, cands, ids, plan.still)
+        poses = self._merge(job, cands, ids, crops, plan.still)
         job.add_time("decode_ms", elapsed_ms(t0))
         job.outputs = poses
         job.device = self.device
@@ -268,20 +207,78 @@ class TopDownEstimator(BaseEstimator):
 
     # ---- the steps ------------------------------------------------------------------
 
-    def _new_people(self, job: Job, plan: _Plan, tracked: list[Poses], room: int) -> list[Poses]:
-        """Landmark poses of the people the proposer finds that are not tracked yet; a
-        weak one (cut off by its proposal box) is cropped once more around itself."""
+    def _new_people(self, job: Job, plan: _Plan, tracked: list[Poses],
+                    room: int) -> list[tuple[Poses, _Crop | None]]:
+        """Landmark poses of the people the proposer finds that are not tracked yet, each
+        with its crop; a weak one (cut off by its proposal box) is cropped once more
+        around itself. The proposer's own poses are candidates too (weighted by
+        ``proposer_weight``), and a landmark pose the proposer's pose disagrees with
+        scores lower (``agreement_weight``). When nobody is found at all, the landmark
+        model looks at the whole frame."""
         p = self.params
         if room <= 0:
             return []
-        boxes = self._proposer.propose(job, plan.proposer_input, tracked)[:room]
+        proposals = self._proposer.propose(job, plan.proposer_input, tracked)[:room]
+        boxes = [q.box for q in proposals]
         poses = self._landmark.on_boxes(job, boxes)
+        if p.agreement_weight > 0:
+            poses = [agreement_scored(m, q.pose, p.agreement_weight, p.keypoint_threshold)
+                     if q.pose is not None else m for m, q in zip(poses, proposals)]
         size = job.image.shape[:2]
         weak = [q for q in poses if q.pose_scores[0] < p.refine_below]
         again = [b for q in weak for b in person_boxes(q, size, p.crop_margin, p.keypoint_threshold)]
-        return poses + self._landmark.on_boxes(job, again)  # duplicates go in the merge
+        poses += self._landmark.on_boxes(job, again)  # duplicates go in the merge
+        out: list[tuple[Poses, _Crop | None]] = [(q, _Crop(b)) for q, b in zip(poses, boxes + again)]
+        if p.proposer_weight > 0:
+            out += [(rescored(q.pose, p.proposer_weight), None) for q in proposals if q.pose is not None]
+        if p.full_frame_fallback and not tracked and not any(
+                q.pose_scores[0] >= p.min_pose_score for q, _ in out):
+            out += self._whole_frame(job)
+        return out
 
-    def _merge(self, job: Job, cands: list[Poses], ids: list[int], still: bool) -> Poses:
+    def _whole_frame(self, job: Job) -> list[tuple[Poses, _Crop | None]]:
+        """Nobody proposed: the landmark model on the whole frame, then on a crop around
+        what it found (as the single-person estimator does on a still)."""
+        p = self.params
+        first = self._landmark.on_frame(job)
+        boxes = person_boxes(first, job.image.shape[:2], p.crop_margin, p.keypoint_threshold)[:1]
+        return [(first, None), *((q, _Crop(b)) for q, b in zip(self._landmark.on_boxes(job, boxes), boxes))]
+
+    def _follow(self, job: Job, tracks: list[_Track]) -> tuple[list[Poses], list[_Crop | None]]:
+        """Each tracked person's pose on the crop around their previous pose. Where that
+        crop moved and the pose scores ``steady_drop`` below the previous frame's, the
+        previous crop is run again and the better pose kept (the crop is then held
+        there): on a still scene a temporal crop never drifts below where it started."""
+        p = self.params
+        poses = self._landmark.on_boxes(job, [t.box for t in tracks])
+        crops: list[_Crop | None] = [_Crop(t.box, t.held) for t in tracks]
+        back = [(i, src) for i, t in enumerate(tracks) if (src := t.source) is not None
+                and src != t.box and _raw(poses[i]) < t.score - p.steady_drop]
+        for (i, src), q in zip(back, self._landmark.on_boxes(job, [src for _, src in back])):
+            if _raw(q) > _raw(poses[i]):
+                poses[i], crops[i] = q, _Crop(src, True)
+        moved_back = {i for i, _ in back}
+        for i, t in enumerate(tracks):
+            c = crops[i]
+            if c is not None and c.held and i not in moved_back and _raw(poses[i]) < t.score - p.steady_drop:
+                crops[i] = _Crop(c.box, False)  # the person changed: follow them again
+        return poses, crops
+
+    def _next_box(self, pose: Poses, crop: _Crop | None, size: tuple[int, int]) -> Box | None:
+        """Where to crop this person next: around their pose, unless the crop that gave
+        it is held or the new one would barely differ (``steady_iou``): identical frames
+        then give identical poses."""
+        p = self.params
+        box = person_box(pose.xy[0], pose.scores[0], size, p.crop_margin, p.keypoint_threshold,
+                         float(pose.pose_scores[0]))
+        if crop is None or box is None:
+            return box
+        if crop.held or box.iou(crop.box) >= p.steady_iou:
+            return crop.box
+        return box
+
+    def _merge(self, job: Job, cands: list[Poses], ids: list[int], crops: list[_Crop | None],
+               still: bool) -> Poses:
         """Duplicates removed, weak poses dropped, track ids given, tracks updated."""
         p = self.params
         if not cands:
@@ -306,9 +303,14 @@ class TopDownEstimator(BaseEstimator):
         poses = Poses(poses.xy, poses.scores, poses.pose_scores, poses.schema,
                       np.asarray(track_ids, np.int64))
         size = job.image.shape[:2]
-        boxes = [person_box(poses.xy[i], poses.scores[i], size, p.crop_margin, p.keypoint_threshold,
-                            float(poses.pose_scores[i])) for i in range(len(poses))]
-        self._tracks = [_Track(t, b) for t, b in zip(track_ids, boxes) if b is not None]
+        tracks = []
+        for i, (k, _) in enumerate(chosen):
+            crop = crops[k]
+            box = self._next_box(poses[i:i + 1], crop, size)
+            if box is not None:
+                tracks.append(_Track(track_ids[i], box, crop.box if crop else None,
+                                     _raw(poses[i:i + 1]), bool(crop and crop.held and box == crop.box)))
+        self._tracks = tracks
         return poses
 
     def reset(self) -> None:
@@ -318,6 +320,12 @@ class TopDownEstimator(BaseEstimator):
     def close(self) -> None:
         self.proposer_engine.close()
         self.landmark_engine.close()
+
+
+def _raw(pose: Poses) -> float:
+    """A landmark pose's own score (mean keypoint score), before any reweighting: what
+    two crops of one person are compared by."""
+    return float(pose.scores[0].mean())
 
 
 def _log_co_compilation(*engines: ModelEngine) -> None:

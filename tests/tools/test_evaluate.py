@@ -172,3 +172,33 @@ def test_coco_annotations_not_fitting_the_model_are_one_line(tmp_path: Path, cap
     assert main(["evaluate", "--model", "movenet-lightning", "--coco", str(path), "--images", str(images)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(path) in err and match.format(**ids) in err
+
+
+def test_several_sets_in_one_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """--set NAME=DIR twice: one row per set and model, AP, AR, mean OKS, costs."""
+    sets = [f"{name}={shared_path('data', name)}" for name in ("coco17_dev", "limbs12_dev")]
+    assert main(["evaluate", "--model", "posenet-mobilenet-v1-075-481x641", "--set", sets[0], "--set", sets[1],
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)["sets"]
+    assert [r["set"] for r in res] == ["coco17_dev", "limbs12_dev"]
+    (coco,), (limbs,) = (r["models"] for r in res)
+    assert coco["AP"] == pytest.approx(0.489, abs=0.01) and limbs["AP"] == pytest.approx(0.339, abs=0.01)
+    assert 0 < limbs["mean_oks"] < 1 and limbs["AR"] > limbs["AP"] - 0.2
+    assert coco["costs"]["invokes_per_input"] == 1.0 and coco["costs"]["total_ms"] > 0
+    assert main(["evaluate", "--model", "posenet-mobilenet-v1-075-481x641", "--set", sets[0], "--set", sets[1]]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:6] == ["set", "model", "AP", "AP50", "AR", "mean_oks"] and len(table) == 3
+    assert table[1].startswith("coco17_dev") and table[2].startswith("limbs12_dev")
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--set", "coco17_dev"], "expected NAME=DIR"),
+    (["--set", "x={tmp}"], "must hold person_keypoints.json (COCO keypoints) and an images/ folder"),
+    ([], "no data; give --set NAME=DIR"),
+    (["--coco", "{tmp}/a.json"], "also give --images DIR"),
+])
+def test_bad_sets_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                               match: str) -> None:
+    assert main(["evaluate", *[a.format(tmp=tmp_path) for a in args]]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1

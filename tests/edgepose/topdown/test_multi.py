@@ -70,13 +70,16 @@ def test_the_couple_gives_two_poses_from_one_proposal_and_two_crops(topdown: Top
 
 def test_video_frames_follow_people_between_proposals(topdown: TopDownEstimator,
                                                       pose2sim_frames: list[np.ndarray]) -> None:
-    """Proposals every 5 frames; in between one MoveNet crop per tracked person; ids kept."""
+    """Proposals every 5 frames; in between one MoveNet crop per tracked person (and
+    once in a while one more: the previous crop again when a moved crop posed worse);
+    ids kept."""
     runs = [_run(topdown, f, i / 60) for i, f in enumerate(pose2sim_frames[:11])]
     proposed = [i for i, r in enumerate(runs) if "proposer_invoke_ms" in r.timings]
     assert proposed == [0, 5, 10]
     people = len(runs[0].poses)
     assert people == 2  # the athlete and the person standing in the background
-    assert all(r.invokes == people for i, r in enumerate(runs) if i not in proposed)
+    between = [r.invokes for i, r in enumerate(runs) if i not in proposed]
+    assert all(people <= n <= 2 * people for n in between) and np.median(between) == people
     assert all(sorted(r.poses.track_ids.tolist()) == [0, 1] for r in runs)
     blank = np.zeros_like(pose2sim_frames[0])
     lost = _run(topdown, blank)
