@@ -1,12 +1,14 @@
 """Full-integer int8 post-training quantization with real images, for the Edge TPU.
 
-Takes a Keras model (.keras), a SavedModel directory or (not supported here) a float
-.tflite; calibrates with real images from a folder, a video or TFRecords; writes the
+Takes any model ``tools.importers`` reads (Keras, SavedModel, TF.js, ONNX, PyTorch, float
+TFLite); calibrates with real images from a folder, a video or TFRecords; writes the
 int8 .tflite, its edgepose manifest and a float-vs-int8 report (JSON + PNG).
 
 The manifest keeps the float input semantics (``mean``/``std``) so
 ``edgepose.preprocess.to_input_tensor`` quantizes with the input tensor's own
-scale/zero point; when that quantization is the identity on raw pixels (scale 1, zero 0
+scale/zero point, and ``channels`` (rgb/bgr) says which order the model takes the
+channels in; the input semantics come from ``--mean/--std/--channels/--layout``, else the
+source's manifest, else the importer. When that quantization is the identity on raw pixels (scale 1, zero 0
 for uint8 input of a 0..255 model) mean/std are left out and frames are fed as they are.
 """
 
@@ -105,8 +107,9 @@ def iter_source_frames(source: str | Path, count: int,
 
 def load_representative(source: str | Path, count: int, input_size: tuple[int, int],
                         resize_mode: str = "letterbox", mean: Any = None, std: Any = None,
-                        progress: bool = True) -> list[npt.NDArray[np.float32]]:
-    """Float input batches (1, h, w, 3) of real frames, resized and normalised as the model expects."""
+                        progress: bool = True, channels: str = "rgb") -> list[npt.NDArray[np.float32]]:
+    """Float input batches (1, h, w, 3) of real frames, resized, put in ``channels`` order and
+    normalised as the model expects (the same steps as ``edgepose.preprocess.to_input_tensor``)."""
     from tqdm import tqdm
 
     m = np.asarray(0.0 if mean is None else mean, np.float32)
@@ -115,6 +118,8 @@ def load_representative(source: str | Path, count: int, input_size: tuple[int, i
     for frame in tqdm(iter_source_frames(source, count, input_size), total=count, desc="representative",
                       unit="img", disable=not progress):
         resized, _ = resize(frame, input_size, resize_mode)  # type: ignore[arg-type]
+        if channels == "bgr":
+            resized = resized[..., ::-1]
         out.append(((resized.astype(np.float32) - m) / s)[None])
     if not out:
         raise DataError(f"representative set {source} has no images ({', '.join(IMAGE_SUFFIXES)}), video frames "
@@ -134,15 +139,39 @@ def _source_manifest(model: Path) -> Manifest | None:
     return None
 
 
-def _converter(model: Path) -> tuple[Any, tuple[int, int]]:
-    """A TFLiteConverter for ``model`` (any format ``tools.importers`` reads) and its (h, w) input size."""
+def _import(model: Path, **options: Any) -> Any:
+    """The model brought into TensorFlow by ``tools.importers`` (an ``ImportedModel``)."""
     from tools import importers
 
-    if model.suffix == ".tflite":
-        raise ConversionError(f"{model}: quantizing a float .tflite is not supported by this tool; quantize the "
-                              "Keras model or SavedModel it came from (or use ai-edge-quantizer directly)")
-    imported = importers.load(model)
-    return imported.make_converter(), imported.input.size
+    return importers.load(model, **options)
+
+
+def _per_channel(flag: str, values: Any) -> tuple[float, ...] | None:
+    if values is None:
+        return None
+    v = tuple(float(x) for x in ([values] if isinstance(values, (int, float)) else values))
+    if len(v) not in (1, 3):
+        raise ToolError(f"{flag} {' '.join(f'{x:g}' for x in v)}: give 1 value or 3 (one per channel)")
+    if flag == "--std" and not all(x > 0 for x in v):
+        raise ToolError(f"{flag} {' '.join(f'{x:g}' for x in v)}: every std must be positive")
+    return v
+
+
+def input_semantics(imported: Any, src_m: Manifest | None, mean: Any, std: Any, channels: str | None,
+                    layout: str | None) -> tuple[Any, Any, str, str]:
+    """mean, std, channels, layout: the flags, else the source manifest, else the importer's InputSpec."""
+    from tools.importers.base import CHANNEL_ORDERS, LAYOUTS
+
+    spec = imported.input
+    if channels is not None and channels not in CHANNEL_ORDERS:
+        raise ToolError(f"--channels {channels!r}: expected one of {', '.join(CHANNEL_ORDERS)}")
+    if layout is not None and layout not in LAYOUTS:
+        raise ToolError(f"--layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    mean, std = _per_channel("--mean", mean), _per_channel("--std", std)
+    if mean is None and std is None:
+        mean, std = (src_m.mean, src_m.std) if src_m and (src_m.mean or src_m.std) else (spec.mean, spec.std)
+    channels = channels or (src_m.channels if src_m else spec.channels)
+    return mean, std, channels, layout or spec.layout
 
 
 def _convert(conv: Any, what: str) -> bytes:
@@ -174,7 +203,9 @@ def _check_int8(model_bytes: bytes, io_dtype: str, source: Path) -> None:
 
 def quantize(model: str | Path, representative: str | Path, output: str | Path | None = None, *,
              num_samples: int = 100, io_dtype: str = "uint8", decoder: str | None = None,
-             schema: str | None = None, held_out: int = 8, progress: bool = True) -> QuantizeResult:
+             schema: str | None = None, held_out: int = 8, progress: bool = True, mean: Any = None,
+             std: Any = None, channels: str | None = None, layout: str | None = None,
+             import_options: dict[str, Any] | None = None) -> QuantizeResult:
     """Quantize ``model`` to full int8 and write the .tflite, manifest and report next to ``output``."""
     model = Path(model)
     if not model.exists():
@@ -198,10 +229,11 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     if decoder not in DECODER_KINDS or schema not in SCHEMA_NAMES:
         raise ToolError(f"--decoder {decoder!r} / --schema {schema!r}: expected decoder in {', '.join(DECODER_KINDS)} "
                         f"and schema in {', '.join(SCHEMA_NAMES)}")
-    conv, size = _converter(model)
+    imported = _import(model, **(import_options or {}))
+    conv, size = imported.make_converter(), imported.input.size
     mode = src_m.resize if src_m else "letterbox"
-    mean, std = (src_m.mean, src_m.std) if src_m else (None, None)
-    frames = load_representative(representative, num_samples + held_out, size, mode, mean, std, progress)
+    mean, std, channels, layout = input_semantics(imported, src_m, mean, std, channels, layout)
+    frames = load_representative(representative, num_samples + held_out, size, mode, mean, std, progress, channels)
     if len(frames) > 2 * held_out:
         calib, check = frames[:-held_out], frames[-held_out:]
     else:
@@ -224,23 +256,27 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     params = dict(src_m.decoder_params) if src_m else {}
     report = compare(float_bytes, int8_bytes, check, size, decoder, {"schema": schema, **params})
     report.update({"model": str(model), "output": str(out), "representative": str(representative),
-                   "num_samples": len(calib), "io": io_dtype, "held_out_overlaps": len(frames) <= 2 * held_out})
+                   "num_samples": len(calib), "io": io_dtype, "held_out_overlaps": len(frames) <= 2 * held_out,
+                   "input": {"mean": mean, "std": std, "channels": channels, "source_layout": layout,
+                             "format": imported.fmt, "import_notes": imported.notes}})
     scale, zero = report["input_quantization"]
+    float_mean, float_std = mean, std
     raw_ok = mean is None and std is None and abs(scale - 1.0) < 1e-6 and zero == (0 if io_dtype == "uint8" else -128)
     if not raw_ok and mean is None and std is None:
         mean, std = (0.0,), (1.0,)  # float input is raw pixels; let to_input_tensor quantize
     base = {"name": out.stem, "file": out.name, "input_size": size, "decoder": decoder, "schema": schema,
-            "resize": mode, "mean": mean, "std": std, "decoder_params": params, "device": "cpu",
+            "resize": mode, "mean": mean, "std": std, "channels": channels, "decoder_params": params, "device": "cpu",
             "edgetpu_twin": f"{out.stem}_edgetpu",
-            "description": f"full-int8 ({io_dtype} I/O) quantization of {model.name} with {len(calib)} images"}
+            "description": f"full-int8 ({io_dtype} I/O) quantization of {model.name} ({imported.fmt}, "
+                           f"{layout.upper()} input in the original) with {len(calib)} images"}
     merged = {**(src_m.to_dict() if src_m else {}), **base, "url": "", "sha256": ""}
     manifest: Manifest = manifest_from_dict({k: v for k, v in merged.items() if v is not None}, origin=str(out))
     man_path = write_manifest(manifest, out.with_suffix(".toml"))
     # The float twin, so `edgepose-tools evaluate --model FLOAT --model2 INT8` can compare them.
     float_path = out.with_name(out.stem.removesuffix("_int8") + "_float.tflite")
     float_path.write_bytes(float_bytes)
-    float_m = manifest.with_(name=float_path.stem, file=float_path.name, edgetpu_twin="", mean=src_m.mean if src_m else None,
-                             std=src_m.std if src_m else None,
+    float_m = manifest.with_(name=float_path.stem, file=float_path.name, edgetpu_twin="", mean=float_mean,
+                             std=float_std,
                              description=f"float32 conversion of {model.name} (the int8 model's reference)")
     write_manifest(float_m, float_path.with_suffix(".toml"))
     rep_path, fig_path = out.with_name(out.stem + "_report.json"), out.with_name(out.stem + "_report.png")
@@ -251,7 +287,8 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("quantize", help="full-int8 quantization with real images + a float-vs-int8 report",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", type=Path, help="a .keras file or a SavedModel directory")
+    p.add_argument("model", type=Path, help="a .keras file, a SavedModel or TF.js folder, an .onnx, a PyTorch "
+                   "checkpoint (with --factory) or a float .tflite")
     p.add_argument("--representative", required=True, help="image folder, video file or TFRecord file/folder")
     p.add_argument("--samples", type=positive_int, default=100, help="representative images for calibration")
     p.add_argument("--io", default="uint8", choices=IO_DTYPES, help="input/output type of the int8 model")
@@ -259,13 +296,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--held-out", type=positive_int, default=8, help="images kept out of calibration for the report")
     p.add_argument("--decoder", help="decoder kind, when the model has no manifest")
     p.add_argument("--schema", help="keypoint schema, when the model has no manifest")
+    p.add_argument("--mean", type=float, nargs="+", metavar="M",
+                   help="input normalisation (pixel - mean) / std, 1 or 3 values in --channels order "
+                        "(default: the model's manifest, else raw 0..255 pixels)")
+    p.add_argument("--std", type=float, nargs="+", metavar="S", help="see --mean")
+    p.add_argument("--channels", choices=("rgb", "bgr"), help="channel order the model was trained on (default rgb)")
+    p.add_argument("--layout", choices=("nhwc", "nchw"),
+                   help="layout of the original model's input (default: detected; the int8 model is NHWC)")
+    p.add_argument("--factory", metavar="MODULE:CALLABLE",
+                   help="PyTorch only: the function that builds the network the checkpoint's state_dict is for")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     r = quantize(args.model, args.representative, args.output, num_samples=args.samples, io_dtype=args.io,
-                 decoder=args.decoder, schema=args.schema, held_out=args.held_out, progress=not args.no_progress)
+                 decoder=args.decoder, schema=args.schema, held_out=args.held_out, progress=not args.no_progress,
+                 mean=args.mean, std=args.std, channels=args.channels, layout=args.layout,
+                 import_options={"factory": args.factory} if args.factory else None)
     print(f"wrote {r.model_path} ({r.model_path.stat().st_size} bytes), {r.manifest_path}, {r.report_path}, "
           f"{r.figure_path}, and the float twin {r.float_model_path}")
     for o in r.report["outputs"]:
