@@ -201,6 +201,20 @@ def _check_int8(model_bytes: bytes, io_dtype: str, source: Path) -> None:
                               "representative set")
 
 
+def convert_int8(conv: Any, calib: list[npt.NDArray[np.float32]], io_dtype: str, model: Path) -> bytes:
+    """Full-integer int8 conversion with ``calib`` as the representative set (TF's converter,
+    whose op versions edgetpu_compiler 16 accepts); refuses a model that stayed float."""
+    import tensorflow as tf
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x] for x in calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = getattr(tf, io_dtype)
+    int8_bytes = _convert(conv, f"int8 quantization of {model}")
+    _check_int8(int8_bytes, io_dtype, model)
+    return int8_bytes
+
+
 def quantize(model: str | Path, representative: str | Path, output: str | Path | None = None, *,
              num_samples: int = 100, io_dtype: str = "uint8", decoder: str | None = None,
              schema: str | None = None, held_out: int = 8, progress: bool = True, mean: Any = None,
@@ -240,15 +254,8 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
         calib, check = frames, frames[:held_out]
         log.warning("only %d images: held-out images overlap the representative set", len(frames))
 
-    import tensorflow as tf
-
     float_bytes = _convert(conv, f"float conversion of {model}")
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x] for x in calib)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = getattr(tf, io_dtype)
-    int8_bytes = _convert(conv, f"int8 quantization of {model}")
-    _check_int8(int8_bytes, io_dtype, model)
+    int8_bytes = convert_int8(conv, calib, io_dtype, model)
     out.write_bytes(int8_bytes)
 
     from tools.quant_report import compare, write_report

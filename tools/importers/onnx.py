@@ -131,7 +131,7 @@ def build_function(path: Path, model: Any, size: tuple[int, int], layout: str,
         raise ModelError(f"{path}: no tensor named {', '.join(missing)}; tensors include "
                          f"{', '.join(sorted(produced)[:8])}")
 
-    @tf.function(input_signature=[tf.TensorSpec([1, size[0], size[1], 3], tf.float32, name="image")])
+    @tf.function(input_signature=[tf.TensorSpec([1, size[0], size[1], 3], tf.float32, name="image")], autograph=False)
     def fn(image: Any) -> Any:
         b = Builder(tf, consts, str(path))
         b.values[name] = Value(image, nhwc=layout == "nchw")

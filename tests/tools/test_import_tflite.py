@@ -1,0 +1,114 @@
+"""MediaPipe's float BlazePose landmark model (no signature, float16 weights behind
+DEQUANTIZE) rebuilt as a TF graph, quantized to int8 with real images through our int8
+path, and checked: what `check` says about the result, op by op."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_path
+
+pytestmark = pytest.mark.slow
+# Stated bounds, int8 (dequantized) against the original float .tflite on the 8 coco17_dev
+# images (not used for calibration), measured with 12 limbs12_dev calibration images:
+# heatmaps [1,64,64,39] cosine min 0.989; segmentation logits [1,256,256,1] sign agreement
+# min 0.967 of pixels; the 33 landmarks' x, y (of [1,195]) mean error 9.4 px, worst image
+# 13.0 px, on the 256 px input; world landmarks [1,117] cosine min 0.865. Landmarks lose the
+# most (plain post-training quantization of BlazePose; 48 video frames did not do better).
+MIN_HEATMAP_COSINE = 0.98
+MIN_MASK_AGREEMENT = 0.95
+MAX_LANDMARK_ERROR_PX = 16.0
+MIN_WORLD_COSINE = 0.8
+
+
+@pytest.fixture(scope="module")
+def landmark(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
+    from tools import importers
+    from tools.quantize import convert_int8, load_representative
+
+    src = shared_path("models", "mediapipe", "pose_landmark_full.tflite")
+    imported = importers.load(src)
+    # BlazePose takes RGB in 0..1: mean 0, std 255. Calibration: limbs12_dev, 12 real images.
+    calib = load_representative(shared_path("data", "limbs12_dev", "images"), 12, imported.input.size,
+                                "letterbox", (0.0,), (255.0,), progress=False)
+    out = tmp_path_factory.mktemp("tfl") / "pose_landmark_full_int8.tflite"
+    out.write_bytes(convert_int8(imported.make_converter(), calib, "uint8", src))
+    return src, out, imported
+
+
+def _run(path: Path, x: np.ndarray) -> list[np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    d = it.get_input_details()[0]
+    scale, zero = d["quantization"]
+    feed = x if d["dtype"] == np.float32 else np.clip(np.round(x / scale + zero), 0, 255).astype(d["dtype"])
+    it.set_tensor(d["index"], feed)
+    it.invoke()
+    outs = []
+    for o in it.get_output_details():
+        v = it.get_tensor(o["index"]).astype(np.float32)
+        s, z = o["quantization"]
+        outs.append((v - z) * s if s else v)
+    return outs
+
+
+def test_float_tflite_without_signature_imports(landmark) -> None:  # type: ignore[no-untyped-def]
+    src, _, imported = landmark
+    assert imported.fmt == "tflite" and imported.input.size == (256, 256)
+    assert imported.output_names == ("Identity", "Identity_1", "Identity_2", "Identity_3", "Identity_4")
+    assert "signature: none" in imported.notes[0]
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a.ravel(), b.ravel()) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def test_int8_landmarks_agree_with_the_float_model(landmark) -> None:  # type: ignore[no-untyped-def]
+    from edgepose.imageio import list_images, read_image
+    from edgepose.preprocess import resize
+
+    src, out, _ = landmark
+    err, mask, heat, world = [], [], [], []
+    for p in list_images(shared_path("data", "coco17_dev", "images")):
+        frame, _ = resize(read_image(p), (256, 256), "letterbox")
+        x = (frame.astype(np.float32) / 255.0)[None]
+        f, q = _run(src, x), _run(out, x)
+        lf, lq = f[0].reshape(39, 5)[:33, :2], q[0].reshape(39, 5)[:33, :2]
+        err.append(float(np.linalg.norm(lf - lq, axis=1).mean()))
+        mask.append(float(np.mean((f[2] > 0) == (q[2] > 0))))
+        heat.append(_cos(f[3], q[3]))
+        world.append(_cos(f[4], q[4]))
+    print(f"int8 vs float: landmarks {np.mean(err):.1f} px (worst {max(err):.1f}), heatmap cosine min "
+          f"{min(heat):.4f}, mask agreement min {min(mask):.3f}, world cosine min {min(world):.3f}")
+    assert len(err) == 8
+    assert min(heat) >= MIN_HEATMAP_COSINE and min(mask) >= MIN_MASK_AGREEMENT
+    assert max(err) <= MAX_LANDMARK_ERROR_PX and min(world) >= MIN_WORLD_COSINE
+
+
+def test_check_reports_what_keeps_it_off_the_edgetpu(landmark) -> None:  # type: ignore[no-untyped-def]
+    from tools import edgetpu_ops
+    from tools.check import check_model
+
+    src, out, _ = landmark
+    before, after = check_model(src), check_model(out)
+    # The float file: float tensors and DEQUANTIZE, each named, with the fix.
+    assert before.status == "split"
+    assert {p.kind for p in before.problems} >= {"float-tensor", "unsupported-op"}
+    assert any("quantize" in p.message for p in before.problems)
+    # The int8 file: every op is one edgetpu_compiler 16 accepts, at a version it accepts
+    # (TF's converter; ai-edge-quantizer's CONV_2D v6 would be rejected).
+    versions = Counter((op.name, op.version) for op in after.ops)
+    print(f"int8 ops: {dict(versions)}; verdict {after.status}; parameters {after.param_bytes / 1024:.0f} KiB")
+    for (name, version) in versions:
+        assert edgetpu_ops.accepted_version(name) is not None and version <= edgetpu_ops.accepted_version(name)
+    # The network is all there: every convolution of the float model, no TRANSPOSE added.
+    float_ops = Counter(op.name for op in before.ops)
+    assert versions[("CONV_2D", 3)] == float_ops["CONV_2D"]
+    assert versions[("DEPTHWISE_CONV_2D", 3)] == float_ops["DEPTHWISE_CONV_2D"]
+    assert after.status == "mapped" and not after.problems, after.problems
