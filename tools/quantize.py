@@ -157,16 +157,22 @@ def _per_channel(flag: str, values: Any) -> tuple[float, ...] | None:
     return v
 
 
-def input_semantics(imported: Any, src_m: Manifest | None, mean: Any, std: Any, channels: str | None,
-                    layout: str | None) -> tuple[Any, Any, str, str]:
-    """mean, std, channels, layout: the flags, else the source manifest, else the importer's InputSpec."""
+def _input_flags(mean: Any, std: Any, channels: str | None, layout: str | None) -> None:
+    """Refuse bad --mean/--std/--channels/--layout before anything is imported."""
     from tools.importers.base import CHANNEL_ORDERS, LAYOUTS
 
-    spec = imported.input
     if channels is not None and channels not in CHANNEL_ORDERS:
         raise ToolError(f"--channels {channels!r}: expected one of {', '.join(CHANNEL_ORDERS)}")
     if layout is not None and layout not in LAYOUTS:
         raise ToolError(f"--layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    _per_channel("--mean", mean)
+    _per_channel("--std", std)
+
+
+def input_semantics(imported: Any, src_m: Manifest | None, mean: Any, std: Any, channels: str | None,
+                    layout: str | None) -> tuple[Any, Any, str, str]:
+    """mean, std, channels, layout: the flags, else the source manifest, else the importer's InputSpec."""
+    spec = imported.input
     mean, std = _per_channel("--mean", mean), _per_channel("--std", std)
     if mean is None and std is None:
         mean, std = (src_m.mean, src_m.std) if src_m and (src_m.mean or src_m.std) else (spec.mean, spec.std)
@@ -235,6 +241,7 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
         raise ToolError(f"--output {out}: directory {out.parent} does not exist; create it first")
     if out.is_dir():
         raise ToolError(f"--output {out} is a folder; give the .tflite file to write, e.g. {out / 'model_int8.tflite'}")
+    _input_flags(mean, std, channels, layout)
     src_m = _source_manifest(model)
     decoder = decoder or (src_m.decoder if src_m else None)
     schema = schema or (src_m.schema if src_m else None)

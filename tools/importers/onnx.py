@@ -147,12 +147,12 @@ def build_function(path: Path, model: Any, size: tuple[int, int], layout: str,
 @register("onnx")
 def load_onnx(path: Path, *, input_size: tuple[int, int] | None = None, outputs: Any = None,
               **_: Any) -> ImportedModel:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
     model = read_onnx(path)
     consts = _constants(model)
     _, size, layout = _input(path, model, consts, input_size)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
     fn, names, folded = build_function(path, model, size, layout, list(outputs) if outputs else None)
     concrete = fn.get_concrete_function()  # traces now: an unsupported op fails here, in one line
     notes = [f"{len(model.graph.node)} ONNX nodes, {folded} BatchNormalization folded into convolutions"]

@@ -207,9 +207,6 @@ def build_function(g: _Graph, size: tuple[int, int], outputs: list[int]) -> Any:
 @register("tflite")
 def load_tflite(path: Path, *, input_size: tuple[int, int] | None = None, outputs: Any = None,
                 **_: Any) -> ImportedModel:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
     model = read_flatbuffer(path)
     g = _Graph(path, model)
     if any(g.op_name(g.sg.Operators(k)) == "edgetpu-custom-op" for k in range(g.sg.OperatorsLength())):
@@ -234,6 +231,9 @@ def load_tflite(path: Path, *, input_size: tuple[int, int] | None = None, output
         out_idx = [by_name[o] for o in outputs]
     else:
         out_idx = [int(g.sg.Outputs(i)) for i in range(g.sg.OutputsLength())]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
     fn = build_function(g, tuple(size), out_idx)  # type: ignore[arg-type]
     concrete = fn.get_concrete_function()
     ops = [g.op_name(g.sg.Operators(k)) for k in range(g.sg.OperatorsLength())]
