@@ -70,9 +70,9 @@ def fold_batchnorm(nodes: list[Any], consts: dict[str, npt.NDArray[Any]]) -> tup
         w = np.asarray(consts[conv.input[1]], np.float32)
         group = next((a.i for a in conv.attribute if a.name == "group"), 1)
         if conv.op_type == "Conv":
-            w = w * scale.reshape(-1, 1, 1, 1)
+            w = (w * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
         elif group == 1:
-            w = w * scale.reshape(1, -1, 1, 1)
+            w = (w * scale.reshape(1, -1, 1, 1)).astype(np.float32)
         else:
             continue
         bias = consts[conv.input[2]] if len(conv.input) > 2 and conv.input[2] else np.zeros_like(scale)
@@ -149,7 +149,7 @@ def load_onnx(path: Path, *, input_size: tuple[int, int] | None = None, outputs:
               **_: Any) -> ImportedModel:
     model = read_onnx(path)
     consts = _constants(model)
-    _, size, layout = _input(path, model, consts, input_size)
+    size, layout = _input(path, model, consts, input_size)[1:]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 

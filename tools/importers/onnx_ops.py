@@ -132,7 +132,7 @@ def _conv(b: Builder, node: Any, a: dict[str, Any]) -> None:
     k = (w.shape[2], w.shape[3])
     strides = tuple(a.get("strides", (1, 1)))
     dil = tuple(a.get("dilations", (1, 1)))
-    pad = _padding(b, node, a, x.shape, k, strides, dil)  # type: ignore[arg-type]
+    pad = _padding(b, node, a, x.shape, k, strides, dil)
     group, cin = int(a.get("group", 1)), int(x.shape[-1])
     if group == 1:
         y = tf.nn.conv2d(x, np.transpose(w, (2, 3, 1, 0)), (1, *strides, 1), pad, dilations=dil)
@@ -291,7 +291,7 @@ def _pool(kind: str) -> Callable[[Builder, Any, dict[str, Any]], None]:
         x = b.nhwc(node.input[0])
         k = tuple(a["kernel_shape"])
         s = tuple(a.get("strides", (1, 1)))
-        pad = _padding(b, node, a, x.shape, k, s, (1, 1))  # type: ignore[arg-type]
+        pad = _padding(b, node, a, x.shape, k, s, (1, 1))
         if isinstance(pad, list) or (pad == "SAME" and kind == "AVG" and a.get("count_include_pad", 0)):
             raise b.fail(node, f"pool pads {a.get('pads')} match neither SAME nor VALID")
         b.set(node, b.tf.nn.pool(x, k, kind, strides=s, padding=pad), True)

@@ -154,7 +154,8 @@ def _run_op(tf: Any, tfl: Any, name: str, op: Any, ins: list[Any], consts: list[
     simple: dict[str, Callable[[], Any]] = {
         "PAD": lambda: tf.pad(ins[0], consts[1]),
         "RESHAPE": lambda: tf.reshape(ins[0], [int(v) for v in (
-            consts[1] if len(ins) > 1 and consts[1] is not None else _options(op, tfl.ReshapeOptions).NewShapeAsNumpy())]),
+            consts[1] if len(ins) > 1 and consts[1] is not None
+            else _options(op, tfl.ReshapeOptions).NewShapeAsNumpy())]),
         "LOGISTIC": lambda: tf.sigmoid(ins[0]),
         "RELU": lambda: tf.nn.relu(ins[0]),
         "RELU6": lambda: tf.nn.relu6(ins[0]),
@@ -222,7 +223,7 @@ def load_tflite(path: Path, *, input_size: tuple[int, int] | None = None, output
     if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or t.Type() != 0:
         raise ModelError(f"{path}: input {t.Name().decode()} is {shape} of TFLite type {t.Type()}; expected a "
                          "float32 image [1,H,W,3]")
-    size = input_size or (shape[1], shape[2])
+    size: tuple[int, int] = input_size or (shape[1], shape[2])
     by_name = {g.tensor_name(i): i for i in range(g.sg.TensorsLength())}
     if outputs:
         missing = [o for o in outputs if o not in by_name]
@@ -234,11 +235,11 @@ def load_tflite(path: Path, *, input_size: tuple[int, int] | None = None, output
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    fn = build_function(g, tuple(size), out_idx)  # type: ignore[arg-type]
+    fn = build_function(g, size, out_idx)
     concrete = fn.get_concrete_function()
     ops = [g.op_name(g.sg.Operators(k)) for k in range(g.sg.OperatorsLength())]
     notes = [f"{len(ops)} TFLite ops rebuilt ({ops.count('DEQUANTIZE')} DEQUANTIZE of stored weights folded); "
              f"signature: {'yes' if model.SignatureDefsLength() else 'none (not needed)'}"]
-    return ImportedModel(path, "tflite", InputSpec(tuple(size)), tuple(g.tensor_name(i) for i in out_idx),
+    return ImportedModel(path, "tflite", InputSpec(size), tuple(g.tensor_name(i) for i in out_idx),
                          lambda: tf.lite.TFLiteConverter.from_concrete_functions([concrete], fn),
                          keepalive=[fn, concrete, g], notes=notes)
