@@ -154,10 +154,8 @@ def _reasons(name: str, version: int, ins: tuple[TensorInfo, ...], outs: tuple[T
         found.append(("unsupported-op", f"{name} is not an Edge TPU operation"))
     elif version > top:
         src = E.EDGETPU_MAX_VERSION[name][1]
-        hint = ("; don't fuse BatchNorm/activation into Conv2DTranspose (use UpSampling2D + Conv2D, "
-                "or a separate activation layer)" if name == "TRANSPOSE_CONV" else "")
         found.append(("op-version", f"version {version} is newer than v{top}, the highest edgetpu_compiler 16 "
-                                    f"accepts (source: {src}){hint}"))
+                                    f"accepts (source: {src}); cause and fix: {E.version_fix(name, version)}"))
     for t in ins + outs:
         if t.constant and t.dtype not in ("FLOAT32", "FLOAT16"):
             continue  # int8 weights, int32 bias and shape tensors are fine

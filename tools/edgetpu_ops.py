@@ -87,6 +87,31 @@ TPU_DTYPES = frozenset({"INT8", "UINT8"})
 ON_CHIP_CACHE_BYTES = 8 * 1024 * 1024
 
 
+# Why TFLite gives an op a version edgetpu_compiler 16 rejects (tensorflow/lite/tools/versioning/
+# op_version.cc), and the conversion that avoids it. Keys: (op, version).
+VERSION_FIXES: dict[tuple[str, int], str] = {
+    ("CONV_2D", 4): "int16 activations (16x8 quantization); quantize activations to int8 "
+                    "(TFLITE_BUILTINS_INT8, as `edgepose-tools quantize` does)",
+    ("CONV_2D", 5): "float activations with int8 weights (dynamic-range quantization); quantize with a "
+                    "representative set to full int8 (`edgepose-tools quantize`)",
+    ("CONV_2D", 6): "a grouped convolution (fewer filter input channels than input channels); split it into "
+                    "one CONV_2D per group + CONCATENATION (the ONNX and float-TFLite importers do), and quantize "
+                    "a float .tflite with `edgepose-tools quantize` (TF's converter: v3), not ai-edge-quantizer",
+    ("CONV_2D", 7): "int4 weights; quantize weights to int8",
+    ("CONV_2D", 8): "int16 activations with a quantized bias type; quantize activations to int8",
+    ("TRANSPOSE_CONV", 4): "a bias with a fused activation (TF 2.21 fuses Conv2DTranspose + BatchNorm + ReLU); "
+                           "don't fuse: keep the bias out of the op, relu(y + b) == max(y, -b) + b (the ONNX "
+                           "importer does), or use UpSampling2D + Conv2D",
+    ("TRANSPOSE_CONV", 5): "int16 activations; quantize activations to int8",
+}
+
+
+def version_fix(op: str, version: int) -> str:
+    """What produced ``op`` at ``version`` and how to convert so that the compiler accepts it."""
+    return VERSION_FIXES.get((op, version), "a newer TFLite feature than the compiler's TF 2.5 era; quantize "
+                                            "with `edgepose-tools quantize` (TF's full-int8 converter)")
+
+
 def accepted_version(op: str) -> int | None:
     """Highest version of ``op`` edgetpu_compiler 16 maps, or None for an unsupported op."""
     entry = EDGETPU_MAX_VERSION.get(op)

@@ -112,3 +112,69 @@ def test_check_reports_what_keeps_it_off_the_edgetpu(landmark) -> None:  # type:
     assert versions[("CONV_2D", 3)] == float_ops["CONV_2D"]
     assert versions[("DEPTHWISE_CONV_2D", 3)] == float_ops["DEPTHWISE_CONV_2D"]
     assert after.status == "mapped" and not after.problems, after.problems
+
+
+def _grouped_conv_tflite(path: Path) -> Path:
+    """A float .tflite with a grouped convolution (TFLite's CONV_2D v6)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3), batch_size=1)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=2, activation="relu")(x)
+    out = keras.layers.Conv2D(17, 1)(x)
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, out)).convert())
+    return path
+
+
+def test_grouped_conv_v6_is_reported_with_its_fix_and_rewritten_by_the_importer(tmp_path: Path) -> None:
+    from tools import importers
+    from tools.check import check_model
+    from tools.quantize import convert_int8, load_representative
+
+    src = _grouped_conv_tflite(tmp_path / "grouped.tflite")
+    assert ("CONV_2D", 6) in {(op.name, op.version) for op in check_model(src).ops}
+    imported = importers.load(src)
+    calib = load_representative(shared_path("images"), 6, (32, 32), progress=False)
+    out = tmp_path / "grouped_int8.tflite"
+    out.write_bytes(convert_int8(imported.make_converter(), calib, "uint8", src))
+    report = check_model(out)
+    versions = Counter((op.name, op.version) for op in report.ops)
+    assert versions[("CONV_2D", 3)] == 4 and versions[("CONCATENATION", 2)] + versions[("CONCATENATION", 1)] == 1
+    assert report.status == "mapped"
+    # The rebuilt float graph computes what the original does.
+    x = calib[0]
+    np.testing.assert_allclose(_run(src, x)[0], _run_bytes(imported.make_converter().convert(), x)[0],
+                               rtol=1e-4, atol=1e-4)
+    # TF's own int8 conversion of a grouped Keras conv keeps v6: check names the cause and the fix.
+    direct = tmp_path / "direct_int8.tflite"
+    direct.write_bytes(_keras_grouped_int8(calib))
+    v6 = [p for p in check_model(direct).problems if p.op == "CONV_2D" and p.version == 6]
+    assert v6 and "grouped convolution" in v6[0].message and "split it into one CONV_2D per group" in v6[0].message
+
+
+def _keras_grouped_int8(calib: list[np.ndarray]) -> bytes:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3), batch_size=1)
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=1)(inp)
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=2)(x)
+    conv = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, x))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([c] for c in calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.uint8
+    return bytes(conv.convert())
+
+
+def _run_bytes(model: bytes, x: np.ndarray) -> list[np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    return [it.get_tensor(o["index"]) for o in it.get_output_details()]

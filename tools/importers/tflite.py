@@ -105,8 +105,13 @@ def _run_op(tf: Any, tfl: Any, name: str, op: Any, ins: list[Any], consts: list[
     if name == "CONV_2D":
         o = _options(op, tfl.Conv2DOptions)
         filt = np.transpose(consts[1], (1, 2, 3, 0))
-        y = tf.nn.conv2d(ins[0], filt, (1, o.StrideH(), o.StrideW(), 1), _padding(o.Padding()),
-                         dilations=(o.DilationHFactor(), o.DilationWFactor()))
+        groups = int(ins[0].shape[-1]) // filt.shape[2]  # > 1: a grouped conv, CONV_2D v6 unless split
+
+        def conv(x: Any, f: Any) -> Any:
+            return tf.nn.conv2d(x, f, (1, o.StrideH(), o.StrideW(), 1), _padding(o.Padding()),
+                                dilations=(o.DilationHFactor(), o.DilationWFactor()))
+        y = conv(ins[0], filt) if groups == 1 else tf.concat(
+            [conv(x, f) for x, f in zip(tf.split(ins[0], groups, -1), np.split(filt, groups, axis=3))], -1)
         y = y if len(ins) < 3 or ins[2] is None else tf.nn.bias_add(y, consts[2])
         return _activate(tf, y, o.FusedActivationFunction())
     if name == "DEPTHWISE_CONV_2D":
