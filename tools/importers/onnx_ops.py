@@ -33,6 +33,7 @@ class Value:
     t: Any
     nhwc: bool = False
     bias: npt.NDArray[np.float32] | None = None
+    nonneg: bool = False  # after ReLU & co.: zero padding is the same as -inf padding for MaxPool
 
 
 class Builder:
@@ -74,8 +75,8 @@ class Builder:
         v = self.value(name)
         return self.tf.transpose(v.t, TO_NCHW) if v.nhwc else v.t
 
-    def set(self, node: Any, t: Any, nhwc: bool = False, bias: Any = None) -> None:
-        self.values[node.output[0]] = Value(t, nhwc, bias)
+    def set(self, node: Any, t: Any, nhwc: bool = False, bias: Any = None, nonneg: bool = False) -> None:
+        self.values[node.output[0]] = Value(t, nhwc, bias, nonneg)
 
     def run(self, node: Any) -> None:
         handler = HANDLERS.get(node.op_type)
@@ -181,10 +182,10 @@ def _relu(b: Builder, node: Any, a: dict[str, Any]) -> None:
     v = b.values.get(node.input[0])
     if v is not None and v.bias is not None:  # relu(y + bias) == max(y, -bias) + bias: no TRANSPOSE_CONV v4
         bias = v.bias
-        b.set(node, b.tf.maximum(v.t, b.tf.constant(-bias)) + b.tf.constant(bias), v.nhwc)
+        b.set(node, b.tf.maximum(v.t, b.tf.constant(-bias)) + b.tf.constant(bias), v.nhwc, nonneg=True)
         return
     v = b.value(node.input[0])
-    b.set(node, b.tf.nn.relu(v.t), v.nhwc)
+    b.set(node, b.tf.nn.relu(v.t), v.nhwc, nonneg=True)
 
 
 def _unary(fn: Callable[[Any, Any, dict[str, Any]], Any]) -> Callable[[Builder, Any, dict[str, Any]], None]:
@@ -209,7 +210,7 @@ def _clip(b: Builder, node: Any, a: dict[str, Any]) -> None:
         y = tf.nn.relu(v.t)
     else:
         y = tf.clip_by_value(v.t, lo, hi)
-    b.set(node, y, v.nhwc)
+    b.set(node, y, v.nhwc, nonneg=lo >= 0)
 
 
 def _channel_const(c: npt.NDArray[Any], nhwc: bool) -> npt.NDArray[np.float32]:
@@ -289,12 +290,19 @@ def _resize(b: Builder, node: Any, a: dict[str, Any]) -> None:
 def _pool(kind: str) -> Callable[[Builder, Any, dict[str, Any]], None]:
     def handler(b: Builder, node: Any, a: dict[str, Any]) -> None:
         x = b.nhwc(node.input[0])
+        nonneg = b.value(node.input[0]).nonneg
         k = tuple(a["kernel_shape"])
         s = tuple(a.get("strides", (1, 1)))
         pad = _padding(b, node, a, x.shape, k, s, (1, 1))
-        if isinstance(pad, list) or (pad == "SAME" and kind == "AVG" and a.get("count_include_pad", 0)):
-            raise b.fail(node, f"pool pads {a.get('pads')} match neither SAME nor VALID")
-        b.set(node, b.tf.nn.pool(x, k, kind, strides=s, padding=pad), True)
+        if isinstance(pad, list):
+            # Zero padding (TFLite PAD, mapped) is exact for a max pool over non-negative values and
+            # for an average that counts the padding; anything else would change the numbers.
+            if not ((kind == "MAX" and nonneg) or (kind == "AVG" and a.get("count_include_pad", 0))):
+                raise b.fail(node, f"pool pads {a.get('pads')} match neither SAME nor VALID")
+            x, pad = b.tf.pad(x, pad), "VALID"
+        elif pad == "SAME" and kind == "AVG" and a.get("count_include_pad", 0):
+            raise b.fail(node, "AveragePool with count_include_pad=1 and SAME-like pads is not supported")
+        b.set(node, b.tf.nn.pool(x, k, kind, strides=s, padding=pad), True, nonneg=nonneg)
     return handler
 
 
@@ -349,7 +357,7 @@ def _prelu(b: Builder, node: Any, a: dict[str, Any]) -> None:
 HANDLERS: dict[str, Callable[[Builder, Any, dict[str, Any]], None]] = {
     "Conv": _conv, "ConvTranspose": _conv_transpose, "BatchNormalization": _batchnorm,
     "Relu": _relu, "Clip": _clip, "PRelu": _prelu,
-    "Sigmoid": _unary(lambda tf, x, a: tf.sigmoid(x)),
+    "Sigmoid": _unary(lambda tf, x, a: tf.sigmoid(x)),  # (not marked nonneg: sigmoid is rarely pooled)
     "Tanh": _unary(lambda tf, x, a: tf.tanh(x)),
     "LeakyRelu": _unary(lambda tf, x, a: tf.nn.leaky_relu(x, float(a.get("alpha", 0.01)))),
     "Add": _binary("Add"), "Sub": _binary("Sub"), "Mul": _binary("Mul"), "Div": _binary("Div"),
