@@ -250,7 +250,7 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     if decoder not in DECODER_KINDS or schema not in SCHEMA_NAMES:
         raise ToolError(f"--decoder {decoder!r} / --schema {schema!r}: expected decoder in {', '.join(DECODER_KINDS)} "
                         f"and schema in {', '.join(SCHEMA_NAMES)}")
-    imported = _import(model, **(import_options or {}))
+    imported = _import(model, **({"layout": layout} if layout else {}), **(import_options or {}))
     conv, size = imported.make_converter(), imported.input.size
     mode = src_m.resize if src_m else "letterbox"
     mean, std, channels, layout = input_semantics(imported, src_m, mean, std, channels, layout)

@@ -74,6 +74,8 @@ CASES = [
     Case("tflite-already-compiled", _q(f"{CORAL}/movenet_single_pose_lightning_ptq_edgetpu.tflite", "--output",
                                        "{tmp}/out.tflite"), 2, r"already compiled for the Edge TPU",
          check=_only(), needs=("models/coral/movenet_single_pose_lightning_ptq_edgetpu.tflite",)),
+    Case("layout-contradicts-the-model", _q("{tmp}/m.onnx", "--layout", "nhwc"), 2,
+         r"is not a 3-channel NHWC image; fix --layout \(the model looks NCHW\)", _onnx("m.onnx"), _only("m.onnx")),
     Case("mean-two-values", _q("{tmp}/m.onnx", "--mean", "1", "2"), 2, r"--mean 1 2: give 1 value or 3",
          _onnx("m.onnx"), _only("m.onnx")),
     Case("std-zero", _q("{tmp}/m.onnx", "--std", "0"), 2, r"--std 0: every std must be positive",

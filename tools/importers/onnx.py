@@ -86,8 +86,9 @@ def fold_batchnorm(nodes: list[Any], consts: dict[str, npt.NDArray[Any]]) -> tup
     return [n for n in nodes if id(n) not in drop], folded
 
 
-def _input(path: Path, model: Any, consts: dict[str, Any],
-           input_size: tuple[int, int] | None) -> tuple[str, tuple[int, int], str]:
+def _input(path: Path, model: Any, consts: dict[str, Any], input_size: tuple[int, int] | None,
+           layout: str | None = None) -> tuple[str, tuple[int, int], str]:
+    """The image input's name, (h, w) and layout (detected from the 3-channel axis unless given)."""
     inputs = [i for i in model.graph.input if i.name not in consts]
     if len(inputs) != 1:
         raise ModelError(f"{path}: {len(inputs)} graph inputs ({', '.join(i.name for i in inputs)}); "
@@ -96,7 +97,10 @@ def _input(path: Path, model: Any, consts: dict[str, Any],
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
     if len(dims) != 4:
         raise ModelError(f"{path}: input {inp.name} has shape {dims}; expected an image [1,3,H,W] or [1,H,W,3]")
-    layout = "nchw" if dims[1] == 3 else "nhwc" if dims[3] == 3 else ""
+    if layout and dims[1 if layout == "nchw" else 3] != 3:
+        raise ModelError(f"{path}: input {inp.name} {dims} is not a 3-channel {layout.upper()} image; fix --layout "
+                         f"(the model looks {'NCHW' if dims[1] == 3 else 'NHWC'}) or leave it out")
+    layout = layout or ("nchw" if dims[1] == 3 else "nhwc" if dims[3] == 3 else "")
     if not layout:
         raise ModelError(f"{path}: input {inp.name} {dims} has no 3-channel axis; expected [1,3,H,W] or [1,H,W,3]")
     hw = (dims[2], dims[3]) if layout == "nchw" else (dims[1], dims[2])
@@ -115,7 +119,7 @@ def build_function(path: Path, model: Any, size: tuple[int, int], layout: str,
     from tools.importers.onnx_ops import Builder, Value
 
     consts = _constants(model)
-    name, _, _ = _input(path, model, consts, size)
+    name = _input(path, model, consts, size, layout)[0]
     import onnx
 
     nodes = []
@@ -146,10 +150,11 @@ def build_function(path: Path, model: Any, size: tuple[int, int], layout: str,
 
 @register("onnx")
 def load_onnx(path: Path, *, input_size: tuple[int, int] | None = None, outputs: Any = None,
-              **_: Any) -> ImportedModel:
+              layout: str | None = None, **_: Any) -> ImportedModel:
+    """``layout`` ("nchw"/"nhwc") overrides the detection, for an input like [1,3,H,3]."""
     model = read_onnx(path)
     consts = _constants(model)
-    size, layout = _input(path, model, consts, input_size)[1:]
+    size, layout = _input(path, model, consts, input_size, layout)[1:]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 

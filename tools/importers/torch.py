@@ -75,11 +75,21 @@ def export_onnx(path: Path, factory: str, size: tuple[int, int], folder: Path) -
                          f"{(missing or ['-'])[0]}), {len(unexpected)} unexpected (e.g. {(unexpected or ['-'])[0]})")
     net.eval()
     out = folder / f"{path.stem}.onnx"
+    args = (torch.zeros(1, 3, *size),)
     kwargs: dict[str, Any] = {"input_names": ["image"], "opset_version": OPSET, "do_constant_folding": True}
-    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
-        kwargs["dynamo"] = False  # the TorchScript exporter: plain ONNX ops, no onnxscript needed
+    has_dynamo = "dynamo" in inspect.signature(torch.onnx.export).parameters
     with torch.no_grad():
-        torch.onnx.export(net, (torch.zeros(1, 3, *size),), str(out), **kwargs)
+        try:  # the TorchScript exporter first: plain ONNX ops, no onnxscript needed
+            torch.onnx.export(net, args, str(out), **kwargs, **({"dynamo": False} if has_dynamo else {}))
+        except Exception as err:
+            if not has_dynamo:
+                raise ModelError(f"torch.onnx.export of --factory {factory} failed: {str(err).splitlines()[0]}") \
+                    from None
+            try:  # torch versions without the TorchScript exporter: torch.export (needs onnxscript)
+                torch.onnx.export(net, args, str(out), input_names=["image"], dynamo=True)
+            except Exception as err2:
+                raise ModelError(f"torch.onnx.export of --factory {factory} failed: "
+                                 f"{str(err2).splitlines()[0] if str(err2) else type(err2).__name__}") from None
     return out
 
 
