@@ -56,6 +56,8 @@ def _cases() -> dict[str, tuple[list[Any], dict[str, np.ndarray], list[int]]]:
                                    n("Concat", ["u", "l"], ["y"], axis=1)],
                                   {"sc": np.float32([1, 1, 2, 2]), "sz": np.int64([1, C, 2 * H, 2 * W])},
                                   [1, 2 * C, 2 * H, 2 * W]),
+        "upsample_opset9": ([n("Upsample", ["x", "sc"], ["y"], mode="nearest")],
+                             {"sc": np.float32([1, 1, 2, 2])}, [1, C, 2 * H, 2 * W]),
         "pools": ([n("Relu", ["x"], ["r"]),  # ResNet's stem: ONNX pads 1/1 where TF's SAME would pad 0/1
                    n("MaxPool", ["r"], ["a"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
                    n("AveragePool", ["a"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
@@ -77,7 +79,8 @@ def _model(tmp: Path, name: str) -> Path:
         nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, W])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
         [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    opset = 9 if name == "upsample_opset9" else 13  # Upsample was deprecated in opset 10
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     path = tmp / f"{name}.onnx"

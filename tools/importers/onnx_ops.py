@@ -264,8 +264,11 @@ def _resize(b: Builder, node: Any, a: dict[str, Any]) -> None:
     x = b.nhwc(node.input[0])
     h, w = int(x.shape[1]), int(x.shape[2])
     sizes = b.const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
-    scales_name = node.input[2] if node.op_type == "Resize" and len(node.input) > 2 else node.input[-1]
+    scales_name = node.input[2] if node.op_type == "Resize" and len(node.input) > 2 else \
+        node.input[1] if node.op_type == "Upsample" and len(node.input) > 1 else ""
     scales = b.const(scales_name) if scales_name else None
+    if scales is None and "scales" in a:  # Upsample before opset 9
+        scales = np.asarray(a["scales"], np.float32)
     if sizes is not None and sizes.size == 4:
         size = (int(sizes[2]), int(sizes[3]))
     elif scales is not None and scales.size == 4:
