@@ -19,6 +19,7 @@ import contextlib
 import io
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -182,7 +183,9 @@ def input_semantics(imported: Any, src_m: Manifest | None, mean: Any, std: Any, 
 
 def _convert(conv: Any, what: str) -> bytes:
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # Keras export prints "Saved artifact at ..."
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # Keras prints "Saved artifact"
+            # TF warns on every uint8/int8-input full-int8 conversion; the calibration sets the input scale.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
             return bytes(conv.convert())
     except Exception as err:  # the converter raises ConverterError/RuntimeError/ValueError
         text = str(err)

@@ -108,3 +108,21 @@ def test_bgr_model_is_calibrated_and_fed_bgr(sb_onnx: Path, tmp_path: Path) -> N
     print(f"bgr model: cosine with a BGR-fed reference {np.mean(as_bgr):.4f}, RGB-fed {np.mean(as_rgb):.4f}")
     assert min(as_bgr) >= MIN_COSINE
     assert np.mean(as_rgb) < np.mean(as_bgr) - 0.01  # the runtime really swapped the channels
+
+
+def test_cli_quantize_then_check(sb_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same through `edgepose-tools quantize` and `check`, as a user types it."""
+    from tools.cli import main
+
+    out = tmp_path / "sb_int8.tflite"
+    argv = ["quantize", str(sb_onnx), "--representative", str(shared_path("data", "limbs12_dev", "images")),
+            "--samples", "9", "--held-out", "3", "--decoder", "heatmap", "--schema", "coco17", "--no-progress",
+            "--output", str(out), "--mean", *map(str, IMAGENET_MEAN), "--std", *map(str, IMAGENET_STD),
+            "--channels", "rgb", "--layout", "nchw"]
+    assert main(argv) == 0
+    assert "output Identity [1, 32, 24, 17]" in capsys.readouterr().out
+    m = load_manifest(out.with_suffix(".toml"))
+    assert m.mean == pytest.approx(IMAGENET_MEAN) and m.std == pytest.approx(IMAGENET_STD)
+    assert "NCHW input in the original" in m.description
+    assert main(["check", str(out)]) == 0
+    assert "verdict: mapped" in capsys.readouterr().out
