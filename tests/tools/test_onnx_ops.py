@@ -109,3 +109,18 @@ def test_op_matches_onnxruntime(name: str, tmp_path: Path) -> None:
         ref = ref.transpose(0, 2, 3, 1)  # 4-D outputs come out NHWC
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
+
+
+def test_outputs_cut_the_graph_at_named_tensors(tmp_path: Path) -> None:
+    from edgepose.errors import ModelError
+    from tools import importers
+
+    path = _model(tmp_path, "pools")
+    cut = importers.load(path, outputs=["a"])  # the max pool, before the average pool
+    assert cut.output_names == ("a",)
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=cut.make_converter().convert())
+    assert list(it.get_output_details()[0]["shape"]) == [1, H // 2, W // 2, C]
+    with pytest.raises(ModelError, match=r"no tensor named nope; tensors include"):
+        importers.load(path, outputs=["nope"])
