@@ -178,3 +178,30 @@ def _run_bytes(model: bytes, x: np.ndarray) -> list[np.ndarray]:
     it.set_tensor(it.get_input_details()[0]["index"], x)
     it.invoke()
     return [it.get_tensor(o["index"]) for o in it.get_output_details()]
+
+
+def test_detector_with_sparse_weights_rebuilds_exactly_and_check_names_depth_to_space(tmp_path: Path) -> None:
+    """BlazePose's detector stores weights sparse (DENSIFY) and upsamples with DEPTH_TO_SPACE,
+    an op the Edge TPU lacks: the rebuilt graph is exact, and check says where it splits."""
+    from tools import importers
+    from tools.check import check_model
+    from tools.quantize import convert_int8, load_representative
+
+    src = shared_path("models", "mediapipe", "pose_detection.tflite")
+    imported = importers.load(src)
+    x = np.random.default_rng(0).uniform(0.0, 1.0, (1, 224, 224, 3)).astype(np.float32)
+    for a, b in zip(_run(src, x), _run_bytes(imported.make_converter().convert(), x)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+    calib = load_representative(shared_path("data", "limbs12_dev", "images"), 6, (224, 224), "letterbox",
+                                (0.0,), (255.0,), progress=False)
+    out = tmp_path / "pose_detection_int8.tflite"
+    out.write_bytes(convert_int8(imported.make_converter(), calib, "uint8", src))
+    report = check_model(out)
+    first = next(p for p in report.problems if p.severity == "error")
+    print(f"pose_detection int8: {report.status} at op {report.split_index} "
+          f"({report.ops[report.split_index].name}); {len(report.ops)} ops")
+    assert report.status == "split" and (first.kind, first.op) == ("unsupported-op", "DEPTH_TO_SPACE")
+    assert report.ops[report.split_index].name == "DEPTH_TO_SPACE"
+    # Exactly what keeps it off: each DEPTH_TO_SPACE of the float model, nothing else.
+    d2s = sum(op.name == "DEPTH_TO_SPACE" for op in check_model(src).ops)
+    assert d2s == 3 and Counter((p.kind, p.op) for p in report.problems) == {("unsupported-op", "DEPTH_TO_SPACE"): d2s}

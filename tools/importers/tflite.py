@@ -51,15 +51,39 @@ class _Graph:
         self.path, self.model, self.sg = path, model, model.Subgraphs(0)
         self.opnames = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
         self.consts: dict[int, npt.NDArray[Any]] = {}
+        sparse = False
         for i in range(self.sg.TensorsLength()):
             t = self.sg.Tensors(i)
             data = model.Buffers(t.Buffer()).DataAsNumpy() if t.Buffer() else 0
-            if isinstance(data, np.ndarray) and data.size:
+            if t.Sparsity() is not None:
+                sparse = True  # stored compressed behind a DENSIFY op; see _densified
+            elif isinstance(data, np.ndarray) and data.size:
                 dt = _NP_TYPES.get(t.Type())
                 if dt is None:
                     raise ModelError(f"{path}: tensor {t.Name().decode()} has TFLite type {t.Type()}, not supported")
                 shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
                 self.consts[i] = data.view(dt).reshape(shape)
+        if sparse:
+            self.consts.update(self._densified())
+
+    def _densified(self) -> dict[int, npt.NDArray[Any]]:
+        """The outputs of the DENSIFY ops (sparse weights made dense), as TFLite itself computes them:
+        one invoke of the original model with every tensor kept."""
+        import warnings
+
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        outs = [int(op.Outputs(0)) for op in (self.sg.Operators(k) for k in range(self.sg.OperatorsLength()))
+                if self.op_name(op) == "DENSIFY"]
+        with warnings.catch_warnings():  # "preserve_all_tensors is for debugging": that is what this is
+            warnings.simplefilter("ignore")
+            interp = Interpreter(model_path=str(self.path), experimental_preserve_all_tensors=True,
+                                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interp.allocate_tensors()
+        d = interp.get_input_details()[0]
+        interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        interp.invoke()
+        return {i: np.array(interp.get_tensor(i)) for i in outs}
 
     def op_name(self, op: Any) -> str:
         oc = self.model.OperatorCodes(op.OpcodeIndex())
@@ -171,6 +195,7 @@ def _run_op(tf: Any, tfl: Any, name: str, op: Any, ins: list[Any], consts: list[
         "MEAN": lambda: tf.reduce_mean(ins[0], [int(v) for v in np.ravel(consts[1])],
                                        keepdims=bool(_options(op, tfl.ReducerOptions).KeepDims())),
         "TRANSPOSE": lambda: tf.transpose(ins[0], [int(v) for v in consts[1]]),
+        "DEPTH_TO_SPACE": lambda: tf.nn.depth_to_space(ins[0], _options(op, tfl.DepthToSpaceOptions).BlockSize()),
     }
     if name in simple:
         return simple[name]()
@@ -195,6 +220,8 @@ def build_function(g: _Graph, size: tuple[int, int], outputs: list[int]) -> Any:
             name = g.op_name(op)
             idx = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
             out = int(op.Outputs(0))
+            if name == "DENSIFY" and out in consts:  # made dense when the graph was read
+                continue
             if name == "DEQUANTIZE" and idx[0] in consts:  # float16 (or int8) weights: widen once
                 consts[out] = consts[idx[0]].astype(np.float32)
                 continue
