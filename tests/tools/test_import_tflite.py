@@ -180,9 +180,14 @@ def _run_bytes(model: bytes, x: np.ndarray) -> list[np.ndarray]:
     return [it.get_tensor(o["index"]) for o in it.get_output_details()]
 
 
-def test_detector_with_sparse_weights_rebuilds_exactly_and_check_names_depth_to_space(tmp_path: Path) -> None:
+def test_detector_with_sparse_weights_and_depth_to_space_maps_after_import(tmp_path: Path) -> None:
     """BlazePose's detector stores weights sparse (DENSIFY) and upsamples with DEPTH_TO_SPACE,
-    an op the Edge TPU lacks: the rebuilt graph is exact, and check says where it splits."""
+    an op the Edge TPU lacks. The import rebuilds it exactly, with each DEPTH_TO_SPACE as the
+    TRANSPOSE_CONV (v2) computing the same; the int8 result maps fully and agrees with the
+    float original on real images. Measured (6 calibration images): regressors cosine min
+    0.915, scores cosine min 0.996 over the 8 coco17_dev images."""
+    from edgepose.imageio import list_images, read_image
+    from edgepose.preprocess import resize
     from tools import importers
     from tools.check import check_model
     from tools.quantize import convert_int8, load_representative
@@ -196,12 +201,17 @@ def test_detector_with_sparse_weights_rebuilds_exactly_and_check_names_depth_to_
                                 (0.0,), (255.0,), progress=False)
     out = tmp_path / "pose_detection_int8.tflite"
     out.write_bytes(convert_int8(imported.make_converter(), calib, "uint8", src))
-    report = check_model(out)
-    first = next(p for p in report.problems if p.severity == "error")
-    print(f"pose_detection int8: {report.status} at op {report.split_index} "
-          f"({report.ops[report.split_index].name}); {len(report.ops)} ops")
-    assert report.status == "split" and (first.kind, first.op) == ("unsupported-op", "DEPTH_TO_SPACE")
-    assert report.ops[report.split_index].name == "DEPTH_TO_SPACE"
-    # Exactly what keeps it off: each DEPTH_TO_SPACE of the float model, nothing else.
-    d2s = sum(op.name == "DEPTH_TO_SPACE" for op in check_model(src).ops)
-    assert d2s == 3 and Counter((p.kind, p.op) for p in report.problems) == {("unsupported-op", "DEPTH_TO_SPACE"): d2s}
+    before, after = check_model(src), check_model(out)
+    d2s = sum(op.name == "DEPTH_TO_SPACE" for op in before.ops)
+    versions = Counter((op.name, op.version) for op in after.ops)
+    print(f"pose_detection int8: {after.status}; {dict(versions)}")
+    assert d2s == 3 and versions[("TRANSPOSE_CONV", 2)] == d2s and not any(n == "DEPTH_TO_SPACE" for n, _ in versions)
+    assert after.status == "mapped" and not after.problems, after.problems
+    boxes, scores = [], []
+    for p in list_images(shared_path("data", "coco17_dev", "images")):
+        frame, _ = resize(read_image(p), (224, 224), "letterbox")
+        f, q = _run(src, (frame.astype(np.float32) / 255.0)[None]), _run(out, (frame.astype(np.float32) / 255.0)[None])
+        boxes.append(_cos(f[0], q[0]))
+        scores.append(_cos(f[1], q[1]))
+    print(f"pose_detection int8 vs float: regressors cosine min {min(boxes):.3f}, scores min {min(scores):.3f}")
+    assert min(boxes) >= 0.85 and min(scores) >= 0.98

@@ -6,7 +6,9 @@ the ``tflite`` package, takes the weights from its buffers (float16 widened to f
 replays each op with the TensorFlow op that converts back to the same TFLite builtin, so
 TF's own converter quantizes it with real images like any other model (no
 ai-edge-quantizer: its int8 CONV_2D is v6, which edgetpu_compiler 16 rejects). Tensors are
-NHWC already; nothing is transposed.
+NHWC already; nothing is transposed. Sparse weights (DENSIFY) are read as TFLite densifies
+them; rewrites for the Edge TPU: a grouped CONV_2D (v6) becomes one CONV_2D per group +
+CONCATENATION, DEPTH_TO_SPACE (not an Edge TPU op) the TRANSPOSE_CONV that computes it.
 """
 
 from __future__ import annotations
@@ -124,6 +126,19 @@ def _padding(code: int) -> str:
     return "SAME" if code == 0 else "VALID"
 
 
+def depth_to_space(tf: Any, x: Any, bs: int) -> Any:
+    """DEPTH_TO_SPACE (not an Edge TPU op) as the TRANSPOSE_CONV (v2: no bias, mapped) that computes
+    it exactly: stride ``bs``, a ``bs`` x ``bs`` kernel of ones picking channel (i*bs + j)*C + c
+    for output pixel (i, j) and channel c, TensorFlow's DCR order."""
+    _, h, w, cin = (int(d) for d in x.shape)
+    cout = cin // (bs * bs)
+    k = np.zeros((bs, bs, cout, cin), np.float32)
+    for i in range(bs):
+        for j in range(bs):
+            k[i, j, np.arange(cout), (i * bs + j) * cout + np.arange(cout)] = 1.0
+    return tf.nn.conv2d_transpose(x, k, (1, h * bs, w * bs, cout), (1, bs, bs, 1), "VALID")
+
+
 def _run_op(tf: Any, tfl: Any, name: str, op: Any, ins: list[Any], consts: list[Any]) -> Any:
     """One TFLite builtin as TensorFlow ops; ``ins`` are tensors (constants included)."""
     if name == "CONV_2D":
@@ -195,7 +210,7 @@ def _run_op(tf: Any, tfl: Any, name: str, op: Any, ins: list[Any], consts: list[
         "MEAN": lambda: tf.reduce_mean(ins[0], [int(v) for v in np.ravel(consts[1])],
                                        keepdims=bool(_options(op, tfl.ReducerOptions).KeepDims())),
         "TRANSPOSE": lambda: tf.transpose(ins[0], [int(v) for v in consts[1]]),
-        "DEPTH_TO_SPACE": lambda: tf.nn.depth_to_space(ins[0], _options(op, tfl.DepthToSpaceOptions).BlockSize()),
+        "DEPTH_TO_SPACE": lambda: depth_to_space(tf, ins[0], _options(op, tfl.DepthToSpaceOptions).BlockSize()),
     }
     if name in simple:
         return simple[name]()
