@@ -209,7 +209,7 @@ class ModelIO:
     def preprocess(self, frame: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[Any], Transform]:
         m = self.spec.manifest
         resized, transform = resize(frame, self.input_size, m.resize, m.interpolation)  # type: ignore[arg-type]
-        tensor = to_input_tensor(resized, self.input_dtype, self.input_quantization, m.mean, m.std)
+        tensor = to_input_tensor(resized, self.input_dtype, self.input_quantization, m.mean, m.std, m.channels)
         return tensor, transform
 
     def wrap(self, arrays: list[npt.NDArray[Any]]) -> list[OutputTensor]:

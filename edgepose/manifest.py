@@ -21,6 +21,7 @@ from edgepose.tomlio import read_toml
 DEVICES = ("cpu", "edgetpu")
 RESIZE_MODES = ("letterbox", "stretch", "crop")
 INTERPOLATIONS = ("bilinear", "nearest")
+CHANNEL_ORDERS = ("rgb", "bgr")
 SCHEMA_NAMES = ("coco17", "mpii16")
 REQUIRED = ("name", "file", "input_size", "decoder", "schema")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -46,6 +47,7 @@ class Manifest:
     interpolation: str = "bilinear"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    channels: str = "rgb"  # channel order of the model's input (mean/std are in this order)
     decoder_params: dict[str, Any] = field(default_factory=dict)
     # A model made from another file instead of downloaded: `derive` names the rewrite
     # (edgepose.derive), applied to source_file (found locally or fetched from
@@ -100,6 +102,7 @@ def manifest_from_dict(data: dict[str, Any], origin: str = "manifest") -> Manife
     _check_derive(d, origin)
     for key, allowed in (("device", DEVICES), ("resize", RESIZE_MODES),
                          ("interpolation", INTERPOLATIONS), ("decoder", DECODER_KINDS),
+                         ("channels", CHANNEL_ORDERS),
                          ("schema", SCHEMA_NAMES)):
         if key in d and d[key] not in allowed:
             raise ModelError(f"{origin}: {key} = {d[key]!r}; expected one of {', '.join(allowed)}")

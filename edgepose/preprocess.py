@@ -182,6 +182,7 @@ def to_input_tensor(
     quantization: tuple[float, int] = (0.0, 0),
     mean: float | tuple[float, ...] | None = None,
     std: float | tuple[float, ...] | None = None,
+    channels: str = "rgb",
 ) -> npt.NDArray[np.generic]:
     """Turn a resized uint8 frame into the model's input tensor (batch of one).
 
@@ -189,10 +190,11 @@ def to_input_tensor(
     ``value = (pixel - mean) / std``. When they are None the model takes raw pixels
     (uint8 as is; int8 shifted by 128; float as 0..255).
     For quantized inputs with mean/std, the float value is quantized with the input's
-    scale and zero point.
+    scale and zero point. ``channels="bgr"`` feeds the RGB frame's channels reversed (a
+    model trained on OpenCV frames); ``mean``/``std`` are then in BGR order too.
     """
     dt = np.dtype(dtype)
-    batch = image[None, ...]
+    batch = image[None, ..., ::-1] if channels == "bgr" else image[None, ...]
     if mean is None and std is None:
         if dt == np.uint8:
             return np.ascontiguousarray(batch)

@@ -98,9 +98,12 @@ def accepted_version(op: str) -> int | None:
 _VERSION_CAUSES: dict[tuple[str, int], str] = {
     ("CONV_2D", 5): "hybrid per-channel quantization (float activations, int8 weights)",
     ("CONV_2D", 6): "a grouped convolution (input channels != filter channels, e.g. PyTorch Conv2d(groups>1)): "
-                    "split it into one Conv2D per group + Concatenate, or use DepthwiseConv2D when groups == channels",
-    ("TRANSPOSE_CONV", 4): "an activation fused into it: don't fuse BatchNorm/activation into Conv2DTranspose "
-                           "(use UpSampling2D + Conv2D, or a separate activation layer)",
+                    "split it into one CONV_2D per group + CONCATENATION (the ONNX and float-TFLite importers do), "
+                    "or use DepthwiseConv2D when groups == channels; quantize a float .tflite with "
+                    "`edgepose-tools quantize` (TF's converter), not ai-edge-quantizer",
+    ("TRANSPOSE_CONV", 4): "a bias with an activation fused into it (TF 2.21 fuses Conv2DTranspose + BatchNorm + "
+                           "ReLU): keep the bias out of the op, relu(y + b) == max(y, -b) + b (the ONNX importer "
+                           "does), or use UpSampling2D + Conv2D, or a separate activation layer",
     ("FULLY_CONNECTED", 5): "keep_num_dims (a Dense layer on a 3-D or 4-D input): reshape to 2-D before the Dense",
     ("FULLY_CONNECTED", 6): "no bias: give the Dense layer a bias (use_bias=True)",
     ("FULLY_CONNECTED", 8): "sparse weights: export dense weights",

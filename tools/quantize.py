@@ -8,7 +8,9 @@ or none of them.
 
 The manifest keeps the float input semantics (``mean``/``std``) so
 ``edgepose.preprocess.to_input_tensor`` quantizes with the input tensor's own
-scale/zero point; when that quantization is the identity on raw pixels (scale 1, zero 0
+scale/zero point, and ``channels`` (rgb/bgr) says which order the model takes the
+channels in; the input semantics come from ``--mean/--std/--channels/--layout``, else the
+source's manifest, else the importer. When that quantization is the identity on raw pixels (scale 1, zero 0
 for uint8 input of a 0..255 model) mean/std are left out and frames are fed as they are.
 """
 
@@ -143,8 +145,9 @@ def available_frames(source: str | Path, count: int) -> int | None:
 
 def load_representative(source: str | Path, count: int, input_size: tuple[int, int],
                         resize_mode: str = "letterbox", mean: Any = None, std: Any = None,
-                        progress: bool = True) -> list[npt.NDArray[np.float32]]:
-    """Float input batches (1, h, w, 3) of real frames, resized and normalised as the model expects."""
+                        progress: bool = True, channels: str = "rgb") -> list[npt.NDArray[np.float32]]:
+    """Float input batches (1, h, w, 3) of real frames, resized, put in ``channels`` order and
+    normalised as the model expects (the same steps as ``edgepose.preprocess.to_input_tensor``)."""
     from tqdm import tqdm
 
     m = np.asarray(0.0 if mean is None else mean, np.float32)
@@ -154,6 +157,8 @@ def load_representative(source: str | Path, count: int, input_size: tuple[int, i
     for frame in tqdm(iter_source_frames(source, count, input_size), total=total, desc="representative",
                       unit="img", disable=not progress):
         resized, _ = resize(frame, input_size, resize_mode)  # type: ignore[arg-type]
+        if channels == "bgr":
+            resized = resized[..., ::-1]
         out.append(((resized.astype(np.float32) - m) / s)[None])
     if not out:
         raise DataError(f"representative set {source} has no images ({', '.join(IMAGE_SUFFIXES)}), video frames "
@@ -173,12 +178,46 @@ def _source_manifest(model: Path) -> Manifest | None:
     return None
 
 
-def _converter(model: Path) -> Any:
+def _import(model: Path, **options: Any) -> Any:
     """The model brought into TensorFlow (``tools.importers.ImportedModel``, any format it reads):
     ``make_converter()`` gives a fresh TFLiteConverter, ``input.size`` the (h, w) input size."""
     from tools import importers
 
-    return importers.load(model)
+    return importers.load(model, **options)
+
+
+def _per_channel(flag: str, values: Any) -> tuple[float, ...] | None:
+    if values is None:
+        return None
+    v = tuple(float(x) for x in ([values] if isinstance(values, (int, float)) else values))
+    if len(v) not in (1, 3):
+        raise ToolError(f"{flag} {' '.join(f'{x:g}' for x in v)}: give 1 value or 3 (one per channel)")
+    if flag == "--std" and not all(x > 0 for x in v):
+        raise ToolError(f"{flag} {' '.join(f'{x:g}' for x in v)}: every std must be positive")
+    return v
+
+
+def _input_flags(mean: Any, std: Any, channels: str | None, layout: str | None) -> None:
+    """Refuse bad --mean/--std/--channels/--layout before anything is imported."""
+    from tools.importers.base import CHANNEL_ORDERS, LAYOUTS
+
+    if channels is not None and channels not in CHANNEL_ORDERS:
+        raise ToolError(f"--channels {channels!r}: expected one of {', '.join(CHANNEL_ORDERS)}")
+    if layout is not None and layout not in LAYOUTS:
+        raise ToolError(f"--layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    _per_channel("--mean", mean)
+    _per_channel("--std", std)
+
+
+def input_semantics(imported: Any, src_m: Manifest | None, mean: Any, std: Any, channels: str | None,
+                    layout: str | None) -> tuple[Any, Any, str, str]:
+    """mean, std, channels, layout: the flags, else the source manifest, else the importer's InputSpec."""
+    spec = imported.input
+    mean, std = _per_channel("--mean", mean), _per_channel("--std", std)
+    if mean is None and std is None:
+        mean, std = (src_m.mean, src_m.std) if src_m and (src_m.mean or src_m.std) else (spec.mean, spec.std)
+    channels = channels or (src_m.channels if src_m else spec.channels)
+    return mean, std, channels, layout or spec.layout
 
 
 def _convert(conv: Any, what: str) -> bytes:
@@ -211,6 +250,20 @@ def _check_int8(model_bytes: bytes, io_dtype: str, source: Path) -> None:
         raise ConversionError(f"int8 quantization of {source} produced {'/'.join(sorted(dtypes))} inputs/outputs, "
                               f"not {io_dtype}: the model was not fully quantized; check its layers and the "
                               "representative set")
+
+
+def convert_int8(conv: Any, calib: list[npt.NDArray[np.float32]], io_dtype: str, model: Path) -> bytes:
+    """Full-integer int8 conversion with ``calib`` as the representative set (TF's converter,
+    whose op versions edgetpu_compiler 16 accepts); refuses a model that stayed float."""
+    import tensorflow as tf
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x] for x in calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = getattr(tf, io_dtype)
+    int8_bytes = _convert(conv, f"int8 quantization of {model}")
+    _check_int8(int8_bytes, io_dtype, model)
+    return int8_bytes
 
 
 def split_representative(frames: list[npt.NDArray[np.float32]], source: str | Path, num_samples: int,
@@ -259,7 +312,9 @@ def check_outputs_fit(model: Path, float_bytes: bytes, size: tuple[int, int], de
 
 def quantize(model: str | Path, representative: str | Path, output: str | Path | None = None, *,
              num_samples: int = 100, io_dtype: str = "uint8", decoder: str | None = None,
-             schema: str | None = None, held_out: int = 8, progress: bool = True) -> QuantizeResult:
+             schema: str | None = None, held_out: int = 8, progress: bool = True, mean: Any = None,
+             std: Any = None, channels: str | None = None, layout: str | None = None,
+             import_options: dict[str, Any] | None = None) -> QuantizeResult:
     """Quantize ``model`` to full int8 and write the .tflite, manifest and report next to ``output``.
 
     Everything is checked and computed before the first file is written; a failure while
@@ -282,6 +337,7 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     if out.is_dir():
         raise ToolError(f"--output {out} is a folder; give the .tflite file to write, e.g. {out / 'model_int8.tflite'}")
     importers.check_importable(model)  # an unknown or unsupported format, before asking for more
+    _input_flags(mean, std, channels, layout)
     src_m = _source_manifest(model)
     decoder = decoder or (src_m.decoder if src_m else None)
     schema = schema or (src_m.schema if src_m else None)
@@ -292,24 +348,16 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     if decoder not in DECODER_KINDS or schema not in SCHEMA_NAMES:
         raise ToolError(f"--decoder {decoder!r} / --schema {schema!r}: expected decoder in {', '.join(DECODER_KINDS)} "
                         f"and schema in {', '.join(SCHEMA_NAMES)}")
-    imported = _converter(model)
+    imported = _import(model, **({"layout": layout} if layout else {}), **(import_options or {}))
     conv, size = imported.make_converter(), imported.input.size
     mode = src_m.resize if src_m else "letterbox"
-    mean, std = (src_m.mean, src_m.std) if src_m else (None, None)
+    mean, std, channels, layout = input_semantics(imported, src_m, mean, std, channels, layout)
     params = dict(src_m.decoder_params) if src_m else {}
     float_bytes = _convert(conv, f"float conversion of {model}")
     check_outputs_fit(model, float_bytes, size, decoder, {"schema": schema, **params})
-    frames = load_representative(representative, num_samples + held_out, size, mode, mean, std, progress)
+    frames = load_representative(representative, num_samples + held_out, size, mode, mean, std, progress, channels)
     calib, check = split_representative(frames, representative, num_samples, held_out)
-
-    import tensorflow as tf
-
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x] for x in calib)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = getattr(tf, io_dtype)
-    int8_bytes = _convert(conv, f"int8 quantization of {model}")
-    _check_int8(int8_bytes, io_dtype, model)
+    int8_bytes = convert_int8(conv, calib, io_dtype, model)
 
     from tools.quant_report import compare, layer_errors, overlay, write_report
 
@@ -317,21 +365,25 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     report["layers"] = layer_errors(imported.make_converter, calib, check)
     report.update({"model": str(model), "output": out.name, "representative": str(representative),
                    "num_samples": len(calib), "requested_samples": num_samples, "held_out": len(check),
-                   "io": io_dtype, "held_out_overlaps": len(frames) < min(num_samples, MIN_SAMPLES) + held_out})
+                   "io": io_dtype, "held_out_overlaps": len(frames) < min(num_samples, MIN_SAMPLES) + held_out,
+                   "input": {"mean": mean, "std": std, "channels": channels, "source_layout": layout,
+                             "format": imported.fmt, "import_notes": imported.notes}})
     scale, zero = report["input_quantization"]
+    float_mean, float_std = mean, std
     raw_ok = mean is None and std is None and abs(scale - 1.0) < 1e-6 and zero == (0 if io_dtype == "uint8" else -128)
     if not raw_ok and mean is None and std is None:
         mean, std = (0.0,), (1.0,)  # float input is raw pixels; let to_input_tensor quantize
     base = {"name": out.stem, "file": out.name, "input_size": size, "decoder": decoder, "schema": schema,
-            "resize": mode, "mean": mean, "std": std, "decoder_params": params, "device": "cpu",
+            "resize": mode, "mean": mean, "std": std, "channels": channels, "decoder_params": params, "device": "cpu",
             "edgetpu_twin": f"{out.stem}_edgetpu",
-            "description": f"full-int8 ({io_dtype} I/O) quantization of {model.name} with {len(calib)} images"}
+            "description": f"full-int8 ({io_dtype} I/O) quantization of {model.name} ({imported.fmt}, "
+                           f"{layout.upper()} input in the original) with {len(calib)} images"}
     merged = {**(src_m.to_dict() if src_m else {}), **base, "url": "", "sha256": ""}
     manifest: Manifest = manifest_from_dict({k: v for k, v in merged.items() if v is not None}, origin=str(out))
     # The float twin, so `edgepose-tools evaluate --model FLOAT --model2 INT8` can compare them.
     float_path = out.with_name(out.stem.removesuffix("_int8") + "_float.tflite")
     float_m = manifest.with_(name=float_path.stem, file=float_path.name, edgetpu_twin="",
-                             mean=src_m.mean if src_m else None, std=src_m.std if src_m else None,
+                             mean=float_mean, std=float_std,
                              description=f"float32 conversion of {model.name} (the int8 model's reference)")
     rep_path, fig_path = out.with_name(out.stem + "_report.json"), out.with_name(out.stem + "_report.png")
     overlay_path = out.with_name(out.stem + "_overlay.png")
@@ -360,8 +412,8 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("quantize", help="full-int8 quantization with real images + a float-vs-int8 report",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", type=Path, help="the trained model, any format tools.importers reads (.keras, "
-                                            "SavedModel folder, ...)")
+    p.add_argument("model", type=Path, help="the trained model: a .keras file, a SavedModel or TF.js folder, "
+                   "an .onnx, a PyTorch checkpoint (with --factory) or a float .tflite")
     p.add_argument("--representative", required=True, help="image folder, video file or TFRecord file/folder")
     p.add_argument("--samples", type=positive_int, default=100, help="representative images for calibration")
     p.add_argument("--io", default="uint8", choices=IO_DTYPES, help="input/output type of the int8 model")
@@ -369,6 +421,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--held-out", type=positive_int, default=8, help="images kept out of calibration for the report")
     p.add_argument("--decoder", help="decoder kind, when the model has no manifest")
     p.add_argument("--schema", help="keypoint schema, when the model has no manifest")
+    p.add_argument("--mean", type=float, nargs="+", metavar="M",
+                   help="input normalisation (pixel - mean) / std, 1 or 3 values in --channels order "
+                        "(default: the model's manifest, else raw 0..255 pixels)")
+    p.add_argument("--std", type=float, nargs="+", metavar="S", help="see --mean")
+    p.add_argument("--channels", choices=("rgb", "bgr"), help="channel order the model was trained on (default rgb)")
+    p.add_argument("--layout", choices=("nhwc", "nchw"),
+                   help="layout of the original model's input (default: detected; the int8 model is NHWC)")
+    p.add_argument("--factory", metavar="MODULE:CALLABLE",
+                   help="PyTorch only: the function that builds the network the checkpoint's state_dict is for")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -377,7 +438,8 @@ def quantize_args(args: argparse.Namespace, output: Path | None = None) -> Quant
     """``quantize()`` with the parsed ``quantize`` flags (``build`` takes the same ones)."""
     return quantize(args.model, args.representative, output or args.output, num_samples=args.samples,
                     io_dtype=args.io, decoder=args.decoder, schema=args.schema, held_out=args.held_out,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, mean=args.mean, std=args.std, channels=args.channels,
+                    layout=args.layout, import_options={"factory": args.factory} if args.factory else None)
 
 
 def describe_calibration(r: QuantizeResult, source: str | Path) -> str:

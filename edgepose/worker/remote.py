@@ -46,7 +46,8 @@ def same_input(a: ModelIO, b: ModelIO) -> bool:
     ma, mb = a.spec.manifest, b.spec.manifest
     return (list(a.input["shape"]) == list(b.input["shape"]) and a.input_dtype == b.input_dtype
             and a.input_quantization == b.input_quantization
-            and (ma.resize, ma.interpolation, ma.mean, ma.std) == (mb.resize, mb.interpolation, mb.mean, mb.std))
+            and (ma.resize, ma.interpolation, ma.mean, ma.std, ma.channels)
+                == (mb.resize, mb.interpolation, mb.mean, mb.std, mb.channels))
 
 
 class SupervisedEngine:

@@ -57,6 +57,35 @@ def test_input_tensor_dtypes() -> None:
     assert q.tolist() == [[[[-127, 0, 127]]]]
 
 
+@pytest.mark.parametrize("dtype, quant, mean, std", [
+    (np.uint8, (0.0, 0), None, None),            # raw pixels
+    (np.int8, (0.0, 0), None, None),
+    (np.float32, (0.0, 0), (103.53, 116.28, 123.675), (57.375, 57.12, 58.395)),  # BGR-order ImageNet
+    (np.uint8, (0.0171, 117), (103.53, 116.28, 123.675), (57.375, 57.12, 58.395)),
+])
+def test_bgr_manifest_feeds_channels_reversed(dtype: type, quant: tuple[float, int], mean: object,
+                                              std: object) -> None:
+    """channels = "bgr" (from the manifest) feeds what an OpenCV-trained model saw: the RGB
+    frame's channels reversed, normalised with mean/std given in BGR order."""
+    img = _frame(5, 7)
+    bgr = to_input_tensor(img, dtype, quant, mean, std, channels="bgr")  # type: ignore[arg-type]
+    rgb_of_reversed = to_input_tensor(np.ascontiguousarray(img[..., ::-1]), dtype, quant, mean, std)  # type: ignore[arg-type]
+    assert bgr.dtype == np.dtype(dtype) and bgr.shape == (1, 5, 7, 3)
+    np.testing.assert_array_equal(bgr, rgb_of_reversed)
+    assert not np.array_equal(bgr, to_input_tensor(img, dtype, quant, mean, std))  # type: ignore[arg-type]
+
+
+def test_manifest_channels_field() -> None:
+    from edgepose.manifest import manifest_from_dict
+
+    base = {"name": "m", "file": "m.tflite", "input_size": [8, 8], "decoder": "heatmap", "schema": "coco17"}
+    assert manifest_from_dict(base).channels == "rgb"
+    m = manifest_from_dict({**base, "channels": "bgr"})
+    assert m.channels == "bgr" and m.to_dict()["channels"] == "bgr"
+    with pytest.raises(ModelError, match="channels = 'gbr'; expected one of rgb, bgr"):
+        manifest_from_dict({**base, "channels": "gbr"})
+
+
 def test_bad_frame_and_mode() -> None:
     with pytest.raises(ModelError, match="RGB frame"):
         resize(np.zeros((4, 4), np.uint8), (2, 2))
