@@ -98,7 +98,8 @@ def accepted_version(op: str) -> int | None:
 _VERSION_CAUSES: dict[tuple[str, int], str] = {
     ("CONV_2D", 5): "hybrid per-channel quantization (float activations, int8 weights)",
     ("CONV_2D", 6): "a grouped convolution (input channels != filter channels, e.g. PyTorch Conv2d(groups>1)): "
-                    "split it into one CONV_2D per group + CONCATENATION (the ONNX and float-TFLite importers do), "
+                    "split it into one CONV_2D per group + CONCATENATION (in Keras one Conv2D per group + Concatenate; "
+                    "the ONNX and float-TFLite importers do this), "
                     "or use DepthwiseConv2D when groups == channels; quantize a float .tflite with "
                     "`edgepose-tools quantize` (TF's converter), not ai-edge-quantizer",
     ("TRANSPOSE_CONV", 4): "a bias with an activation fused into it (TF 2.21 fuses Conv2DTranspose + BatchNorm + "
