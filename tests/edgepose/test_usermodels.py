@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgepose.cli.main import main
@@ -137,3 +138,25 @@ def test_multi_pose_model_runs_whole_frame_and_refuses_topdown(tmp_path: Path) -
     [m] = add_model(f, decoder="posenet_multi", schema="coco17")
     assert m.name == "pn" and not isinstance(m, TopDownManifest)
     assert remove_model("pn") == ["pn"]
+
+
+def test_an_mpii_landmark_model_tracks_against_coco_proposals() -> None:
+    """A user's MPII-16 model under PoseNet (COCO-17): on video its tracked people are
+    compared with the proposals through the joints both schemas share."""
+    from edgepose.engine import open_engine
+    from edgepose.estimator import Job
+    from edgepose.topdown.multi import PoseProposer, TopDownParams, _in_schema
+    from tests.conftest import load_rgb
+
+    image = load_rgb(shared_path(*COUPLE))
+    proposer = PoseProposer(open_engine(DEFAULT_PROPOSER, "cpu"), TopDownParams())
+    assert len(proposer.propose(Job(image), None, [])) == 2
+    found = proposer.runner.engine.infer(image)
+    found = found[np.argsort(-found.pose_scores)]
+    tracked = _in_schema(found[:1], "mpii16")  # one person already followed, in MPII joints
+    assert tracked.schema == "mpii16" and tracked.xy.shape == (1, 16, 2)
+    back = _in_schema(tracked, "coco17")
+    assert np.array_equal(back.scores[0, :5], np.zeros(5))  # the face: no MPII joint
+    np.testing.assert_array_equal(back.xy[0, 5:], found.xy[0, 5:])
+    boxes = proposer.propose(Job(image), None, [tracked])
+    assert len(boxes) == 1  # only the other person is new
