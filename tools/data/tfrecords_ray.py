@@ -5,7 +5,8 @@ scales past one machine.
 Each task reads its people's images and writes its shard itself, so on a cluster the
 image folder and the output folder must be the same paths on every node (a shared
 file system), and every node needs ``edgepose[tools,ray]`` installed. The shards are
-the ones ``write_tfrecords`` writes: the same people in the same order, byte for byte.
+the ones ``write_tfrecords`` writes: the same people in the same order (the same
+records; not the same bytes, as protobuf writes a feature map in no fixed order).
 """
 
 from __future__ import annotations
