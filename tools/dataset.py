@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tools.argtypes import positive_int
 from tools.data.coco import read_coco
 from tools.data.mpii import read_mpii
 from tools.data.samples import PersonSample
-from tools.argtypes import positive_int
 from tools.data.tfrecords import write_tfrecords
 
 FORMATS = ("mpii", "coco")

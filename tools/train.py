@@ -24,8 +24,8 @@ from typing import Any
 from edgepose.errors import ConfigError
 from edgepose.schemas import get_schema
 from tools.argtypes import positive_float, positive_int
-from tools.distribute import strategy, worker_out_dir
 from tools.data.pipeline import check_shards, make_dataset
+from tools.distribute import strategy, worker_out_dir
 from tools.errors import DataError
 from tools.models import MODEL_KINDS, build_model
 from tools.models.losses import FG_WEIGHT, foreground_weighted_mse, loss_class

@@ -3,6 +3,7 @@ weights: ImageNet or a local file), and the cluster read from $TF_CONFIG."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -143,7 +144,8 @@ def test_tf_config_gives_the_multi_worker_strategy() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-           "TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1:%d"]}, "task": {"type": "worker", "index": 0}}' % port}
+           "TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]},
+                                      "task": {"type": "worker", "index": 0}})}
     code = ("from tools.distribute import strategy; s = strategy(); "
             "print(type(s).__name__, s.num_replicas_in_sync, s.cluster_resolver.task_type)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,

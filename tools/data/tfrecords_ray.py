@@ -12,8 +12,9 @@ records; not the same bytes, as protobuf writes a feature map in no fixed order)
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tools.data.samples import DataError, PersonSample
 from tools.data.tfrecords import plan_shards, to_dict, write_shard
