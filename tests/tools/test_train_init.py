@@ -40,6 +40,7 @@ def test_init_starts_from_the_checkpoint_and_the_loss_continues(
         np.testing.assert_array_equal(got, want)
     result = train(cfg)
     before, after = first.history["loss"], result.history["loss"]
+    print(f"loss of the first run {before}, of the run from its checkpoint {after}")
     # a new run (epoch 0, fresh optimizer) that goes on from where the first ended:
     # nearer its last loss than its first, and below a from-scratch first epoch
     assert result.initial_epoch == 0 and len(after) == 2
