@@ -25,6 +25,7 @@ from edgepose.pose import Poses
 from edgepose.preprocess import Transform, resize, to_input_tensor
 from edgepose.registry import ModelSpec, resolve_model
 from edgepose.tflite_info import read_model_bytes, read_model_info
+from edgepose.twins import resolve_twin, twin_name
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +150,6 @@ def _native_stderr_to_log() -> Iterator[None]:
             for line in tmp.read().decode("utf-8", "replace").splitlines():
                 if line.strip():
                     log.debug("tflite: %s", line)
-
-
-def _twin(spec: ModelSpec, want: str) -> str:
-    m = spec.manifest
-    return m.edgetpu_twin if want == "edgetpu" else m.cpu_twin
 
 
 class ModelIO:
@@ -333,7 +329,7 @@ class ModelPlan:
     def cpu_spec(self) -> ModelSpec | None:
         """The CPU build (the model itself, or its ``cpu_twin``), None when it lists none."""
         if self._cpu is None and self._cpu_twin:
-            self._cpu = self._prepared(resolve_model(self._cpu_twin))
+            self._cpu = self._prepared(resolve_twin(self.requested, self._cpu_twin))
         return self._cpu
 
 
@@ -344,7 +340,8 @@ def plan_model(model: str | Path = "movenet-lightning", device: str = "auto", *,
     ``open_engine``); ModelError/ConfigError when ``device`` cannot be served at all."""
     kind, dev_opt = parse_device(device)
     spec = resolve_model(model, decoder=decoder, schema=schema)
-    is_tpu = read_model_info(spec.path).edgetpu
+    # compiled for the Edge TPU, or a build its manifest says is one (the pair `compile` wrote)
+    is_tpu = read_model_info(spec.path).edgetpu or spec.manifest.device == "edgetpu"
     prep = {k: v for k, v in (("resize", resize), ("interpolation", interpolation)) if v}
 
     def plan(edgetpu: ModelSpec | None, cpu: ModelSpec | None, cpu_twin: str = "") -> ModelPlan:
@@ -353,18 +350,18 @@ def plan_model(model: str | Path = "movenet-lightning", device: str = "auto", *,
     if kind == "cpu":
         if not is_tpu:
             return plan(None, spec)
-        name = _twin(spec, "cpu")
+        name = twin_name(spec, "cpu")
         if not name:
             raise ModelError(f"{spec.manifest.name} is compiled for the Edge TPU and lists no cpu_twin; "
                              "give the CPU .tflite with --model")
-        twin = resolve_model(name)
+        twin = resolve_twin(spec, name)
         log.info("using %s, the CPU twin of %s", twin.manifest.name, spec.manifest.name)
         return plan(None, twin)
 
     tpu_spec = spec if is_tpu else None
-    if tpu_spec is None and _twin(spec, "edgetpu"):
+    if tpu_spec is None and twin_name(spec, "edgetpu"):
         try:
-            tpu_spec = resolve_model(_twin(spec, "edgetpu"))
+            tpu_spec = resolve_twin(spec, twin_name(spec, "edgetpu"))
         except ModelError as exc:
             if kind == "edgetpu":
                 raise
@@ -376,7 +373,7 @@ def plan_model(model: str | Path = "movenet-lightning", device: str = "auto", *,
                 "compile it with `edgepose-tools compile` or use --device cpu"
             )
         return plan(tpu_spec, None)
-    return plan(tpu_spec, None, _twin(spec, "cpu")) if is_tpu else plan(tpu_spec, spec)
+    return plan(tpu_spec, None, twin_name(spec, "cpu")) if is_tpu else plan(tpu_spec, spec)
 
 
 def open_engine(

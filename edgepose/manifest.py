@@ -235,12 +235,14 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
-def dumps_manifest(m: Manifest) -> str:
+def dumps_manifest(m: AnyManifest) -> str:
+    """``m`` as TOML text (a model's or a pipeline's)."""
     d = m.to_dict()
-    params = d.pop("decoder_params")
+    table = "decoder_params" if isinstance(m, Manifest) else "params"
+    params = d.pop(table)
     lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if v != "" or k in REQUIRED]
     if params:
-        lines.append("\n[decoder_params]")
+        lines.append(f"\n[{table}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in params.items()]
     return "\n".join(lines) + "\n"
 

@@ -33,7 +33,7 @@ __all__ = [
     "Manifest", "ModelSpec", "TopDownManifest", "cache_dir", "describe_model", "dumps_manifest",
     "fetch_model", "find_model_file", "get_pipeline", "is_model_path", "list_manifests",
     "list_pipelines", "load_manifest", "manifest_dirs", "resolve_model", "sha256_file",
-    "write_manifest",
+    "user_manifest_dir", "write_manifest",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,12 +60,16 @@ def cache_dir() -> Path:
     return Path(base) / "edgepose" / "models"
 
 
-def manifest_dirs() -> list[Path]:
-    """Where manifests live: $EDGEPOSE_MANIFEST_PATH, the user's config, the built-in set."""
-    dirs = [Path(p) for p in os.environ.get("EDGEPOSE_MANIFEST_PATH", "").split(os.pathsep) if p]
+def user_manifest_dir() -> Path:
+    """The user's models (``edgepose models add``): $XDG_CONFIG_HOME/edgepose/models."""
     cfg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    dirs += [Path(cfg) / "edgepose" / "models", BUILTIN_MANIFESTS]
-    return dirs
+    return Path(cfg) / "edgepose" / "models"
+
+
+def manifest_dirs() -> list[Path]:
+    """Where manifests live: $EDGEPOSE_MANIFEST_PATH, the user's models, the built-in set."""
+    dirs = [Path(p) for p in os.environ.get("EDGEPOSE_MANIFEST_PATH", "").split(os.pathsep) if p]
+    return [*dirs, user_manifest_dir(), BUILTIN_MANIFESTS]
 
 
 def _all_manifests() -> dict[str, AnyManifest]:

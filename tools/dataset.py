@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tools.argtypes import positive_int
 from tools.data.coco import read_coco
 from tools.data.mpii import read_mpii
 from tools.data.samples import PersonSample
-from tools.argtypes import positive_int
 from tools.data.tfrecords import write_tfrecords
 
 FORMATS = ("mpii", "coco")
@@ -30,15 +30,31 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for the shards (its parent must exist)")
     p.add_argument("--prefix", default="train", help="shard name prefix, e.g. train or val")
     p.add_argument("--shards", type=positive_int, help="number of shards (default: ~1000 people each)")
-    p.add_argument("--workers", type=positive_int, help="parallel writer processes (default: CPU count)")
+    p.add_argument("--workers", type=positive_int, help="parallel writer processes (default: CPU count; "
+                   "with --ray and no address: the local Ray's CPUs)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="write the shards as Ray tasks: on the cluster at ADDRESS (e.g. ray://head:10001; "
+                   "images and --out on a file system every node shares), else on a local Ray "
+                   "(needs the ray extra: pip install 'edgepose[ray]')")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        from tools.data.tfrecords_ray import import_ray
+
+        import_ray()  # a missing extra fails before the annotations are read
     samples = read_samples(args.format, args.annotations, args.images)
-    paths = write_tfrecords(samples, args.out, prefix=args.prefix, num_shards=args.shards,
-                            workers=args.workers, progress=not args.no_progress)
+    if args.ray is not None:
+        from tools.data.tfrecords_ray import write_tfrecords_ray
+
+        paths = write_tfrecords_ray(samples, args.out, prefix=args.prefix, num_shards=args.shards,
+                                    address=args.ray or None, num_cpus=args.workers,
+                                    progress=not args.no_progress)
+    else:
+        paths = write_tfrecords(samples, args.out, prefix=args.prefix, num_shards=args.shards,
+                                workers=args.workers, progress=not args.no_progress)
     print(f"wrote {len(samples)} people into {len(paths)} shard(s) in {args.out}")
     return 0

@@ -2,7 +2,10 @@
 
 Foreground-weighted heatmap MSE (summed over stacks for the hourglass: intermediate
 supervision), Adam, ReduceLROnPlateau, best-val and last checkpoints, TensorBoard logs,
-resume from the last checkpoint, MirroredStrategy on several GPUs. The training model
+resume from the last checkpoint, a backbone started from ImageNet or a local weights
+file (``pretrained``), fine-tuning from a checkpoint (``init``), MirroredStrategy on
+several GPUs and MultiWorkerMirroredStrategy on several machines (``tools.distribute``,
+``$TF_CONFIG``). The training model
 has a dynamic batch; the exported model is rebuilt with a static batch of 1 (what the
 Edge TPU compiler needs) and the trained weights, and saved as ``.keras``, a SavedModel
 and an edgepose manifest (``<name>.toml``) describing the float model.
@@ -22,6 +25,7 @@ from edgepose.errors import ConfigError
 from edgepose.schemas import get_schema
 from tools.argtypes import positive_float, positive_int
 from tools.data.pipeline import check_shards, make_dataset
+from tools.distribute import strategy, worker_out_dir
 from tools.errors import DataError
 from tools.models import MODEL_KINDS, build_model
 from tools.models.losses import FG_WEIGHT, foreground_weighted_mse, loss_class
@@ -51,6 +55,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     fg_weight: float = FG_WEIGHT
     resume: bool = False
+    pretrained: str | None = None  # backbone weights: "imagenet" or a weights file
+    init: str | None = None  # a checkpoint (.keras or .weights.h5) to start from
     name: str = "edgepose_pose"
     seed: int | None = None
     verbose: int = 1
@@ -92,20 +98,21 @@ def _validate(cfg: TrainConfig) -> Path:
     for key in ("sigma", "learning_rate", "alpha", "fg_weight"):
         if not getattr(cfg, key) > 0:
             raise ConfigError(f"{key} = {getattr(cfg, key)}; expected a positive number")
+    if cfg.init and cfg.resume:
+        raise ConfigError("--init starts a new run from a checkpoint, --resume continues this one; use one")
+    for flag, value in (("--pretrained", cfg.pretrained), ("--init", cfg.init)):
+        if value and value != "imagenet" and not Path(value).is_file():
+            what = "imagenet or a weights file" if flag == "--pretrained" else "a .keras checkpoint"
+            raise DataError(f"{flag} {value}: no such file; give {what}")
+    if cfg.init and Path(cfg.init).suffix != ".keras" and not cfg.init.endswith(".weights.h5"):
+        raise DataError(f"--init {cfg.init}: expected a .keras checkpoint (e.g. <out>/checkpoints/best.keras) "
+                        "or a .weights.h5 file")
+    if cfg.init and cfg.pretrained:
+        raise ConfigError("--init loads every weight, --pretrained only the backbone's; use one")
     check_shards(cfg.train_data, cfg.schema)
     if cfg.val_data:
         check_shards(cfg.val_data, cfg.schema)
     return out
-
-
-def _strategy() -> Any:
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) > 1:
-        log.info("training on %d GPUs with MirroredStrategy", len(gpus))
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def _datasets(cfg: TrainConfig, heatmap_size: tuple[int, int], num_outputs: int) -> tuple[Any, Any]:
@@ -153,6 +160,9 @@ def train(config: TrainConfig) -> TrainResult:
     out = _validate(config)  # before importing Keras: bad input fails fast
     import keras
 
+    strat = strategy()  # first: a multi-worker strategy must exist before other TF ops
+    out.mkdir(exist_ok=True)
+    out = worker_out_dir(out)  # a cluster's other workers write beside the chief's
     out.mkdir(exist_ok=True)
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(exist_ok=True)
@@ -162,20 +172,8 @@ def train(config: TrainConfig) -> TrainResult:
         keras.utils.set_random_seed(config.seed)
     loss_class()  # registers the loss for load_model
 
-    initial_epoch = 0
-    with _strategy().scope():
-        if config.resume and last.is_file():
-            initial_epoch = _resume_epoch(state)
-            try:
-                model = keras.models.load_model(last)
-            except (ValueError, OSError) as err:
-                raise DataError(f"cannot resume: checkpoint {last} is damaged ({str(err).splitlines()[0][:120]}); "
-                                "delete it or train without --resume") from None
-            log.info("resuming from %s at epoch %d", last, initial_epoch)
-        else:
-            model = build_model(config.model, **config.model_kwargs())
-            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                          loss=[foreground_weighted_mse(config.fg_weight)] * len(model.outputs))
+    with strat.scope():
+        model, initial_epoch = initial_model(config, last, state)
     heatmap_size = tuple(int(v) for v in model.outputs[-1].shape[1:3])
     train_ds, val_ds = _datasets(config, heatmap_size, len(model.outputs))
     monitor = "val_loss" if val_ds is not None else "loss"
@@ -199,6 +197,90 @@ def train(config: TrainConfig) -> TrainResult:
         history = {k: [float(v) for v in vals] for k, vals in h.history.items()}
     weights_from = keras.models.load_model(best) if best.is_file() else model
     return _export(config, out, weights_from.get_weights(), history, initial_epoch)
+
+
+def initial_model(config: TrainConfig, last: Path, state: Path) -> tuple[Any, int]:
+    """The compiled model to train and its first epoch: resumed from ``last`` (weights,
+    optimizer, epoch from ``state``), else built, its backbone from ``pretrained`` or
+    every weight from ``init``. Call it inside the strategy's scope."""
+    import keras
+
+    if config.resume and last.is_file():
+        epoch = _resume_epoch(state)
+        try:
+            model = keras.models.load_model(last)
+        except (ValueError, OSError) as err:
+            raise DataError(f"cannot resume: checkpoint {last} is damaged ({str(err).splitlines()[0][:120]}); "
+                            "delete it or train without --resume") from None
+        log.info("resuming from %s at epoch %d", last, epoch)
+        return model, epoch
+    model = _build_pretrained(config)
+    if config.init:
+        _load_init(model, Path(config.init))
+        log.info("starting from the weights of %s", config.init)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  loss=[foreground_weighted_mse(config.fg_weight)] * len(model.outputs))
+    return model, 0
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:160]
+
+
+def _build_pretrained(config: TrainConfig) -> Any:
+    """``build_model`` with the backbone weights ``pretrained`` names."""
+    weights = config.pretrained
+    if weights is None:
+        return build_model(config.model, **config.model_kwargs())
+    if config.model != "simple_baselines":
+        if weights == "imagenet":
+            raise ConfigError(f"--pretrained imagenet: {config.model} has no ImageNet backbone; train it "
+                              "from scratch, or pass --pretrained PATH (weights of this network)")
+        model = build_model(config.model, **config.model_kwargs())
+        try:
+            model.load_weights(weights)
+        except (ValueError, OSError, KeyError) as err:
+            raise DataError(f"--pretrained {weights}: not weights of this {config.model} "
+                            f"({_first_line(err)})") from None
+        return model
+    try:
+        return build_model(config.model, backbone_weights=weights, **config.model_kwargs())
+    except ConfigError:
+        raise
+    except Exception as err:  # Keras raises a bare Exception for a failed download
+        if weights == "imagenet":
+            raise DataError(_imagenet_failure(str(err))) from None
+        raise DataError(f"--pretrained {weights}: not MobileNetV2 backbone weights for alpha {config.alpha}, "
+                        f"input {config.input_size[0]}x{config.input_size[1]} ({_first_line(err)})") from None
+
+
+def _imagenet_failure(text: str) -> str:
+    """One line for a failed download of Keras' weights: the file, why, the fix."""
+    import re
+
+    url = re.search(r"https?://\S+?\.h5", text)
+    why = text.rsplit("--", 1)[-1].strip() if "--" in text else _first_line(Exception(text))
+    if url is None:
+        return f"--pretrained imagenet: cannot get the MobileNetV2 ImageNet weights ({why}); pass --pretrained PATH"
+    return (f"--pretrained imagenet: cannot download the MobileNetV2 ImageNet weights "
+            f"{url.group(0).rsplit('/', 1)[-1]} ({why}); without internet, fetch {url.group(0)} "
+            "elsewhere into ~/.keras/models/ here, or pass --pretrained PATH to the file")
+
+
+def _load_init(model: Any, path: Path) -> None:
+    """Every weight of ``model`` from the checkpoint at ``path``; one line when it does not fit."""
+    import keras
+
+    try:
+        if path.suffix == ".keras":
+            model.set_weights(keras.models.load_model(path, compile=False).get_weights())
+        else:
+            model.load_weights(path)
+    except (ValueError, OSError, KeyError) as err:
+        raise DataError(f"--init {path}: its weights do not fit this {model.name} (same --model, "
+                        f"--input-size, --alpha/--head-filters or --stacks/--filters and --schema "
+                        f"as the run that wrote it?): {_first_line(err)}") from None
 
 
 def export_model(config: TrainConfig, weights: list[Any]) -> Any:
@@ -293,6 +375,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--fg-weight", type=positive_float, default=FG_WEIGHT, help="loss weight where target > 0")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.keras")
+    p.add_argument("--pretrained", metavar="imagenet|PATH",
+                   help="backbone weights: Keras' ImageNet MobileNetV2 (simple_baselines; downloaded once "
+                   "into ~/.keras/models) or a local weights file; recommended, see docs/train.md")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="fine-tune: start every weight from this .keras checkpoint (a new run: epoch 0, "
+                   "fresh optimizer)")
     p.add_argument("--name", default="edgepose_pose", help="exported model name")
     p.add_argument("--seed", type=int)
     p.set_defaults(func=run)
@@ -306,6 +394,7 @@ def run(args: argparse.Namespace) -> int:
         num_filters=args.filters, sigma=args.sigma, batch_size=args.batch_size, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, val_steps=args.val_steps, learning_rate=args.lr,
         fg_weight=args.fg_weight, resume=args.resume, name=args.name, seed=args.seed,
+        pretrained=args.pretrained, init=args.init,
     ))
     print(f"exported {result.keras_path}, {result.saved_model_dir} and {result.manifest_path}")
     return 0

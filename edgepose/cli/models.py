@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 
+from edgepose.decoders import DECODER_KINDS
 from edgepose.errors import ModelError
-from edgepose.manifest import AnyManifest, TopDownManifest
+from edgepose.manifest import SCHEMA_NAMES, AnyManifest, TopDownManifest
 from edgepose.registry import (
     cache_dir,
     describe_model,
@@ -19,6 +20,7 @@ from edgepose.registry import (
     list_pipelines,
     resolve_model,
 )
+from edgepose.usermodels import DEFAULT_PROPOSER
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +45,27 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="copy from a local folder (searched by file name) instead of downloading")
     fetch.add_argument("--force", action="store_true", help="download even when a verified copy exists")
     fetch.set_defaults(func=run_fetch)
+    add = msub.add_parser(
+        "add", help="register your own .tflite so it runs by name",
+        description="Register a model so `edgepose-run --model NAME` and `edgepose detect --model NAME` "
+        "run it: the file (and its Edge TPU twin <stem>_edgetpu.tflite beside it) is copied into the "
+        "model cache and its manifest written to $XDG_CONFIG_HOME/edgepose/models. A single-person "
+        "model runs top-down: a proposer model finds the people, yours poses each one on a crop.")
+    add.add_argument("file", metavar="FILE", help="the .tflite (its <stem>.toml manifest beside it, "
+                     "or --decoder and --schema)")
+    add.add_argument("--name", help="the name to run it by (default: the file's stem)")
+    add.add_argument("--decoder", choices=DECODER_KINDS, help="decoder, for a file without manifest")
+    add.add_argument("--schema", choices=SCHEMA_NAMES, help="keypoint schema, for a file without manifest")
+    add.add_argument("--topdown", action=argparse.BooleanOptionalAction, default=None,
+                     help="run it on a crop around each person found by --proposer (default: yes for "
+                     "single-person decoders movenet/heatmap/posenet_single, no for posenet_multi)")
+    add.add_argument("--proposer", metavar="NAME",
+                     help=f"the multi-pose model that finds people (default {DEFAULT_PROPOSER})")
+    add.add_argument("--force", action="store_true", help="replace a user model of the same name")
+    add.set_defaults(func=run_add)
+    rm = msub.add_parser("remove", help="unregister a model added with `models add`")
+    rm.add_argument("name", metavar="NAME")
+    rm.set_defaults(func=run_remove)
 
 
 def _where(name: str) -> str:
@@ -129,4 +152,25 @@ def run_fetch(args: argparse.Namespace) -> int:
         # no verified copy (or --force): download (or derive) without looking for one again
         path = fetch_model(name, url=args.url, source_dir=args.source_dir, force=True)
         print(f"{name}: {path}" + (f" (derived from {m.source_file}, sha256 verified)" if m.derive else ""))
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from edgepose.usermodels import add_model
+
+    written = add_model(args.file, name=args.name, decoder=args.decoder, schema=args.schema,
+                        topdown=args.topdown, proposer=args.proposer, force=args.force)
+    for m in written:
+        what = (f"top-down: {m.proposer} finds people, {m.landmark} poses each"
+                if isinstance(m, TopDownManifest) else f"{m.device}, {m.decoder}/{m.schema}")
+        print(f"{m.name}: {m.source or 'written'} ({what})")
+    print(f"run it: edgepose-run --model {written[-1].name}")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    from edgepose.usermodels import remove_model
+
+    for name in remove_model(args.name):
+        print(f"removed {name}")
     return 0

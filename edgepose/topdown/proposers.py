@@ -61,6 +61,7 @@ class PoseProposer:
             tensor, transform = prepared
         found = self.runner.run(job, tensor, transform)
         found = found[np.argsort(-found.pose_scores, kind="stable")]
+        tracked = [_in_schema(t, found.schema) for t in tracked]
         if tracked and len(found):
             n = len(tracked)
             sim = oks_matrix(Poses.concat([*tracked, found]), p.keypoint_threshold)
@@ -74,3 +75,20 @@ class PoseProposer:
             if box is not None:
                 out.append(Proposal(box, found[i:i + 1]))
         return out
+
+
+def _in_schema(poses: Poses, schema: str) -> Poses:
+    """``poses`` with the keypoints ``schema`` shares with theirs (COCO-17 <-> MPII-16), the
+    rest unseen (score 0): a landmark model's people compared with the proposer's."""
+    if poses.schema == schema:
+        return poses
+    from edgepose.schemas import MPII_TO_COCO, get_schema
+
+    pairs = MPII_TO_COCO if (poses.schema, schema) == ("mpii16", "coco17") else \
+        {c: m for m, c in MPII_TO_COCO.items()}
+    k = get_schema(schema).num_keypoints
+    xy = np.zeros((len(poses), k, 2), np.float32)
+    scores = np.zeros((len(poses), k), np.float32)
+    for src, dst in pairs.items():
+        xy[:, dst], scores[:, dst] = poses.xy[:, src], poses.scores[:, src]
+    return Poses(xy, scores, poses.pose_scores, schema, poses.track_ids)

@@ -27,6 +27,21 @@ def shard_name(prefix: str, index: int, count: int) -> str:
     return f"{prefix}-{index:05d}-of-{count:05d}{SHARD_SUFFIX}"
 
 
+def plan_shards(samples: Sequence[PersonSample], out: Path, prefix: str,
+                num_shards: int | None) -> tuple[list[Path], list[list[PersonSample]]]:
+    """The shard paths and the people in each (sample i goes to shard i mod n); checks
+    the output folder and creates it."""
+    if not samples:
+        raise DataError("no samples to write; check the annotation file and its filters")
+    if not out.parent.is_dir():
+        raise DataError(f"output folder {out}: parent {out.parent} does not exist; create it first")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"output folder {out} is a file; pass a folder for the TFRecord shards")
+    out.mkdir(exist_ok=True)
+    n = max(1, min(num_shards or math.ceil(len(samples) / 1000), len(samples)))
+    return [out / shard_name(prefix, i, n) for i in range(n)], [list(samples[i::n]) for i in range(n)]
+
+
 def write_tfrecords(
     samples: Sequence[PersonSample],
     out_dir: str | Path,
@@ -40,29 +55,21 @@ def write_tfrecords(
     ``num_shards`` defaults to about 1000 people per shard; ``workers`` (default: CPU
     count) processes write shards in parallel. Returns the shard paths in order.
     """
-    if not samples:
-        raise DataError("no samples to write; check the annotation file and its filters")
     out = Path(out_dir)
-    if not out.parent.is_dir():
-        raise DataError(f"output folder {out}: parent {out.parent} does not exist; create it first")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"output folder {out} is a file; pass a folder for the TFRecord shards")
-    out.mkdir(exist_ok=True)
-    n = max(1, min(num_shards or math.ceil(len(samples) / 1000), len(samples)))
-    chunks = [list(samples[i::n]) for i in range(n)]
-    paths = [out / shard_name(prefix, i, n) for i in range(n)]
+    paths, chunks = plan_shards(samples, out, prefix, num_shards)
+    n = len(paths)
     workers = max(1, min(workers or os.cpu_count() or 1, n))
     from tqdm import tqdm
 
     with tqdm(total=len(samples), desc=f"TFRecords {prefix}", unit="person", disable=not progress) as bar:
         if workers == 1:
             for path, chunk in zip(paths, chunks):
-                _write_shard(str(path), [_to_dict(s) for s in chunk], bar)
+                write_shard(str(path), [to_dict(s) for s in chunk], bar)
         else:
             # spawn, not fork: the parent may already run TensorFlow threads.
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                futures = {pool.submit(_write_shard, str(p), [_to_dict(s) for s in c]): len(c)
+                futures = {pool.submit(write_shard, str(p), [to_dict(s) for s in c]): len(c)
                            for p, c in zip(paths, chunks)}
                 for fut in as_completed(futures):
                     fut.result()
@@ -71,7 +78,7 @@ def write_tfrecords(
     return paths
 
 
-def _to_dict(s: PersonSample) -> dict[str, Any]:
+def to_dict(s: PersonSample) -> dict[str, Any]:
     return {
         "image_path": s.image_path,
         "joints": s.joints.reshape(-1).tolist(),
@@ -82,7 +89,7 @@ def _to_dict(s: PersonSample) -> dict[str, Any]:
     }
 
 
-def _write_shard(path: str, records: list[dict[str, Any]], bar: Any = None) -> int:
+def write_shard(path: str, records: list[dict[str, Any]], bar: Any = None) -> int:
     """Write one shard (runs in a worker process); returns the number of examples."""
     import tensorflow as tf
 

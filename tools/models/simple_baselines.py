@@ -21,9 +21,12 @@ def build_simple_baselines(
     interpolation: str = "bilinear",
     batch_size: int | None = None,
     name: str = "simple_baselines",
+    backbone_weights: str | None = None,
 ) -> Any:
-    """MobileNetV2 (stride 32, ``weights=None``) + ``num_upsamples`` x2 upsampling blocks.
+    """MobileNetV2 (stride 32) + ``num_upsamples`` x2 upsampling blocks.
 
+    ``backbone_weights``: None (random), ``"imagenet"`` (Keras' weights, downloaded into
+    ~/.keras/models) or the path of a weights file of this MobileNetV2 without its top.
     Output: heatmaps (batch, h / 2**(5 - num_upsamples), w / ..., num_joints).
     ``batch_size=1`` gives the static-shape model for export; ``None`` a trainable one.
     """
@@ -41,7 +44,7 @@ def build_simple_baselines(
     inputs = keras.Input(shape=(h, w, 3), batch_size=batch_size, name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(inputs)
     backbone = keras.applications.MobileNetV2(
-        input_shape=(h, w, 3), alpha=alpha, include_top=False, weights=None
+        input_shape=(h, w, 3), alpha=alpha, include_top=False, weights=backbone_weights
     )
     x = backbone(x)
     for i in range(num_upsamples):
