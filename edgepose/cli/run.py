@@ -113,6 +113,7 @@ def _filters(cfg: RunConfig) -> list[Any]:
 def make_outputs(cfg: RunConfig) -> list[Output]:
     """Every output ``cfg`` names, checked (no side effects), one path used once."""
     from edgepose.outputs import make_output
+    from edgepose.outputs.files import destination
     from edgepose.outputs.jsonl import JsonLinesOutput
 
     outputs: list[Output] = []
@@ -135,15 +136,21 @@ def make_outputs(cfg: RunConfig) -> list[Output]:
 
         outputs.append(ServeOutput(cfg.serve, token=cfg.serve_token,
                                    keypoint_threshold=cfg.keypoint_threshold))
-    seen: dict[str, str] = {}
+    seen: dict[tuple[object, ...], str] = {}
     for out in outputs:
         path = getattr(out, "path", None)
-        if isinstance(path, Path) and not path.is_char_device():
-            key = str(path.resolve())
-            if key in seen:
-                raise ConfigError(f"{out.spec} is given twice ({seen[key]} and {out.spec}); "
-                                  "each output needs its own file")
-            seen[key] = out.spec
+        if not (isinstance(path, Path) or getattr(out, "stdout", False)):
+            continue
+        key = destination(path if isinstance(path, Path) else None)
+        name = f"{getattr(out, 'flag', '--output')} {out.spec}"
+        if key is None:
+            continue
+        if key in seen:
+            where = "stdout" if key == ("stdout",) else "the same file"
+            raise ConfigError(f"{out.spec} is given twice: {seen[key]} and {name} both write to "
+                              f"{where}; one destination serves one output: drop one or give each "
+                              "its own file")
+        seen[key] = name
     for out in outputs:
         out.check()
     return outputs
