@@ -214,9 +214,10 @@ class RunConfig:
                                 check=_serve, metavar="[HOST:]PORT", example='"8080"')
     serve_token: str | None = setting(None, "token every request to --serve must carry, as "
                                       "?token= or Authorization: Bearer (required beyond "
-                                      "loopback; auto: make one and print the URL with it)",
+                                      "loopback; at least 16 characters without spaces; auto: "
+                                      "make one and print the URL with it)",
                                       metavar="TOKEN",
-                                      example='"change-me"')
+                                      example='"change-me-to-16-or-more-characters"')
     max_frames: int = setting(0, "stop after this many frames (0: run until stopped)",
                               check=_count("max_frames"), metavar="N", section="Run")
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR (to stderr: the journal "

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 PICTURE_WIDTH = 960
 QUALITY = 80
 AUTO_TOKEN = "auto"
+MIN_TOKEN_LENGTH = 16
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -52,8 +53,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_token(token: str | None) -> None:
+    """``ConfigError`` unless ``token`` is absent (None or ""), ``auto``, or a real secret:
+    at least ``MIN_TOKEN_LENGTH`` printable ASCII characters without spaces (it travels in
+    URLs and headers). A blank or short token is no token. The message never shows it."""
+    if not token or token == AUTO_TOKEN:
+        return
+    fix = (f"give at least {MIN_TOKEN_LENGTH} characters without spaces, or --serve-token auto "
+           "to have one made")
+    if not token.strip():
+        raise ConfigError(f"--serve-token is blank ({len(token)} space(s)): a blank token is no "
+                          f"token; {fix}")
+    if any(not (33 <= ord(c) <= 126) for c in token):
+        raise ConfigError("--serve-token holds spaces, control or non-ASCII characters, which do "
+                          f"not travel in URLs and headers; {fix}")
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(f"--serve-token is {len(token)} characters, too short to withstand "
+                          f"guessing; {fix}")
+
+
 def check_bind(bind: str, token: str | None) -> tuple[str, int]:
-    """(host, port) of ``bind``; ``ConfigError`` for a bind beyond loopback without a token."""
+    """(host, port) of ``bind``; ``ConfigError`` for a bind beyond loopback without a token,
+    or a token that is blank or too short (``check_token``)."""
+    check_token(token)
     host, port = parse_bind(bind)
     if not is_loopback(host) and not token:
         raise ConfigError(f"--serve {bind}: binding beyond loopback needs a token; pass "

@@ -41,6 +41,36 @@ log = logging.getLogger(__name__)
 
 STALE_S = 5.0
 BOUNDARY = "edgeposeframe"
+# What a request may hold: every route is a GET with a short URL and a browser's few
+# headers; a client beyond these gets a 400 and costs one debug line, not a traceback.
+MAX_LINE = 8190      # request line and URL (bytes)
+MAX_FIELD = 8190     # one header (bytes)
+MAX_HEADERS = 64     # header count
+MAX_BODY = 64 * 1024
+
+
+class HttpLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger handed to aiohttp's request handler. A malformed request (a 200 KB
+    header, 5,000 headers, an unknown method, a garbage request line) is the client's
+    fault: one debug line. Any other failure while handling a request is one ERROR line
+    naming the exception; its traceback goes to the debug log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("edgepose.serve.http"), {})
+
+    def exception(self, msg: object, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        import sys
+
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        err = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        text = (str(msg) % args) if args else str(msg)
+        if isinstance(err, HttpProcessingError):
+            reason = str(err.message).strip().splitlines()[0][:120] if err.message else type(err).__name__
+            self.logger.debug("%s: %s %s", text, err.code, reason)
+            return
+        self.logger.error("%s: %s", text, f"{type(err).__name__}: {err}"[:200].replace("\n", " "))
+        self.logger.debug("traceback", exc_info=err)
 
 
 @dataclass(frozen=True)
@@ -160,7 +190,7 @@ class LiveServer:
 
     async def _start(self) -> None:
         self._hub = Hub()
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[self._auth], client_max_size=MAX_BODY)
         app.add_routes([
             web.get("/", self._page), web.get("/meta.json", self._meta),
             web.get("/live", self._live), web.get("/poses", self._poses),
@@ -168,7 +198,13 @@ class LiveServer:
             web.get("/healthz", self._healthz),
         ])
         # no access log: URLs carry the token, and the journal is no place for it
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2,
+                                     logger=HttpLog(), max_line_size=MAX_LINE,
+                                     max_field_size=MAX_FIELD, max_headers=MAX_HEADERS,
+                                     # a client that leaves ends its handler at once (else a
+                                     # half-sent request's task is left pending, then
+                                     # collected: "Task was destroyed but it is pending!")
+                                     handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()

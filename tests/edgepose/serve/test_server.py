@@ -21,7 +21,7 @@ pytest.importorskip("aiohttp", reason="aiohttp is not installed (extra net)")
 from websockets.exceptions import InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-the-tests"
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
