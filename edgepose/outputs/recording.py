@@ -25,6 +25,7 @@ import errno
 import logging
 import math
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable
@@ -228,6 +229,7 @@ class RecordingOutput(Output):
         self._muxed = 0     # packets handed to the muxer
         self._good_end = 0  # file size at the end of the last complete fragment
         self._closed = False
+        self._wanted: tuple[int, int, float] = (0, 0, fps)  # the video _start set up
 
     def check(self) -> None:
         if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
@@ -282,6 +284,7 @@ class RecordingOutput(Output):
         av = self._av
         w, h = max(2, width & ~1), max(2, height & ~1)
         self._file = raw = _RawFile(self._create_file)
+        self._wanted = (w, h, self.fps)
         rate = frame_rate(self.fps)
         try:
             flush = "0" if self.flush == "buffered" else "1"
@@ -361,8 +364,11 @@ class RecordingOutput(Output):
                 log.debug("could not cut %s back: %s", self.path, trunc_err)
         if raw is None or not raw.opened:  # the encoder or muxer could not start
             left = "left as it was" if self.path.exists() else "not created"
-            self.error = (f"{self.flag} {self.path}: the recording could not start "
-                          f"({describe(err)}); the file was {left}")
+            reason = re.sub(r"^\[Errno -?\d+\] ", "", str(err)).split(":")[0]
+            w, h, rate = self._wanted
+            self.error = (f"{self.flag} {self.path}: the recording could not start: {self.codec_name} "
+                          f"cannot encode {w}x{h} frames at {float(rate):g} fps ({reason[:80]}); "
+                          f"the file was {left}")
         else:
             self.error = (f"{self.flag} {self.path}: {describe(err)} after {self._encoded} frame(s); "
                           f"the file keeps the first {kept}, playable")
