@@ -21,7 +21,7 @@ FORM = "ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH]"
 OPEN_TIMEOUT = 3.0
 
 
-class QuietPeerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class QuietPeerLog(logging.LoggerAdapter):
     """The logger handed to the websockets library: everything it says about a peer
     (its "unexpected internal error" tracebacks on garbage or a socket closed under it
     included) goes to the debug log; what the run reports is our one line per outage."""
