@@ -298,6 +298,10 @@ def compile_models(models: Sequence[str | Path], out_dir: str | Path | None = No
     limit = (timeout_sec or DEFAULT_TIMEOUT_SEC) + GRACE_SEC
     try:
         proc = _run_compiler(cmd, exe, limit)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (the compiler's group is killed by now)
+        for p in (p for m in paths for p in _expected_outputs(m, out) if fresh(p)):
+            p.unlink(missing_ok=True)
+        raise
     except CompileTimeoutError as err:
         partial = [p for m in paths for p in _expected_outputs(m, out) if fresh(p)]
         for p in partial:

@@ -415,3 +415,34 @@ def test_sigint_during_quantize_is_one_line_and_leaves_no_files(tmp_path: Path) 
                         lambda: time.monotonic() - t0 > 8, signal.SIGINT, tmp_path)
     _one_line(proc, 1, "edgepose-tools: stopped by SIGINT before it finished")
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_compile_kills_the_compiler_and_removes_its_output(tmp_path: Path,
+                                                                          signum: int) -> None:
+    """The fake compiler (``hang`` mode) has written part of its output and ignores
+    SIGTERM, as has its child: both are killed, the partial file removed, one line."""
+    if not (SHARED / POSENET).is_file():
+        pytest.skip(f"{POSENET} not in the shared folder")
+    _fake_compiler(tmp_path)
+    pidfile = tmp_path / "child.pid"
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ.get('PATH', '')}", "FAKE_EDGETPU_MODE": "hang",
+           "FAKE_EDGETPU_PIDFILE": str(pidfile)}
+    proc = _signal_when(["edgepose-tools", "compile", str(SHARED / POSENET), "--out-dir", str(tmp_path / "out")],
+                        lambda: pidfile.exists() and any((tmp_path / "out").iterdir()), signum, tmp_path, env)
+    _one_line(proc, 1, f"edgepose-tools: stopped by {signal.Signals(signum).name} before it finished")
+    _out_empty(tmp_path)
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(child), f"the compiler's child {child} still runs"
+
+
+def _gone(pid: int) -> bool:
+    """Ended (a zombie waiting for its reaper counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
