@@ -73,8 +73,8 @@ def _old_and_link(tmp: Path) -> None:
 def _strip_and_old_mp4(tmp: Path) -> None:
     """A 20000x2 image (40,000 pixels: no image limit refuses it, no H.264 encoder takes
     it) and an earlier recording."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     Image.fromarray(np.full((2, 20000, 3), 128, np.uint8)).save(tmp / "strip.png")
     (tmp / "old.mp4").write_bytes(OLD_MP4)

@@ -109,7 +109,8 @@ def test_a_recording_that_cannot_start_leaves_the_old_file(tmp_path: Path, fps: 
     old.write_bytes(b"an earlier recording" * 500)
     rec = RecordingOutput(str(old), fps=fps)
     rec.open()
-    with pytest.raises(OutputError, match=r"the recording could not start: \w+ cannot encode 1768x994 frames at .* fps .*; the file was left as it was"):
+    start = r"the recording could not start: \w+ cannot encode 1768x994 frames at .* fps .*"
+    with pytest.raises(OutputError, match=start + "; the file was left as it was"):
         rec.write(real_results(1)[0])
     rec.close()
     assert old.read_bytes() == b"an earlier recording" * 500
