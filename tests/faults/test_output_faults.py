@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, SHARED
-from tests.faults.harness import CLIS, Case, assert_one_line, run_case
+from tests.faults.harness import CLIS, Case, assert_one_line, fill, run_case
 
 OLD = '{"frame": 0, "old": true}\n' * 20
 OLD_MP4 = b"an earlier recording" * 500
@@ -320,8 +320,8 @@ def test_the_ids_are_unique() -> None:
 def _signal_when(argv: list[str], ready, signum: int, tmp: Path,
                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     cli, *args = argv
-    proc = subprocess.Popen([sys.executable, "-m", CLIS[cli], *args], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", CLIS[cli], *(fill(a, tmp) for a in args)], cwd=REPO,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + 120
@@ -446,3 +446,36 @@ def _gone(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat_file.parent.name))
+    return kids
+
+
+def test_ctrl_c_to_the_whole_group_while_the_workers_start(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole foreground group: sent as soon as
+    edgepose-run has started a helper process (the fork server importing its preload),
+    it is still a clean stop: exit 0, at most one line, no traceback from any process."""
+    cli, *args = RUN + ["--json", str(tmp_path / "out.jsonl")]
+    proc = subprocess.Popen([sys.executable, "-m", CLIS[cli], *(fill(a, tmp_path) for a in args)], cwd=REPO,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _children(proc.pid) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert lines in ([], ["edgepose-run: stopped by SIGINT before it finished"]), lines
