@@ -479,3 +479,39 @@ def test_ctrl_c_to_the_whole_group_while_the_workers_start(tmp_path: Path) -> No
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert lines in ([], ["edgepose-run: stopped by SIGINT before it finished"]), lines
+
+
+def test_malformed_requests_to_serve_leave_the_journal_quiet(tmp_path: Path) -> None:
+    """A running edgepose-run --serve gets a 200 KB header, 5,000 headers, an unknown
+    method and a garbage request line, five times each: every one is refused (400), the
+    live view keeps answering, and stderr (the journal) stays empty at WARNING level."""
+    pytest.importorskip("aiohttp")
+    from tests.edgepose.outputs.helpers import free_port
+    from tests.edgepose.serve.test_hostile_clients import HOSTILE, raw
+
+    port = free_port()
+    cli, *args = RUN + ["--loop", "--realtime", "--serve", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen([sys.executable, "-m", CLIS[cli], *(fill(a, tmp_path) for a in args)], cwd=REPO,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=2).startswith(b"HTTP/1.1 200"):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        statuses = set()
+        for name in ("a 200 KB header", "5,000 headers", "an unknown method", "a garbage request line"):
+            for _ in range(5):
+                statuses.add(raw(port, HOSTILE[name]).split(b" ")[1:2] == [b"400"])
+        alive = raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert statuses == {True}
+    assert alive.startswith(b"HTTP/1.1 200")
+    assert proc.returncode == 0, err
+    assert err.strip() == "", err
