@@ -39,12 +39,17 @@ class JsonLinesOutput(Output):
         self._fd: int | None = None
         self._good = 0  # bytes of complete records in the file
 
+    def _stream(self) -> bool:
+        """A path to something that is not a file (a pipe, /dev/stdout, a terminal, a
+        socket): written as it is, with no lock file and nothing to cut back."""
+        return self.path is not None and self.path.exists() and not self.path.is_file()
+
     def check(self) -> None:
         if self.path is not None and not self.path.is_char_device():
             check_writable_file(self.path, self.flag)
 
     def open(self) -> None:
-        if self._lock is not None and not (self.path is not None and self.path.is_char_device()):
+        if self._lock is not None and not self._stream():
             self._lock.acquire()
 
     def _open_file(self) -> int:

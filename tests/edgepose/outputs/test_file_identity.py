@@ -134,3 +134,26 @@ def test_a_recording_replaces_the_old_file_at_its_first_frame(tmp_path: Path) ->
         h, w = results[0].image.shape[:2]
         assert (stream.width, stream.height) == (w & ~1, h & ~1)  # the source's own frame size
     assert frames == 3
+
+
+def test_a_fifo_is_written_as_a_stream_without_a_lock_file(tmp_path: Path) -> None:
+    """A pipe (a FIFO here, /dev/stdout into a pipe alike) is no file to lock: written
+    as it is, nothing created beside it."""
+    import threading
+
+    fifo = tmp_path / "poses.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    results = real_results(2)
+    out = JsonLinesOutput(str(fifo))
+    out.check()
+    out.open()
+    for r in results:
+        out.write(r)
+    out.close()
+    reader.join(10)
+    assert [json.loads(line)["frame"] for line in got[0].decode().splitlines()] == \
+        [r.record["frame"] for r in results]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["poses.fifo"]
