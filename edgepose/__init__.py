@@ -5,6 +5,8 @@ Nothing here touches hardware or heavy libraries at import time.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from edgepose.errors import (
     ConfigError,
     DeviceError,
@@ -15,9 +17,28 @@ from edgepose.errors import (
     RenderError,
     SourceError,
 )
-from edgepose.pose import Poses
-from edgepose.preprocess import Transform
-from edgepose.schemas import COCO17, MPII16, Schema, get_schema
+
+if TYPE_CHECKING:
+    from edgepose.pose import Poses
+    from edgepose.preprocess import Transform
+    from edgepose.schemas import COCO17, MPII16, Schema, get_schema
+
+# numpy-backed names are imported on first use, so that a CLI starts (and installs its
+# signal handlers) before numpy is loaded.
+_LAZY = {"Poses": "edgepose.pose", "Transform": "edgepose.preprocess", "COCO17": "edgepose.schemas",
+         "MPII16": "edgepose.schemas", "Schema": "edgepose.schemas", "get_schema": "edgepose.schemas"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgepose' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

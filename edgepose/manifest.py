@@ -38,6 +38,7 @@ class Manifest:
     schema: str
     url: str = ""
     sha256: str = ""
+    size: int = 0  # bytes of ``file`` (0: unknown); a download never writes more
     license: str = ""
     description: str = ""
     device: str = "cpu"
@@ -56,6 +57,7 @@ class Manifest:
     source_file: str = ""
     source_url: str = ""
     source_sha256: str = ""
+    source_size: int = 0  # bytes of ``source_file`` (0: unknown)
     source: Path | None = field(default=None, compare=False)  # the TOML it came from
 
     kind = "model"
@@ -99,6 +101,11 @@ def manifest_from_dict(data: dict[str, Any], origin: str = "manifest") -> Manife
         if sha and not _SHA256.match(sha):
             raise ModelError(f"{origin}: {key} {d[key]!r} is not 64 hex digits")
         d[key] = sha
+    for key in ("size", "source_size"):
+        v = d.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ModelError(f"{origin}: {key} = {v!r} must be the file's size in bytes (a whole "
+                             "number, 0 for unknown)")
     _check_derive(d, origin)
     for key, allowed in (("device", DEVICES), ("resize", RESIZE_MODES),
                          ("interpolation", INTERPOLATIONS), ("decoder", DECODER_KINDS),
@@ -240,7 +247,8 @@ def dumps_manifest(m: AnyManifest) -> str:
     d = m.to_dict()
     table = "decoder_params" if isinstance(m, Manifest) else "params"
     params = d.pop(table)
-    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if v != "" or k in REQUIRED]
+    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items()
+             if (v != "" and not (k in ("size", "source_size") and v == 0)) or k in REQUIRED]
     if params:
         lines.append(f"\n[{table}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in params.items()]

@@ -7,12 +7,11 @@ import hashlib
 import logging
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgepose.download import CHUNK, download
 from edgepose.errors import FetchError, ModelError
 from edgepose.limits import MAX_MODEL_BYTES, check_file, read_bounded
 from edgepose.manifest import (
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 _CHECKOUT = Path(__file__).resolve().parent.parent
 BUILTIN_MANIFESTS = (_CHECKOUT / "models" if (_CHECKOUT / "pyproject.toml").is_file()
                      else Path(__file__).resolve().parent / "_manifests")
-CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -218,36 +216,6 @@ def _temp_in(dest_dir: Path, file_name: str) -> Path:
     return Path(tmp_name)
 
 
-def _download(name: str, src: str, sha256: str, tmp: Path, timeout: float,
-              progress: Callable[[int, int], None] | None) -> None:
-    """Write ``src`` into ``tmp``, refusing a short transfer or a sha256 mismatch."""
-    try:
-        h = hashlib.sha256()
-        got = 0
-        with open(tmp, "wb") as out, urllib.request.urlopen(src, timeout=timeout) as resp:
-            total = int(resp.headers.get("Content-Length") or 0)
-            while chunk := resp.read(CHUNK):
-                out.write(chunk)
-                h.update(chunk)
-                got += len(chunk)
-                if progress:
-                    progress(got, total)
-            if total and got != total:
-                raise FetchError(f"download of {name!r} from {src} stopped at {got} of {total} bytes; try again")
-        if h.hexdigest() != sha256:
-            raise FetchError(
-                f"download of {name!r} from {src} has sha256 {h.hexdigest()[:12]}…, expected "
-                f"{sha256[:12]}…; the file was discarded (wrong URL or a corrupted mirror?)"
-            )
-    except FetchError:
-        raise
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise FetchError(f"could not download {name!r} from {src}: {reason}; check the network or use --url") from None
-    except Exception as exc:  # http.client.IncompleteRead and friends
-        raise FetchError(f"could not download {name!r} from {src}: {type(exc).__name__}: {exc}; try again") from None
-
-
 def _install(data_or_tmp: bytes | Path, dest: Path) -> Path:
     """Move a verified temp file (or write verified bytes) to ``dest`` atomically."""
     tmp = data_or_tmp if isinstance(data_or_tmp, Path) else _temp_in(dest.parent, dest.name)
@@ -290,7 +258,7 @@ def _source_bytes(m: Manifest, url: str | None, source_dir: str | Path | None, t
                          "and has no source_url; put it in $EDGEPOSE_MODEL_PATH")
     tmp = _temp_in(cache_dir(), m.source_file)
     try:
-        _download(m.name, src, m.source_sha256, tmp, timeout, progress)
+        download(m.name, src, m.source_sha256, tmp, timeout, progress, size=m.source_size)
         return tmp.read_bytes()
     finally:
         tmp.unlink(missing_ok=True)
@@ -348,7 +316,7 @@ def fetch_model(
         raise FetchError(f"model {name!r} has no sha256 in its manifest; refusing an unverified download")
     tmp = _temp_in(cache_dir(), m.file)
     try:
-        _download(name, src, m.sha256, tmp, timeout, progress)
+        download(name, src, m.sha256, tmp, timeout, progress, size=m.size)
         dest = _install(tmp, cache_dir() / m.file)
     finally:
         tmp.unlink(missing_ok=True)

@@ -34,9 +34,12 @@ def run_subcommand(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
-    return run_cli("edgepose-tools", lambda: run_subcommand(args))
+    def go() -> int:  # parsing too: a signal while the subcommands load is one line
+        args = build_parser().parse_args(argv)
+        setup_logging(args.log_level)
+        return run_subcommand(args)
+
+    return run_cli("edgepose-tools", go, final=argv is None)
 
 
 if __name__ == "__main__":

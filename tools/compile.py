@@ -201,6 +201,29 @@ def _expected_outputs(model: Path, out: Path) -> list[Path]:
     return [out / f"{model.stem}_edgetpu.tflite", out / f"{model.stem}_edgetpu.log"]
 
 
+def _check_output(path: Path, exe: Path, model: Path, written: list[Path]) -> None:
+    """A compiler that exits 0 has still failed unless ``path`` is a TFLite model holding
+    the ``edgetpu-custom-op``: then every file it wrote in this run is removed and the
+    ``ToolError`` names what it wrote instead."""
+    from edgepose.tflite_info import EDGETPU_CUSTOM_OP, read_model_info
+
+    try:
+        size = path.stat().st_size
+        why = None if read_model_info(path).edgetpu else f"a TFLite model without the {EDGETPU_CUSTOM_OP}"
+    except ModelError:
+        why = "an empty file (0 bytes)" if size == 0 else f"{size} bytes that are not a TFLite model"
+    except OSError as err:
+        why = f"a file that cannot be read ({err.strerror})"
+    if why is None:
+        return
+    for p in written:
+        p.unlink(missing_ok=True)
+        if p.suffix == ".tflite":
+            p.with_suffix(".toml").unlink(missing_ok=True)
+    raise ToolError(f"{exe} exited 0 but wrote {why} as {path.name} (removed); is it really "
+                    f"edgetpu_compiler? Run it by hand on {model} to see its output")
+
+
 def _kill_group(proc: subprocess.Popen[str]) -> None:
     """Kill the compiler and everything it started (its process group), then reap it."""
     try:
@@ -275,6 +298,10 @@ def compile_models(models: Sequence[str | Path], out_dir: str | Path | None = No
     limit = (timeout_sec or DEFAULT_TIMEOUT_SEC) + GRACE_SEC
     try:
         proc = _run_compiler(cmd, exe, limit)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (the compiler's group is killed by now)
+        for p in (p for m in paths for p in _expected_outputs(m, out) if fresh(p)):
+            p.unlink(missing_ok=True)
+        raise
     except CompileTimeoutError as err:
         partial = [p for m in paths for p in _expected_outputs(m, out) if fresh(p)]
         for p in partial:
@@ -299,6 +326,8 @@ def compile_models(models: Sequence[str | Path], out_dir: str | Path | None = No
         if stale:
             raise ToolError(f"{exe} exited 0 but did not write {stale[0]}; is it really edgetpu_compiler? "
                             f"Run it by hand on {model} to see its output")
+        for p in outputs:
+            _check_output(p, exe, model, [q for m in paths for q in _expected_outputs(m, out) if fresh(q)])
         log_name = summary.get("operation_log") or f"{outputs[0].stem}.log"
         log_path: Path | None = out / Path(log_name).name
         if log_path is not None and not fresh(log_path):

@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -125,6 +126,16 @@ def check_coco_annotations(data: Any, path: Path, model: str, schema: str) -> No
             mpii = "; MPII-16 data goes through --mpii" if isinstance(kp, list) and len(kp) == 48 else ""
             raise DataError(f"{where}: annotation {i} (id {ann['id']}) has {n}, model {model} predicts {want} "
                             f"({schema}): use {schema} annotations, x y v for each of the {want} keypoints{mpii}")
+        numbers = [*kp, *(ann["bbox"] if isinstance(ann["bbox"], list) else [])]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+            raise DataError(f"{where}: annotation {i} (id {ann['id']}) has keypoints or a bbox that are "
+                            "not finite numbers (NaN, infinity or text); fix or drop it")
+    people = sum(1 for ann in data["annotations"] if not ann.get("iscrowd", 0)
+                 and any(v > 0 for v in ann["keypoints"][2::3]))
+    if not data["images"] or not people:
+        raise DataError(f"{where}: nothing to score ({len(data['images'])} image(s), "
+                        f"{len(data['annotations'])} annotation(s), {people} person(s) with labelled "
+                        "keypoints); use annotations with keypoints (v > 0)")
 
 
 def evaluate_coco(engines: Sequence[Estimator], ann_path: str | Path, images_dir: str | Path, *,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -79,6 +80,51 @@ def describe_os_error(err: OSError, what: str = "") -> str:
     return f"{name}: {reason}; {fix}" if name else f"{reason}; {fix}"
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised in the main thread by SIGINT, SIGTERM or SIGHUP while a CLI runs, so that
+    every ``finally`` (temporary files removed, outputs closed) runs on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+class _Interrupter:
+    """The handler ``run_cli`` installs: the first stop signal raises ``Interrupted``;
+    later ones are ignored, so that the clean-up it starts is not interrupted in turn."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._old: dict[int, Any] = {}
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if not self.raised:
+            self.raised = True
+            raise Interrupted(signum)
+
+    def install(self) -> None:
+        for name in STOP_SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is None:
+                continue
+            try:
+                self._old[sig] = signal.signal(sig, self)
+            except ValueError:  # not the main thread (embedded use): leave signals alone
+                return
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
 def _flush_stdout() -> None:
     """Flush stdout now, inside the error handling, and if that fails make sure the
     interpreter's own flush at exit cannot fail again (no 'Exception ignored')."""
@@ -115,16 +161,25 @@ class _NamedStdout:
         return getattr(self._inner, name)
 
 
-def run_cli(prog: str, func: Callable[[], int | None]) -> int:
+def run_cli(prog: str, func: Callable[[], int | None], *, interrupted: int = EXIT_RUNTIME,
+            final: bool = False) -> int:
     """Run ``func``; turn every failure into one line on stderr and an exit code.
 
     An ``EdgePoseError`` exits 2 (bad input or config; ``OutputError`` and other
     mid-run failures are reported by the command and exit 1), an ``OSError`` is one line
-    naming the file (exit 2 when it is about a path the user gave, else 1), Ctrl-C exits
-    130, a reader that went away (``| head``) exits 0.
+    naming the file (exit 2 when it is about a path the user gave, else 1), a reader that
+    went away (``| head``) exits 0. Ctrl-C, SIGTERM and SIGHUP alike raise
+    ``Interrupted`` in ``func`` (its ``finally`` blocks clean up): one line saying so
+    and the exit code ``interrupted`` (1: the command did not finish; ``edgepose-run``,
+    which stops its outputs cleanly on these signals, passes 0). ``final``: the process
+    exits after this (``main()`` called with ``argv=None``), so a signal that comes later,
+    while the interpreter shuts down (TensorFlow takes seconds), is ignored rather than
+    the default handlers restored.
     """
     real_stdout = sys.stdout
     sys.stdout = _NamedStdout(real_stdout)
+    interrupter = _Interrupter()
+    interrupter.install()
     try:
         rc = func()
         _flush_stdout()
@@ -138,8 +193,11 @@ def run_cli(prog: str, func: Callable[[], int | None]) -> int:
     except EdgePoseError as err:
         _error(prog, str(err))
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as err:
+        interrupter.raised = True  # a second signal now is ignored
+        name = err.name if isinstance(err, Interrupted) else "SIGINT"
+        _error(prog, f"stopped by {name} before it finished", "")
+        return interrupted
     except OSError as err:
         if err.filename == "stdout":
             silence_stdout()
@@ -148,11 +206,14 @@ def run_cli(prog: str, func: Callable[[], int | None]) -> int:
         return EXIT_USAGE if err.errno in _INPUT_ERRNOS else EXIT_RUNTIME
     finally:
         sys.stdout = real_stdout
+        interrupter.raised = True
+        if not final:
+            interrupter.restore()
 
 
-def _error(prog: str, message: str) -> None:
+def _error(prog: str, message: str, kind: str = "error: ") -> None:
     try:
-        sys.stderr.write(f"{prog}: error: {one_line(message)}\n")
+        sys.stderr.write(f"{prog}: {kind}{one_line(message)}\n")
         sys.stderr.flush()
     except OSError:
         pass

@@ -19,9 +19,12 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
-    return run_cli("edgepose", lambda: args.func(args))
+    def go() -> int:  # parsing too: a signal while the subcommands load is one line
+        args = build_parser().parse_args(argv)
+        setup_logging(args.log_level)
+        return int(args.func(args) or 0)
+
+    return run_cli("edgepose", go, final=argv is None)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     fetch.add_argument("--from", dest="source_dir", metavar="DIR",
                        help="copy from a local folder (searched by file name) instead of downloading")
     fetch.add_argument("--force", action="store_true", help="download even when a verified copy exists")
+    fetch.add_argument("--timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                       help="each read waits at most this long, and the whole download must average "
+                            "16 KiB/s after the first SECONDS (it never grows past the manifest's size)")
     fetch.set_defaults(func=run_fetch)
     add = msub.add_parser(
         "add", help="register your own .tflite so it runs by name",
@@ -66,6 +69,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     rm = msub.add_parser("remove", help="unregister a model added with `models add`")
     rm.add_argument("name", metavar="NAME")
     rm.set_defaults(func=run_remove)
+
+
+def _seconds(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and 0.1 <= value <= 3600):
+        raise argparse.ArgumentTypeError(f"{text} must be between 0.1 and 3600 seconds")
+    return value
 
 
 def _where(name: str) -> str:
@@ -150,7 +165,8 @@ def run_fetch(args: argparse.Namespace) -> int:
             print(f"{name}: {existing} (already there, sha256 verified; --force {again})")
             continue
         # no verified copy (or --force): download (or derive) without looking for one again
-        path = fetch_model(name, url=args.url, source_dir=args.source_dir, force=True)
+        path = fetch_model(name, url=args.url, source_dir=args.source_dir, force=True,
+                           timeout=args.timeout)
         print(f"{name}: {path}" + (f" (derived from {m.source_file}, sha256 verified)" if m.derive else ""))
     return 0
 

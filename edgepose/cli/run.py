@@ -19,17 +19,17 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgepose import sdnotify
 from edgepose.cli.common import EXIT_OK, EXIT_RUNTIME, ArgumentParser, run_cli, setup_logging
-from edgepose.config import SETTINGS, RunConfig, build_config, usable_cores, value_types
 from edgepose.errors import ConfigError, SourceError
-from edgepose.outputs import Output, make_output
+
+if TYPE_CHECKING:  # numpy-backed modules load inside main(), once signals are handled
+    from edgepose.config import RunConfig
+    from edgepose.outputs import Output
 
 log = logging.getLogger("edgepose.run")
 PROG = "edgepose-run"
-D = RunConfig()
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
@@ -37,6 +37,8 @@ def build_parser() -> ArgumentParser:
     """One flag per setting of ``RunConfig``. Flags default to 'not given' so that a config
     file value is only overridden when the flag is on the command line; the effective
     defaults are listed in the help."""
+    from edgepose.config import SETTINGS, value_types
+
     p = ArgumentParser(prog=PROG, description=__doc__, argument_default=argparse.SUPPRESS,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below "
@@ -110,6 +112,8 @@ def _filters(cfg: RunConfig) -> list[Any]:
 
 def make_outputs(cfg: RunConfig) -> list[Output]:
     """Every output ``cfg`` names, checked (no side effects), one path used once."""
+    from edgepose.outputs import make_output
+    from edgepose.outputs.files import destination
     from edgepose.outputs.jsonl import JsonLinesOutput
 
     outputs: list[Output] = []
@@ -132,15 +136,21 @@ def make_outputs(cfg: RunConfig) -> list[Output]:
 
         outputs.append(ServeOutput(cfg.serve, token=cfg.serve_token,
                                    keypoint_threshold=cfg.keypoint_threshold))
-    seen: dict[str, str] = {}
+    seen: dict[tuple[object, ...], str] = {}
     for out in outputs:
         path = getattr(out, "path", None)
-        if isinstance(path, Path) and not path.is_char_device():
-            key = str(path.resolve())
-            if key in seen:
-                raise ConfigError(f"{out.spec} is given twice ({seen[key]} and {out.spec}); "
-                                  "each output needs its own file")
-            seen[key] = out.spec
+        if not (isinstance(path, Path) or getattr(out, "stdout", False)):
+            continue
+        key = destination(path if isinstance(path, Path) else None)
+        name = f"{getattr(out, 'flag', '--output')} {out.spec}"
+        if key is None:
+            continue
+        if key in seen:
+            where = "stdout" if key == ("stdout",) else "the same file"
+            raise ConfigError(f"{out.spec} is given twice: {seen[key]} and {name} both write to "
+                              f"{where}; one destination serves one output: drop one or give each "
+                              "its own file")
+        seen[key] = name
     for out in outputs:
         out.check()
     return outputs
@@ -165,6 +175,8 @@ def _warm_up(estimator: Any, cfg: RunConfig) -> None:
 
 def run(cfg: RunConfig) -> int:
     """Open everything ``cfg`` names, run the pipeline, release everything."""
+    from edgepose import sdnotify
+    from edgepose.config import usable_cores
     from edgepose.estimator import open_estimator
     from edgepose.pipeline import Pipeline, limit_library_threads
     from edgepose.render import make_renderer
@@ -246,16 +258,17 @@ def _close_output(out: Output) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(argv))
-    config_file = args.pop("config", None)
-    setup_logging(args.get("log_level", D.log_level))
+    def go() -> int:  # parsing too: a signal meanwhile is a clean stop
+        args = vars(build_parser().parse_args(argv))
+        config_file = args.pop("config", None)
+        from edgepose.config import RunConfig, build_config
 
-    def go() -> int:
+        setup_logging(args.get("log_level", RunConfig().log_level))
         cfg = build_config(args, config_file)
         logging.getLogger().setLevel(cfg.log_level)
         return run(cfg)
 
-    return run_cli(PROG, go)
+    return run_cli(PROG, go, interrupted=EXIT_OK, final=argv is None)
 
 
 if __name__ == "__main__":

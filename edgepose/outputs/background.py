@@ -36,6 +36,9 @@ from edgepose.latest import LatestBox
 from edgepose.outputs.base import FrameResult, Output
 
 log = logging.getLogger(__name__)
+#: a connection that breaks within this many seconds of being made belongs to the
+#: outage before it: no new warning, no backoff reset (a peer answering garbage)
+STABLE_S = 5.0
 
 
 class Backoff:
@@ -127,6 +130,7 @@ class BackgroundOutput(Output):
         self.last_error: str | None = None
         self.connected_at: float | None = None  # monotonic time of the last (re)connection
         self._failing = False
+        self._flapping = False     # the last outage came back within STABLE_S: quiet retries
 
     # -- the pipeline's side --------------------------------------------------------
 
@@ -174,6 +178,20 @@ class BackgroundOutput(Output):
     # -- the thread -----------------------------------------------------------------
 
     def _run(self) -> None:
+        """The thread: whatever goes wrong in it is one log line, never a traceback."""
+        try:
+            self._serve()
+        except Exception as err:
+            self.last_error = describe(err)
+            log.error("%s: the output stopped (%s); the run goes on without it", self.spec,
+                      self.last_error)
+            log.debug("traceback", exc_info=True)
+            try:
+                self._abort()
+            except Exception as abort_err:
+                log.debug("%s: abort failed: %s", self.spec, abort_err)
+
+    def _serve(self) -> None:
         if self.niceness:
             lower_priority(self.niceness)
         backoff = Backoff(self.retry_initial, self.retry_max)
@@ -203,7 +221,10 @@ class BackgroundOutput(Output):
                 self._stop.wait(backoff.next())
                 continue
             self.written += 1
-            backoff.reset()
+            if self._flapping and time.monotonic() - (self.connected_at or 0.0) >= STABLE_S:
+                self._flapping = False
+            if not self._flapping:
+                backoff.reset()
         self._finish(connected)
 
     def _finish(self, connected: bool) -> None:
@@ -227,18 +248,22 @@ class BackgroundOutput(Output):
     def _failed(self, err: BaseException) -> None:
         message = describe(err)
         self.last_error = message
-        if not self._failing:
+        if not self._failing and self.connected_at is not None and \
+                time.monotonic() - self.connected_at < STABLE_S and self.outages:
+            self._flapping = True  # a peer that takes a connection and breaks it at once
+        if not self._failing and not self._flapping:
             self._failing = True
             self.outages += 1
             log.warning("%s: %s; the run goes on, retrying in the background", self.spec, message)
         else:
+            self._failing = True
             log.debug("%s: still failing: %s", self.spec, message)
 
     def _connected(self) -> None:
         self.connected_at = time.monotonic()
         if self._failing:
             self._failing = False
-            log.info("%s: connected again", self.spec)
+            (log.debug if self._flapping else log.info)("%s: connected again", self.spec)
 
     def _drop(self) -> None:
         try:

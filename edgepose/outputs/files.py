@@ -4,6 +4,7 @@ path can be written, without creating anything."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from edgepose.errors import ConfigError
@@ -23,3 +24,27 @@ def check_writable_file(path: Path, what: str, suffixes: tuple[str, ...] = ()) -
         raise ConfigError(f"{what} {path}: folder {folder} is not writable; pass a writable folder")
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{what} {path} exists and is read-only; pass another file name")
+
+
+STDOUT_PATHS = ("/dev/stdout", "/proc/self/fd/1", "/dev/fd/1")
+
+
+def destination(path: Path | None) -> tuple[object, ...] | None:
+    """What a file output really writes to, for "one destination, one output": stdout
+    (``path`` None, or a path that is this process's stdout), an existing file by its
+    device and inode (so symlinks and hard links compare equal), a new file by its
+    resolved path; None for other devices (/dev/null), which any number may share."""
+    if path is None or str(path) in STDOUT_PATHS:
+        return ("stdout",)
+    try:
+        st = path.stat()
+    except OSError:
+        return ("path", str(path.resolve()))
+    if stat.S_ISREG(st.st_mode):
+        return ("file", st.st_dev, st.st_ino)
+    try:
+        out = os.fstat(1)
+    except OSError:
+        return None
+    return ("stdout",) if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino) and \
+        not stat.S_ISCHR(st.st_mode) else None

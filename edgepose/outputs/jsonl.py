@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import OutputError
+from edgepose.errors import ConfigError, OutputError
 from edgepose.outputs.base import FrameResult, Output
 from edgepose.outputs.files import check_writable_file
 from edgepose.outputs.lock import OutputLock
@@ -39,20 +39,39 @@ class JsonLinesOutput(Output):
         self._fd: int | None = None
         self._good = 0  # bytes of complete records in the file
 
+    def _stream(self) -> bool:
+        """A path to something that is not a file (a pipe, /dev/stdout, a terminal, a
+        socket): written as it is, with no lock file and nothing to cut back."""
+        return self.path is not None and self.path.exists() and not self.path.is_file()
+
     def check(self) -> None:
         if self.path is not None and not self.path.is_char_device():
             check_writable_file(self.path, self.flag)
 
     def open(self) -> None:
-        if self._lock is not None and not (self.path is not None and self.path.is_char_device()):
+        if self._lock is not None and not self._stream():
             self._lock.acquire()
 
     def _open_file(self) -> int:
+        """Create or open the file, lock it, then empty it (not before: a writer reaching
+        the same file by another name must find it locked, not truncated)."""
         assert self.path is not None
         try:
-            return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as err:
             raise OutputError(f"{self.flag} {self.path}: cannot open for writing ({err.strerror})") from None
+        try:
+            if self._lock is not None:
+                self._lock.adopt(fd)
+            if os.fstat(fd).st_size:
+                os.ftruncate(fd, 0)
+        except ConfigError as err:
+            os.close(fd)
+            raise OutputError(str(err)) from None
+        except OSError as err:
+            os.close(fd)
+            raise OutputError(f"{self.flag} {self.path}: cannot empty it ({err.strerror})") from None
+        return fd
 
     def write(self, result: FrameResult) -> None:
         line = record_text(result.record) + "\n"

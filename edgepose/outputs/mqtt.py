@@ -25,6 +25,7 @@ from urllib.parse import unquote
 from edgepose.errors import ConfigError
 from edgepose.outputs.background import (
     BackgroundOutput,
+    describe,
     import_net,
     parse_url,
     url_port,
@@ -39,6 +40,8 @@ ONLINE, OFFLINE = "online", "offline"
 KEEPALIVE_S = 15
 #: how long one publish may wait to be written before the broker counts as stalled
 PUBLISH_TIMEOUT = 2.0
+#: a topic is a UTF-8 string with a 16-bit length (MQTT 3.1.1, section 1.5.3)
+MAX_TOPIC_BYTES = 65535
 
 
 def import_paho() -> Any:
@@ -55,6 +58,14 @@ def parse_mqtt(spec: str) -> tuple[str, int, str, str | None, str | None]:
     if "+" in topic or "#" in topic:
         raise ConfigError(f"output {spec}: topic {topic!r} has a wildcard (+ or #); "
                           "publish to a plain topic such as edgepose/poses")
+    if "\0" in topic:
+        raise ConfigError(f"output {spec[:80]}: the topic holds a NUL character, which MQTT "
+                          "forbids; publish to a plain topic such as edgepose/poses")
+    size = len((topic + STATUS_SUFFIX).encode("utf-8", "surrogatepass"))
+    if size > MAX_TOPIC_BYTES:
+        raise ConfigError(f"output {spec[:60]}…: the topic (with its {STATUS_SUFFIX} twin) is {size} "
+                          f"bytes of UTF-8, MQTT allows at most {MAX_TOPIC_BYTES}; use a short topic "
+                          "such as edgepose/poses")
     user = unquote(url.username) if url.username else None
     password = unquote(url.password) if url.password else None
     assert url.hostname is not None
@@ -85,6 +96,13 @@ class MqttOutput(BackgroundOutput):
     # -- paho callbacks (paho's network thread) -------------------------------------
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        try:
+            self._connected_as(client, reason)
+        except Exception as err:  # never an exception out of paho's thread
+            self._reason = f"cannot greet the broker ({describe(err)})"
+            self._failures += 1
+
+    def _connected_as(self, client: Any, reason: Any) -> None:
         if reason.is_failure:
             self._reason = f"the broker refused the connection ({reason})"
             self._failures += 1
@@ -115,6 +133,7 @@ class MqttOutput(BackgroundOutput):
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
+        client.suppress_exceptions = True  # a callback's failure is not paho's thread's end
         client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)
         client.loop_start()
         self._client = client

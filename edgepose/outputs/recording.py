@@ -25,8 +25,10 @@ import errno
 import logging
 import math
 import os
+import re
 import tempfile
 import threading
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NoReturn
@@ -116,17 +118,29 @@ def describe(err: BaseException) -> str:
 
 class _RawFile:
     """The file under the muxer, for PyAV's file-object I/O: every byte FFmpeg hands
-    over goes straight to the OS (no Python buffer), all of it or an OSError."""
+    over goes straight to the OS (no Python buffer), all of it or an OSError. The file
+    is opened (``opener``) at the first byte, so that a recording whose encoder or muxer
+    cannot start leaves an existing file as it was."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    def __init__(self, opener: Callable[[], int]) -> None:
+        self._opener = opener
+        self.fd = -1
         self.pos = 0
         self.end = 0
         self.discard = False  # after a failure: the muxer's last words go nowhere
 
+    @property
+    def opened(self) -> bool:
+        return self.fd >= 0
+
+    def _ensure(self) -> None:
+        if self.fd < 0:
+            self.fd = self._opener()
+
     def write(self, data: bytes) -> int:
         if self.discard:
             return len(data)
+        self._ensure()
         view = memoryview(data)
         while view:
             n = os.write(self.fd, view)
@@ -136,6 +150,9 @@ class _RawFile:
         return len(data)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if self.discard:
+            return self.pos
+        self._ensure()
         self.pos = os.lseek(self.fd, offset, whence)
         return self.pos
 
@@ -212,6 +229,7 @@ class RecordingOutput(Output):
         self._muxed = 0     # packets handed to the muxer
         self._good_end = 0  # file size at the end of the last complete fragment
         self._closed = False
+        self._wanted: tuple[int, int, float] = (0, 0, fps)  # the video _start set up
 
     def check(self) -> None:
         if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
@@ -265,14 +283,8 @@ class RecordingOutput(Output):
             self.open()
         av = self._av
         w, h = max(2, width & ~1), max(2, height & ~1)
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        except OSError as err:
-            self.error = f"{self.flag} {self.path}: cannot create it ({describe(err)})"
-            raise OutputError(f"{self.error}; check the folder") from None
-        self._file = raw = _RawFile(fd)
-        if self.flush == "sync":
-            self._syncer = _Syncer(fd, str(self.path))
+        self._file = raw = _RawFile(self._create_file)
+        self._wanted = (w, h, self.fps)
         rate = frame_rate(self.fps)
         try:
             flush = "0" if self.flush == "buffered" else "1"
@@ -295,6 +307,26 @@ class RecordingOutput(Output):
             self._fail(err)
         self._container, self._stream, self.size = container, stream, (w, h)
         log.info("recording %s: %dx%d at %s fps with %s", self.path, w, h, rate, self.codec_name)
+
+    def _create_file(self) -> int:
+        """Called at the muxer's first byte: create or open the file, lock it (another
+        name for it must find it locked), then empty it."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            self.error = f"{self.flag} {self.path}: cannot create it ({describe(err)})"
+            raise OutputError(f"{self.error}; check the folder") from None
+        try:
+            self._lock.adopt(fd)
+            os.ftruncate(fd, 0)
+        except (ConfigError, OSError) as err:
+            os.close(fd)
+            self.error = str(err) if isinstance(err, ConfigError) else \
+                f"{self.flag} {self.path}: cannot empty it ({describe(err)})"
+            raise OutputError(self.error) from None
+        if self.flush == "sync":
+            self._syncer = _Syncer(fd, str(self.path))
+        return fd
 
     def _mux(self, packet: Any) -> None:
         raw = self._file
@@ -326,11 +358,20 @@ class RecordingOutput(Output):
         if raw is not None:
             raw.discard = True
             try:
-                os.ftruncate(raw.fd, self._good_end)
+                if raw.opened:
+                    os.ftruncate(raw.fd, self._good_end)
             except OSError as trunc_err:
                 log.debug("could not cut %s back: %s", self.path, trunc_err)
-        self.error = (f"{self.flag} {self.path}: {describe(err)} after {self._encoded} frame(s); "
-                      f"the file keeps the first {kept}, playable")
+        if raw is None or not raw.opened:  # the encoder or muxer could not start
+            left = "left as it was" if self.path.exists() else "not created"
+            reason = re.sub(r"^\[Errno -?\d+\] ", "", str(err)).split(":")[0]
+            w, h, rate = self._wanted
+            self.error = (f"{self.flag} {self.path}: the recording could not start: {self.codec_name} "
+                          f"cannot encode {w}x{h} frames at {float(rate):g} fps ({reason[:80]}); "
+                          f"the file was {left}")
+        else:
+            self.error = (f"{self.flag} {self.path}: {describe(err)} after {self._encoded} frame(s); "
+                          f"the file keeps the first {kept}, playable")
         log.debug("recording failed", exc_info=err)
         raise OutputError(self.error) from None
 
@@ -367,7 +408,7 @@ class RecordingOutput(Output):
             if self._syncer is not None:
                 self._syncer.stop()
                 self._syncer = None
-            if raw is not None:
+            if raw is not None and raw.opened:
                 if self.flush == "sync" and not self.error:
                     try:  # the end of the recording is on the disk when close() returns
                         os.fdatasync(raw.fd)

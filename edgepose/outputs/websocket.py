@@ -9,6 +9,7 @@ synchronous client, imported only here (extra ``net``).
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Any
 
@@ -18,6 +19,19 @@ from edgepose.outputs.records import record_text
 
 FORM = "ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH]"
 OPEN_TIMEOUT = 3.0
+
+
+class QuietPeerLog(logging.LoggerAdapter):
+    """The logger handed to the websockets library: everything it says about a peer
+    (its "unexpected internal error" tracebacks on garbage or a socket closed under it
+    included) goes to the debug log; what the run reports is our one line per outage."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.getLogger(name), {})
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.log(logging.DEBUG, msg, *args, **kwargs)
 
 
 def import_websockets_client() -> Any:
@@ -48,7 +62,8 @@ class WebSocketOutput(BackgroundOutput):
         # compression off: records are small and the Pi's CPU is better spent on poses;
         # proxy off: a stream to the LAN never goes through an HTTP proxy.
         connection = client.connect(self.spec, sock=self._sock, open_timeout=self.open_timeout,
-                                    close_timeout=0.3, compression=None, proxy=None, max_queue=4)
+                                    close_timeout=0.3, compression=None, proxy=None, max_queue=4,
+                                    logger=QuietPeerLog("edgepose.ws.peer"))
         # entered as its library wants (websockets >= 17.1); left in _disconnect/_abort
         self._ws = connection.__enter__()
 

@@ -49,7 +49,7 @@ MAX_HEADERS = 64     # header count
 MAX_BODY = 64 * 1024
 
 
-class HttpLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class HttpLog(logging.LoggerAdapter):
     """The logger handed to aiohttp's request handler. A malformed request (a 200 KB
     header, 5,000 headers, an unknown method, a garbage request line) is the client's
     fault: one debug line. Any other failure while handling a request is one ERROR line

@@ -70,16 +70,19 @@ def context() -> Any:
 
 
 def _ensure_forkserver() -> None:
-    """Start the fork server with SIGTERM and SIGHUP blocked (the mask survives exec).
+    """Start the fork server with SIGTERM, SIGHUP and SIGINT blocked (the mask survives
+    exec).
 
-    systemd stops a service by signalling its whole control group: the server must
-    outlive that signal so that edgepose-run closes its workers itself (a worker dies
-    with the server, PR_SET_PDEATHSIG), and it still ends when edgepose-run does.
+    systemd stops a service by signalling its whole control group, and Ctrl-C in a
+    terminal signals the whole foreground process group: the server must outlive that
+    signal (SIGINT while it imports its preload would end it with a traceback) so that
+    edgepose-run closes its workers itself (a worker dies with the server,
+    PR_SET_PDEATHSIG), and it still ends when edgepose-run does.
     """
     from multiprocessing import forkserver, resource_tracker
 
     resource_tracker.ensure_running()  # first: starting it unblocks SIGTERM in this thread
-    stop = {signal.SIGTERM, signal.SIGHUP}
+    stop = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
     old = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
     try:
         forkserver.ensure_running()
@@ -233,7 +236,7 @@ class WorkerProcess:
     def kill(self) -> None:
         """SIGKILL the worker (a hung runtime ignores everything else) and free its slots."""
         proc, self._proc = self._proc, None
-        if proc is not None:
+        if proc is not None and proc.pid is not None:  # None: it never started
             if proc.is_alive():
                 proc.kill()
             proc.join(STOP_TIMEOUT_S)

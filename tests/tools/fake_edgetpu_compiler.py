@@ -13,6 +13,13 @@ streamed off-chip.
 ``partial`` (MoveNet-like: a CPU tail with three kinds of reasons), ``fail`` (exit 1),
 ``hang`` (starts a child process like the real compiler, writes part of the first
 output, then both sleep and ignore SIGTERM; the child's pid goes to ``$FAKE_EDGETPU_PIDFILE``).
+Compilers that exit 0 with a report but a bad output: ``empty`` (0-byte ``_edgetpu.tflite``),
+``garbage`` (bytes that are not a TFLite model), ``no-custom-op`` (the CPU model copied
+unchanged: a TFLite model without the ``edgetpu-custom-op``).
+
+In ``full`` and ``partial`` mode each output is a real TFLite flatbuffer shaped like a
+compiled model: the input's first input and output tensors, joined by one
+``edgetpu-custom-op`` (its options are not a real Edge TPU executable).
 """
 
 from __future__ import annotations
@@ -63,6 +70,64 @@ def op_rows(src: Path, mode: str) -> list[tuple[str, int, str]]:
     return [(op, n, "Mapped to Edge TPU") for op, n in sorted(counts.items())]
 
 
+def edgetpu_model(src: Path) -> bytes:
+    """A TFLite flatbuffer: ``src``'s first input and output tensors (shape, type) and one
+    ``edgetpu-custom-op`` operator between them (schema.fbs field slots)."""
+    import flatbuffers
+    import tflite
+
+    m = tflite.Model.GetRootAsModel(src.read_bytes(), 0)
+    sg = m.Subgraphs(0)
+    ends = [sg.Tensors(sg.Inputs(0)), sg.Tensors(sg.Outputs(0))]
+    b = flatbuffers.Builder(1024)
+
+    def ints(values: list[int]) -> int:
+        b.StartVector(4, len(values), 4)
+        for v in reversed(values):
+            b.PrependInt32(v)
+        return b.EndVector()
+
+    def table(fields: list[tuple[str, int, int]]) -> int:  # (kind, slot, value)
+        b.StartObject(max(slot for _, slot, _ in fields) + 1)
+        for kind, slot, value in fields:
+            {"off": b.PrependUOffsetTRelativeSlot, "i32": b.PrependInt32Slot,
+             "i8": b.PrependInt8Slot, "u32": b.PrependUint32Slot}[kind](slot, value, 0)
+        return b.EndObject()
+
+    def vector(offsets: list[int]) -> int:
+        b.StartVector(4, len(offsets), 4)
+        for o in reversed(offsets):
+            b.PrependUOffsetTRelative(o)
+        return b.EndVector()
+
+    tensors = []
+    for i, t in enumerate(ends):
+        name, shape = b.CreateString(f"t{i}"), ints([int(d) for d in t.ShapeAsNumpy()])
+        tensors.append(table([("off", 0, shape), ("i8", 1, t.Type()), ("u32", 2, 0), ("off", 3, name)]))
+    op = table([("u32", 0, 0), ("off", 1, ints([0])), ("off", 2, ints([1]))])
+    graph = table([("off", 0, vector(tensors)), ("off", 1, ints([0])), ("off", 2, ints([1])),
+                   ("off", 3, vector([op]))])
+    custom = b.CreateString("edgetpu-custom-op")
+    code = table([("i8", 0, 32), ("off", 1, custom), ("i32", 2, 1), ("i32", 3, 32)])
+    b.StartObject(0)
+    buffer = b.EndObject()
+    model = table([("u32", 0, 3), ("off", 1, vector([code])), ("off", 2, vector([graph])),
+                   ("off", 4, vector([buffer]))])
+    b.Finish(model, file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def write_output(src: Path, dst: Path, mode: str) -> None:
+    if mode == "empty":
+        dst.write_bytes(b"")
+    elif mode == "garbage":
+        dst.write_bytes(b"<html>502 Bad Gateway</html>\n")
+    elif mode == "no-custom-op":
+        shutil.copyfile(src, dst)
+    else:
+        dst.write_bytes(edgetpu_model(src))
+
+
 def hang(first_output: Path) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
@@ -107,7 +172,7 @@ def main() -> int:
     plural = "Models" if len(srcs) > 1 else "Model"
     print(f"{plural} compiled successfully in 412 ms.\n")
     for src, dst, n, cached in zip(srcs, dsts, sizes, on_chip):
-        shutil.copyfile(src, dst)
+        write_output(src, dst, mode)
         rows = op_rows(src, mode)
         table = [f"{'Operator':<30} {'Count':<10} Status", ""] + [f"{op:<30} {k:<10} {st}" for op, k, st in rows]
         log = out / f"{src.stem}_edgetpu.log"

@@ -150,6 +150,26 @@ def test_bad_inputs(fake_compiler: Path, cpu_model: Path, tmp_path: Path, monkey
         compile_model(args[0], None if len(args) == 1 else args[2])
 
 
+@pytest.mark.parametrize("mode, what", [
+    ("empty", "an empty file (0 bytes)"),
+    ("garbage", "29 bytes that are not a TFLite model"),
+    ("no-custom-op", "a TFLite model without the edgetpu-custom-op"),
+])
+def test_a_compiler_that_exits_0_with_a_bad_output_fails(
+        fake_compiler: Path, cpu_model: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], mode: str, what: str) -> None:
+    """Exit 0 and a success report are not enough: the output must be a TFLite model with
+    the Edge TPU custom op, else exit 2 in one line and nothing of the run is left."""
+    monkeypatch.setenv("FAKE_EDGETPU_MODE", mode)
+    assert main(["compile", str(cpu_model)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and f"exited 0 but wrote {what}" in captured.err
+    assert "compiled in" not in captured.out
+    stem = cpu_model.with_name(cpu_model.stem + "_edgetpu")
+    for suffix in (".tflite", ".log", ".toml"):
+        assert not stem.with_suffix(suffix).exists(), suffix
+
+
 def test_num_segments_must_be_positive(cpu_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ToolError, match="--num-segments 0"):
         compile_model(cpu_model, num_segments=0)

@@ -37,6 +37,11 @@ def read_coco(
                 f"expected {NUM_JOINTS} (COCO-17); use the MPII reader for 16-joint data"
             )
         kp = kp.reshape(NUM_JOINTS, 3)
+        bbox = ann.get("bbox")
+        if not np.isfinite(kp).all() or (isinstance(bbox, (list, tuple)) and
+                                         not np.isfinite(np.asarray(bbox, np.float64)).all()):
+            raise DataError(f"COCO annotation file {path}, annotation {i} (id {ann.get('id')}): keypoints "
+                            "or bbox hold NaN or infinity; fix or drop the annotation")
         vis = (kp[:, 2] > 0).astype(np.float32)
         if vis.sum() < min_keypoints:
             continue

@@ -14,6 +14,7 @@ from edgepose.schemas import MPII16
 from tools.data.samples import DataError, PersonSample, check_images, load_json
 
 NUM_JOINTS = MPII16.num_keypoints
+MAX_SCALE = 100.0  # a 20,000 px tall person: beyond it a scale is a broken record (inf, 1e30)
 
 
 def read_mpii(annotations: str | Path, images: str | Path | None = None) -> list[PersonSample]:
@@ -49,6 +50,13 @@ def _sample(rec: object, i: int, path: Path, image_dir: Path) -> PersonSample:
         )
     if center.shape != (2,) or not scale > 0:
         raise DataError(f"{where}: center {rec['center']!r} / scale {rec['scale']!r}; expected [x, y] and scale > 0")
+    for name, value in (("joints", joints), ("joints_vis", vis), ("center", center)):
+        if not np.isfinite(value).all():
+            raise DataError(f"{where}: {name} holds NaN or infinity; fix or drop the record "
+                            "(an unlabelled joint is written with joints_vis 0, not NaN)")
+    if not scale <= MAX_SCALE:
+        raise DataError(f"{where}: scale {scale!r} is not a person's size (height = scale x 200 px; "
+                        f"expected 0 < scale <= {MAX_SCALE:g}); fix or drop the record")
     return PersonSample(
         image_path=str(image_dir / str(rec["image"])),
         joints=joints,

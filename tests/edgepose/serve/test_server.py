@@ -64,7 +64,7 @@ def test_beyond_loopback_without_a_token_is_refused_in_one_line(bind: str) -> No
     with pytest.raises(ConfigError, match="needs a token") as err:
         ServeOutput(bind).check()
     assert "\n" not in str(err.value) and bind in str(err.value)
-    assert check_bind(bind, "t") == (bind.rpartition(":")[0].strip("[]"), int(bind.rpartition(":")[2]))
+    assert check_bind(bind, TOKEN) == (bind.rpartition(":")[0].strip("[]"), int(bind.rpartition(":")[2]))
 
 
 def test_a_port_in_use_is_a_config_error() -> None:
