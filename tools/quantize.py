@@ -134,15 +134,55 @@ def _source_manifest(model: Path) -> Manifest | None:
     return None
 
 
-def _converter(model: Path) -> tuple[Any, tuple[int, int]]:
-    """A TFLiteConverter for ``model`` (any format ``tools.importers`` reads) and its (h, w) input size."""
+def _converter(model: Path, import_options: dict[str, Any] | None = None) -> tuple[Any, tuple[int, int]]:
+    """A TFLiteConverter factory for ``model`` (any format ``tools.importers`` reads, with
+    ``import_options`` such as ``outputs=``/``input_size=``) and its (h, w) input size."""
     from tools import importers
 
     if model.suffix == ".tflite":
         raise ConversionError(f"{model}: quantizing a float .tflite is not supported by this tool; quantize the "
                               "Keras model or SavedModel it came from (or use ai-edge-quantizer directly)")
-    imported = importers.load(model)
-    return imported.make_converter(), imported.input.size
+    imported = importers.load(model, **(import_options or {}))
+    return imported, imported.input.size
+
+
+def _int8_convert(imported: Any, calib: list[npt.NDArray[np.float32]], io_dtype: str,
+                  model: Path) -> tuple[bytes, bool]:
+    """Full-int8 bytes; when the graph ends in post-processing (MoveNet SinglePose: ARG_MAX,
+    GATHER_ND, CAST...), the network is quantized and that tail stays float/int32 with float
+    outputs, as in Coral's int8 MoveNet. Returns (bytes, whether a float tail was kept)."""
+    import tensorflow as tf
+
+    make = imported.make_converter
+    if imported.float_tail:
+        return _int8_with_float_tail(make, calib, io_dtype, model, list(imported.float_tail)), True
+
+    def build(tail: bool) -> Any:
+        conv = make()
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x] for x in calib)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + (
+            [tf.lite.OpsSet.TFLITE_BUILTINS] if tail else [])
+        conv.inference_input_type = getattr(tf, io_dtype)
+        conv.inference_output_type = tf.float32 if tail else getattr(tf, io_dtype)
+        return conv
+
+    try:
+        return _convert(build(False), f"int8 quantization of {model}"), False
+    except ConversionError as err:
+        first = err
+    data = _convert(build(True), f"int8 quantization of {model}")
+    from tools.check import check_model
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "int8.tflite"
+        path.write_bytes(data)
+        status = check_model(path).status
+    if status not in ("mapped", "cpu-tail"):
+        raise ConversionError(f"{first}; with a float post-processing tail allowed the network itself still runs "
+                              f"on the CPU (check: {status}); cut the graph before the post-processing with --outputs")
+    return data, True
 
 
 def _convert(conv: Any, what: str) -> bytes:
@@ -160,12 +200,38 @@ def _convert(conv: Any, what: str) -> bytes:
         raise ConversionError(f"{what} failed: {why[:300]}; replace that op or layer") from None
 
 
-def _check_int8(model_bytes: bytes, io_dtype: str, source: Path) -> None:
-    """The converter can fall back to float without an error; never write that as 'int8'."""
+def _int8_with_float_tail(make: Any, calib: list[npt.NDArray[np.float32]], io_dtype: str, model: Path,
+                          tail: list[str]) -> bytes:
+    """Calibrate, then quantize everything but the ``tail`` nodes (TF's selective quantization,
+    the one the quantization debugger uses); the network maps to the Edge TPU, the tail runs on the CPU."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as lite_convert
+
+    conv = make()
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x] for x in calib)
+    conv._experimental_calibrate_only = True
+    calibrated = _convert(conv, f"int8 calibration of {model}")
+    from tensorflow.lite.python import util as lite_util
+
+    try:
+        # float I/O here (QUANTIZE in front, the float tail behind); then the input becomes uint8/int8
+        data = lite_convert.mlir_quantize(calibrated, fully_quantize=False, input_data_type=tf.float32,
+                                          output_data_type=tf.float32, denylisted_nodes=tail)
+        return bytes(lite_util.modify_model_io_type(data, getattr(tf, io_dtype), tf.float32))
+    except Exception as err:  # the quantizer raises RuntimeError/ValueError with the MLIR diagnostic
+        raise ConversionError(f"int8 quantization of {model} with a float post-processing tail failed: "
+                              f"{str(err).splitlines()[0][:300]}") from None
+
+
+def _check_int8(model_bytes: bytes, io_dtype: str, source: Path, float_tail: bool = False) -> None:
+    """The converter can fall back to float without an error; never write that as 'int8'
+    (outputs of a float post-processing tail excepted, see ``_int8_convert``)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=model_bytes)
-    dtypes = {np.dtype(d["dtype"]).name for d in interp.get_input_details() + interp.get_output_details()}
+    dtypes = {np.dtype(d["dtype"]).name for d in interp.get_input_details()
+              + ([] if float_tail else interp.get_output_details())}
     if dtypes != {io_dtype}:
         raise ConversionError(f"int8 quantization of {source} produced {'/'.join(sorted(dtypes))} inputs/outputs, "
                               f"not {io_dtype}: the model was not fully quantized; check its layers and the "
@@ -174,8 +240,10 @@ def _check_int8(model_bytes: bytes, io_dtype: str, source: Path) -> None:
 
 def quantize(model: str | Path, representative: str | Path, output: str | Path | None = None, *,
              num_samples: int = 100, io_dtype: str = "uint8", decoder: str | None = None,
-             schema: str | None = None, held_out: int = 8, progress: bool = True) -> QuantizeResult:
-    """Quantize ``model`` to full int8 and write the .tflite, manifest and report next to ``output``."""
+             schema: str | None = None, held_out: int = 8, progress: bool = True,
+             import_options: dict[str, Any] | None = None) -> QuantizeResult:
+    """Quantize ``model`` to full int8 and write the .tflite, manifest and report next to ``output``.
+    ``import_options`` go to ``tools.importers.load`` (``outputs=[...]``, ``input_size=(h, w)``)."""
     model = Path(model)
     if not model.exists():
         raise ModelError(f"model {model} not found; give a .keras file or a SavedModel directory")
@@ -198,7 +266,7 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     if decoder not in DECODER_KINDS or schema not in SCHEMA_NAMES:
         raise ToolError(f"--decoder {decoder!r} / --schema {schema!r}: expected decoder in {', '.join(DECODER_KINDS)} "
                         f"and schema in {', '.join(SCHEMA_NAMES)}")
-    conv, size = _converter(model)
+    make_conv, size = _converter(model, import_options)
     mode = src_m.resize if src_m else "letterbox"
     mean, std = (src_m.mean, src_m.std) if src_m else (None, None)
     frames = load_representative(representative, num_samples + held_out, size, mode, mean, std, progress)
@@ -208,15 +276,9 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
         calib, check = frames, frames[:held_out]
         log.warning("only %d images: held-out images overlap the representative set", len(frames))
 
-    import tensorflow as tf
-
-    float_bytes = _convert(conv, f"float conversion of {model}")
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x] for x in calib)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = getattr(tf, io_dtype)
-    int8_bytes = _convert(conv, f"int8 quantization of {model}")
-    _check_int8(int8_bytes, io_dtype, model)
+    float_bytes = _convert(make_conv.make_converter(), f"float conversion of {model}")
+    int8_bytes, float_tail = _int8_convert(make_conv, calib, io_dtype, model)
+    _check_int8(int8_bytes, io_dtype, model, float_tail)
     out.write_bytes(int8_bytes)
 
     from tools.quant_report import compare, write_report
@@ -224,7 +286,7 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     params = dict(src_m.decoder_params) if src_m else {}
     report = compare(float_bytes, int8_bytes, check, size, decoder, {"schema": schema, **params})
     report.update({"model": str(model), "output": str(out), "representative": str(representative),
-                   "num_samples": len(calib), "io": io_dtype, "held_out_overlaps": len(frames) <= 2 * held_out})
+                   "num_samples": len(calib), "io": io_dtype, "float_tail": float_tail, "held_out_overlaps": len(frames) <= 2 * held_out})
     scale, zero = report["input_quantization"]
     raw_ok = mean is None and std is None and abs(scale - 1.0) < 1e-6 and zero == (0 if io_dtype == "uint8" else -128)
     if not raw_ok and mean is None and std is None:
@@ -251,7 +313,7 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("quantize", help="full-int8 quantization with real images + a float-vs-int8 report",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", type=Path, help="a .keras file or a SavedModel directory")
+    p.add_argument("model", type=Path, help="a .keras file, a SavedModel directory or a TF.js graph model folder")
     p.add_argument("--representative", required=True, help="image folder, video file or TFRecord file/folder")
     p.add_argument("--samples", type=positive_int, default=100, help="representative images for calibration")
     p.add_argument("--io", default="uint8", choices=IO_DTYPES, help="input/output type of the int8 model")
@@ -259,13 +321,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--held-out", type=positive_int, default=8, help="images kept out of calibration for the report")
     p.add_argument("--decoder", help="decoder kind, when the model has no manifest")
     p.add_argument("--schema", help="keypoint schema, when the model has no manifest")
+    p.add_argument("--outputs", type=_output_names, metavar="NAME[,NAME...]",
+                   help="cut the graph at these tensors (TF.js/SavedModel node names); default: the model's outputs")
+    p.add_argument("--input-size", type=_hw, metavar="HxW",
+                   help="input size for models with a dynamic input (e.g. 256x256 for MoveNet MultiPose)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
+def _output_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: give tensor names separated by commas")
+    return names
+
+
+def _hw(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HEIGHTxWIDTH, e.g. 256x256")
+    return int(m.group(1)), int(m.group(2))
+
+
 def run(args: argparse.Namespace) -> int:
     r = quantize(args.model, args.representative, args.output, num_samples=args.samples, io_dtype=args.io,
-                 decoder=args.decoder, schema=args.schema, held_out=args.held_out, progress=not args.no_progress)
+                 decoder=args.decoder, schema=args.schema, held_out=args.held_out, progress=not args.no_progress,
+                 import_options={k: v for k, v in (("outputs", args.outputs), ("input_size", args.input_size)) if v})
     print(f"wrote {r.model_path} ({r.model_path.stat().st_size} bytes), {r.manifest_path}, {r.report_path}, "
           f"{r.figure_path}, and the float twin {r.float_model_path}")
     for o in r.report["outputs"]:

@@ -35,6 +35,12 @@ _DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_, "uint8": 
 _QDTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float16": np.float16}
 _UNARY = {"Relu": "Relu", "Relu6": "Relu6", "Elu": "Elu", "Sigmoid": "Sigmoid", "Tanh": "Tanh", "Selu": "Selu"}
 _FUSED = ("_FusedConv2D", "FusedDepthwiseConv2dNative", "_FusedDepthwiseConv2dNative", "_FusedMatMul")
+# ops that pick indices (argmax, top-k, gathers): post-processing, no int8 network op
+INDEX_OPS = ("ArgMax", "ArgMin", "TopKV2", "GatherNd", "GatherV2", "Where", "NonMaxSuppressionV3",
+             "NonMaxSuppressionV4", "NonMaxSuppressionV5")
+# ops that belong to the network even when only post-processing consumes them
+NETWORK_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BiasAdd", "FusedBatchNormV3", "Relu", "Relu6",
+               "Sigmoid", "Placeholder", "Const")
 # sensible sizes for inputs with dynamic dims, by the model's own signature or this
 DEFAULT_DYNAMIC_SIZE = (256, 256)
 
@@ -144,6 +150,53 @@ def _split_fused(gd: Any, tf: Any) -> int:
     return count
 
 
+def post_processing_tail(gd: Any) -> list[str]:
+    """Names of the nodes after the network: everything downstream of an index op (argmax,
+    top-k, gather) and the ops that only feed such a tail (e.g. a heatmap reshaped for
+    argmax), but never a conv, its bias or activation. Quantizing those to int8 breaks
+    argmax ties (a low heatmap becomes flat in int8), so they stay float, as in Coral's
+    int8 MoveNet."""
+    consumers: dict[str, list[str]] = {}
+    ops = {n.name: n.op for n in gd.node}
+    for n in gd.node:
+        for inp in n.input:
+            consumers.setdefault(inp.lstrip("^").split(":")[0], []).append(n.name)
+    tail = {n.name for n in gd.node if n.op in INDEX_OPS}
+    todo = list(tail)
+    while todo:
+        for c in consumers.get(todo.pop(), []):
+            if c not in tail:
+                tail.add(c)
+                todo.append(c)
+    if not tail:
+        return []
+    changed = True
+    while changed:
+        changed = False
+        for n in gd.node:
+            users = consumers.get(n.name, [])
+            if n.name not in tail and n.op not in NETWORK_OPS and users and all(u in tail for u in users):
+                tail.add(n.name)
+                changed = True
+    return [n.name for n in gd.node if n.name in tail and ops[n.name] != "Identity"]
+
+
+def _batch_unstack_to_squeeze(gd: Any) -> int:
+    """``Unpack`` of a batch of one (MoveNet's resize wrapper) becomes ``Squeeze``: TFLite's
+    UNPACK does not map to the Edge TPU, a reshape does."""
+    count = 0
+    for n in gd.node:
+        if n.op == "Unpack" and n.attr["num"].i == 1:
+            axis = n.attr["axis"].i
+            t = n.attr["T"].type
+            n.op = "Squeeze"
+            n.ClearField("attr")
+            n.attr["T"].type = t
+            n.attr["squeeze_dims"].list.i.append(axis)
+            count += 1
+    return count
+
+
 def _tensor_name(name: str) -> str:
     return name if ":" in name else f"{name}:0"
 
@@ -250,6 +303,7 @@ def load_tfjs(path: Path, *, outputs: list[str] | tuple[str, ...] | None = None,
             filled += 1
         n.ClearField("device")
     n_fused = _split_fused(gd, tf)
+    _batch_unstack_to_squeeze(gd)
 
     ph = [n for n in topo["node"] if n["op"] == "Placeholder"]
     shape = _input_shape(ph[0]) if ph else []
@@ -270,6 +324,7 @@ def load_tfjs(path: Path, *, outputs: list[str] | tuple[str, ...] | None = None,
                          + (f" (similar: {', '.join(close)})" if close else "")
                          + "; give node names from model.json to --outputs")
     gd = tf.compat.v1.graph_util.extract_sub_graph(gd, wanted)
+    tail = post_processing_tail(gd)
 
     def _import() -> None:
         tf.compat.v1.import_graph_def(gd, name="")
@@ -287,7 +342,9 @@ def load_tfjs(path: Path, *, outputs: list[str] | tuple[str, ...] | None = None,
              + (" (transposed to the model's NCHW)" if nchw else "")]
     if outputs:
         notes.append(f"cut at {', '.join(wanted)}")
+    if tail:
+        notes.append(f"{len(tail)} post-processing ops stay float in int8 ({', '.join(sorted({n.split('/')[-1] for n in tail})[:4])}, ...)")
     spec = InputSpec(size, layout="nchw" if nchw else "nhwc")
     return ImportedModel(path, "tfjs", spec, tuple(wanted),
                          lambda: tf.lite.TFLiteConverter.from_concrete_functions([fn], wrapped),
-                         keepalive=[wrapped, fn], notes=notes)
+                         keepalive=[wrapped, fn], notes=notes, float_tail=tuple(tail))
