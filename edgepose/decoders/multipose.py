@@ -1,0 +1,126 @@
+"""MoveNet MultiPose Lightning from its six CenterNet heads, in numpy (the Edge TPU runs the heads).
+
+The float TF Hub graph ends in post-processing (top-k, gathers, argmax) that the Edge TPU
+cannot run; cut at its heads, the network maps fully and this decoder does what the graph's
+own tail does (read from the graph's ops; grid = the heads' H x W, stride = input / grid):
+
+1. Person centres: the centre heatmap's local maxima in a 5x5 window, the 6 highest.
+2. Box per centre: centre + box offset, +- half the box scale (ReLU'd), clipped to the grid.
+3. Keypoint regression: centre + regression vector per keypoint.
+4. Each keypoint snaps to the heatmap location, inside the person's box, that maximises
+   ``heatmap * exp(-d^2 / (0.3 * min(H, W)))`` with d the distance (grid cells) to the
+   regressed keypoint; + its keypoint offset. Its score is the largest such weighted value
+   over all people at that location.
+5. Pose score = centre score x mean of the keypoint scores above ``keypoint_threshold``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgepose.decoders.base import OutputTensor, check_params, check_schema, model_size, outputs_error
+from edgepose.pose import Poses
+from edgepose.preprocess import Transform
+
+EXPECTED = ("the six MultiPose heads [1,h,w,c]: centre (1), box scale (2), box offset (2), keypoint heatmaps "
+            "(17), keypoint regression (34), keypoint offsets (34), named like the TF Hub graph's nodes "
+            "(box_scale, box_offset, kpt_regress, kpt_offset)")
+PARAMS = ("schema", "max_detections", "keypoint_threshold", "min_pose_score")
+NUM_KPTS = 17
+MAX_DETECTIONS = 6  # the graph's top-k
+KEYPOINT_THRESHOLD = 0.126953125  # the graph's constant (0.127 in float16)
+SIGMA_FACTOR = 0.300048828125  # d^2 is divided by this x min(h, w) (float16 of 0.3)
+PEAK_WINDOW = 5
+Array = npt.NDArray[np.float32]
+
+
+def _heads(outputs: Sequence[OutputTensor]) -> dict[str, Array]:
+    """The six heads by channel count, the pairs with equal counts told apart by name."""
+    found: dict[str, Array] = {}
+    for o in outputs:
+        if len(o.shape) != 4 or o.shape[0] != 1:
+            raise outputs_error("multipose", outputs, EXPECTED)
+        c, name = o.shape[3], o.name
+        key = {1: "center", 17: "heatmap"}.get(c)
+        if c == 2:
+            key = "box_scale" if "scale" in name else "box_offset" if "box_offset" in name else None
+        elif c == 34:
+            key = "kpt_regress" if "regress" in name else "kpt_offset" if "kpt_offset" in name else None
+        if key is None or key in found:
+            raise outputs_error("multipose", outputs, EXPECTED)
+        found[key] = o.dequantize()[0]
+    if len(found) != 6 or len({v.shape[:2] for v in found.values()}) != 1:
+        raise outputs_error("multipose", outputs, EXPECTED)
+    return found
+
+
+def _local_maxima(center: Array) -> Array:
+    """``center`` where it equals the 5x5 max around it (SAME padding), else 0."""
+    r = PEAK_WINDOW // 2
+    padded = np.pad(center, r, constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (PEAK_WINDOW, PEAK_WINDOW))
+    pooled = windows.max(axis=(2, 3))
+    return np.where(np.abs(center - pooled) < 1e-6, center, 0.0).astype(np.float32)
+
+
+def decode_raw(outputs: Sequence[OutputTensor], max_detections: int = MAX_DETECTIONS,
+               keypoint_threshold: float = KEYPOINT_THRESHOLD) -> Array:
+    """The float graph's own output for these heads: (n, 56) = 17 x (y, x, score) normalised
+    to the input, then ymin, xmin, ymax, xmax (normalised), pose score."""
+    h = _heads(outputs)
+    gh, gw = h["center"].shape[:2]
+    peaks = _local_maxima(h["center"][..., 0]).ravel()
+    order = np.argsort(-peaks, kind="stable")[:max_detections]  # top-k: ties keep the lower index
+    cscore = peaks[order]
+    cy, cx = (order // gw).astype(np.float32), (order % gw).astype(np.float32)
+    iy, ix = order // gw, order % gw
+    scale = np.maximum(h["box_scale"][iy, ix], 0.0)
+    off = h["box_offset"][iy, ix]
+    by, bx = cy + off[:, 0], cx + off[:, 1]
+    box = np.stack([np.clip(by - scale[:, 0] / 2, 0, gh), np.clip(bx - scale[:, 1] / 2, 0, gw),
+                    np.clip(by + scale[:, 0] / 2, 0, gh), np.clip(bx + scale[:, 1] / 2, 0, gw)], axis=-1)
+    reg = h["kpt_regress"][iy, ix].reshape(-1, NUM_KPTS, 2)
+    ry, rx = cy[:, None] + reg[..., 0], cx[:, None] + reg[..., 1]  # (n, 17)
+    yy = np.arange(gh, dtype=np.float32)[:, None, None, None]
+    xx = np.arange(gw, dtype=np.float32)[None, :, None, None]
+    d2 = (yy - ry[None, None]) ** 2 + (xx - rx[None, None]) ** 2  # (gh, gw, n, 17)
+    inbox = ((yy[..., 0] >= box[:, 0]) & (yy[..., 0] < box[:, 2])
+             & (xx[..., 0] >= box[:, 1]) & (xx[..., 0] < box[:, 3]))  # (gh, gw, n)
+    weighted = h["heatmap"][:, :, None, :] * np.exp(-d2 / (SIGMA_FACTOR * min(gh, gw))) * inbox[..., None]
+    n = len(order)
+    best = weighted.reshape(gh * gw, n * NUM_KPTS).argmax(axis=0).reshape(n, NUM_KPTS)
+    hy, hx = best // gw, best % gw
+    k = np.arange(NUM_KPTS)[None, :]
+    koff = h["kpt_offset"].reshape(gh, gw, NUM_KPTS, 2)[hy, hx, k]  # (n, 17, 2)
+    kscore = weighted.max(axis=2)[hy, hx, k]
+    ky, kx = (hy + koff[..., 0]) / gh, (hx + koff[..., 1]) / gw
+    valid = kscore > keypoint_threshold
+    pose = cscore * np.where(valid, kscore, 0.0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+    kpts = np.stack([ky, kx, kscore], axis=-1).reshape(n, NUM_KPTS * 3)
+    norm_box = np.clip(box / np.array([gh, gw, gh, gw], np.float32), 0.0, 1.0)
+    return np.concatenate([kpts, norm_box, pose[:, None]], axis=1).astype(np.float32)
+
+
+def decode(outputs: Sequence[OutputTensor], transform: Transform, **params: Any) -> Poses:
+    """Poses (source pixels) from the six heads; poses scoring below ``min_pose_score`` are dropped."""
+    check_params("multipose", params, PARAMS)
+    check_schema("multipose", params.get("schema", "coco17"), ("coco17",))
+    raw = decode_raw(outputs, int(params.get("max_detections", MAX_DETECTIONS)),
+                     float(params.get("keypoint_threshold", KEYPOINT_THRESHOLD)))
+    return poses_from_raw(raw, transform, float(params.get("min_pose_score", 0.0)))
+
+
+def poses_from_raw(raw: npt.ArrayLike, transform: Transform, min_pose_score: float = 0.0) -> Poses:
+    """``Poses`` from MultiPose's (n, 56) rows (the float graph's [1,6,56] output or ``decode_raw``)."""
+    rows = np.asarray(raw, np.float32).reshape(-1, 56)
+    rows = rows[rows[:, 55] > min_pose_score] if min_pose_score > 0 else rows[rows[:, 55] > 0]
+    if not len(rows):
+        return Poses.empty("coco17")
+    h_in, w_in = model_size("multipose", transform)
+    k = rows[:, :51].reshape(-1, NUM_KPTS, 3)
+    xy = np.stack([k[..., 1] * w_in, k[..., 0] * h_in], axis=-1)
+    return Poses(transform.to_source(xy), k[..., 2], rows[:, 55], schema="coco17")
