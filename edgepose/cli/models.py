@@ -111,7 +111,8 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    names = sorted(list_manifests()) if args.all else args.names
+    # --all: what can be fetched; a built model (build = ...) is made on the dev PC instead
+    names = sorted(n for n, m in list_manifests().items() if not m.build) if args.all else args.names
     if not names:
         raise ModelError("name the model(s) to fetch, or pass --all (see `edgepose models list`)")
     pipes = list_pipelines()
