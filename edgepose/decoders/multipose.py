@@ -67,6 +67,24 @@ def _local_maxima(center: Array) -> Array:
     return np.where(np.abs(center - pooled) < 1e-6, center, 0.0).astype(np.float32)
 
 
+def _top_peaks(peaks: Array, width: int, k: int) -> npt.NDArray[np.intp]:
+    """The ``k`` highest peaks (flat indices; ties keep the lower index, as top-k does), one per
+    plateau: in float two 5x5 local maxima are never within 2 cells of each other, but an int8
+    centre heatmap has plateaus of equal values that would all count, so a peak within 2 cells
+    of a higher-ranked one is dropped (no effect on float heads)."""
+    order = np.argsort(-peaks, kind="stable")
+    r = PEAK_WINDOW // 2
+    kept: list[int] = []
+    for i in order:
+        if len(kept) == k:
+            break
+        y, x = divmod(int(i), width)
+        if peaks[i] > 0 and any(abs(y - ky) <= r and abs(x - kx) <= r for ky, kx in (divmod(j, width) for j in kept)):
+            continue
+        kept.append(int(i))
+    return np.asarray(kept, np.intp)
+
+
 def decode_raw(outputs: Sequence[OutputTensor], max_detections: int = MAX_DETECTIONS,
                keypoint_threshold: float = KEYPOINT_THRESHOLD) -> Array:
     """The float graph's own output for these heads: (n, 56) = 17 x (y, x, score) normalised
@@ -74,7 +92,7 @@ def decode_raw(outputs: Sequence[OutputTensor], max_detections: int = MAX_DETECT
     h = _heads(outputs)
     gh, gw = h["center"].shape[:2]
     peaks = _local_maxima(h["center"][..., 0]).ravel()
-    order = np.argsort(-peaks, kind="stable")[:max_detections]  # top-k: ties keep the lower index
+    order = _top_peaks(peaks, gw, max_detections)
     cscore = peaks[order]
     cy, cx = (order // gw).astype(np.float32), (order % gw).astype(np.float32)
     iy, ix = order // gw, order % gw

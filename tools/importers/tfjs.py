@@ -197,6 +197,26 @@ def _batch_unstack_to_squeeze(gd: Any) -> int:
     return count
 
 
+def _clip_output(gd: Any, tf: Any, name: str, lo: float, hi: float) -> str:
+    """Append ``min(max(name, lo), hi)`` to ``gd``; returns the new output's name."""
+    from tensorflow.core.framework import node_def_pb2
+
+    if not lo < hi:
+        raise ModelError(f"clip range for {name} is [{lo}, {hi}]; give LO < HI")
+    nodes = []
+    prev = name
+    for op, value in (("Maximum", lo), ("Minimum", hi)):
+        const = node_def_pb2.NodeDef(name=f"{name}/_clip_{op.lower()}_value", op="Const")
+        const.attr["dtype"].type = tf.float32.as_datatype_enum
+        const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.float32(value)))
+        node = node_def_pb2.NodeDef(name=f"{name}/_clip_{op.lower()}", op=op, input=[prev, const.name])
+        node.attr["T"].type = tf.float32.as_datatype_enum
+        nodes += [const, node]
+        prev = node.name
+    gd.node.extend(nodes)
+    return prev
+
+
 def _tensor_name(name: str) -> str:
     return name if ":" in name else f"{name}:0"
 
@@ -272,8 +292,11 @@ def _default_outputs(model: dict[str, Any], node_names: set[str]) -> list[str]:
 
 @register("tfjs")
 def load_tfjs(path: Path, *, outputs: list[str] | tuple[str, ...] | None = None,
-              input_size: tuple[int, int] | None = None, **_: Any) -> ImportedModel:
-    """Import a TF.js graph model (``model.json`` or its folder); see the module docstring."""
+              input_size: tuple[int, int] | None = None, clip: dict[str, tuple[float, float]] | None = None,
+              **_: Any) -> ImportedModel:
+    """Import a TF.js graph model (``model.json`` or its folder); see the module docstring.
+    ``clip`` bounds named outputs to ``(lo, hi)`` (int8 then spends its 256 steps on that range:
+    e.g. MultiPose's keypoint offsets, which matter within a few cells but reach +-20)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     json_path = path / "model.json" if path.is_dir() else path
     try:
@@ -324,6 +347,7 @@ def load_tfjs(path: Path, *, outputs: list[str] | tuple[str, ...] | None = None,
                          + (f" (similar: {', '.join(close)})" if close else "")
                          + "; give node names from model.json to --outputs")
     gd = tf.compat.v1.graph_util.extract_sub_graph(gd, wanted)
+    wanted = [_clip_output(gd, tf, o, *clip[o]) if clip and o in clip else o for o in wanted]
     tail = post_processing_tail(gd)
 
     def _import() -> None:
