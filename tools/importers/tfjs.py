@@ -307,10 +307,19 @@ def load_tfjs(path: Path, *, outputs: list[str] | tuple[str, ...] | None = None,
     if model.get("format") not in (None, "graph-model") or "modelTopology" not in model:
         raise ModelError(f"{json_path}: format {model.get('format')!r} is not a TF.js graph model (a layers-model "
                          "is a Keras model: convert it with tensorflowjs_converter --output_format keras)")
+    topo = model["modelTopology"]
+    names = {n.get("name", "") for n in topo.get("node", [])}
+    wanted = [o.split(":")[0] for o in outputs] if outputs else _default_outputs(model, names)
+    missing = [o for o in wanted if o not in names]
+    if missing:  # before anything heavy: a typo costs a second, not a TensorFlow import
+        close = sorted(n for n in names if missing[0].rsplit("/", 1)[-1] in n)[:3]
+        raise ModelError(f"{json_path}: no tensor named {missing[0]!r} in the graph"
+                         + (f" (similar: {', '.join(close)})" if close else "")
+                         + "; give node names from model.json to --outputs")
+
     import tensorflow as tf
     from google.protobuf import json_format
 
-    topo = model["modelTopology"]
     gd = tf.compat.v1.GraphDef()
     json_format.ParseDict({"node": topo["node"], "versions": topo.get("versions", {}),
                            "library": topo.get("library", {})}, gd, ignore_unknown_fields=True)
@@ -338,14 +347,6 @@ def load_tfjs(path: Path, *, outputs: list[str] | tuple[str, ...] | None = None,
     size = (int(input_size[0]), int(input_size[1]))
     in_name = _replace_input(gd, tf, size, nchw)
 
-    names = {n.name for n in gd.node}
-    wanted = [o.split(":")[0] for o in outputs] if outputs else _default_outputs(model, names)
-    missing = [o for o in wanted if o not in names]
-    if missing:
-        close = sorted(n for n in names if missing[0].rsplit("/", 1)[-1] in n)[:3]
-        raise ModelError(f"{json_path}: no tensor named {missing[0]!r} in the graph"
-                         + (f" (similar: {', '.join(close)})" if close else "")
-                         + "; give node names from model.json to --outputs")
     gd = tf.compat.v1.graph_util.extract_sub_graph(gd, wanted)
     wanted = [_clip_output(gd, tf, o, *clip[o]) if clip and o in clip else o for o in wanted]
     tail = post_processing_tail(gd)
