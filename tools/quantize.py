@@ -325,6 +325,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="cut the graph at these tensors (TF.js/SavedModel node names); default: the model's outputs")
     p.add_argument("--input-size", type=_hw, metavar="HxW",
                    help="input size for models with a dynamic input (e.g. 256x256 for MoveNet MultiPose)")
+    p.add_argument("--clip", type=_clips, metavar="NAME=LO:HI[,...]",
+                   help="bound these outputs to [LO, HI] so int8 spends its steps there (TF.js models)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -334,6 +336,18 @@ def _output_names(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError(f"{text!r}: give tensor names separated by commas")
     return names
+
+
+def _clips(text: str) -> dict[str, tuple[float, float]]:
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        m = re.fullmatch(r"(.+)=\s*(-?[\d.]+)\s*:\s*(-?[\d.]+)", item)
+        if not m or not float(m.group(2)) < float(m.group(3)):
+            raise argparse.ArgumentTypeError(f"{item!r}: expected NAME=LO:HI with LO < HI, e.g. head/BiasAdd=-2:2")
+        out[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)))
+    if not out:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=LO:HI")
+    return out
 
 
 def _hw(text: str) -> tuple[int, int]:
@@ -346,7 +360,8 @@ def _hw(text: str) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     r = quantize(args.model, args.representative, args.output, num_samples=args.samples, io_dtype=args.io,
                  decoder=args.decoder, schema=args.schema, held_out=args.held_out, progress=not args.no_progress,
-                 import_options={k: v for k, v in (("outputs", args.outputs), ("input_size", args.input_size)) if v})
+                 import_options={k: v for k, v in (("outputs", args.outputs), ("input_size", args.input_size),
+                                                   ("clip", args.clip)) if v})
     print(f"wrote {r.model_path} ({r.model_path.stat().st_size} bytes), {r.manifest_path}, {r.report_path}, "
           f"{r.figure_path}, and the float twin {r.float_model_path}")
     for o in r.report["outputs"]:

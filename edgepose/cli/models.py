@@ -111,8 +111,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    # --all: what can be fetched; a built model (build = ...) is made on the dev PC instead
-    names = sorted(n for n, m in list_manifests().items() if not m.build) if args.all else args.names
+    names = sorted(list_manifests()) if args.all else args.names
     if not names:
         raise ModelError("name the model(s) to fetch, or pass --all (see `edgepose models list`)")
     pipes = list_pipelines()
@@ -122,6 +121,9 @@ def run_fetch(args: argparse.Namespace) -> int:
         raise ModelError("--url names one file; fetch one model at a time with --url")
     for name in names:
         m = get_manifest(name)
+        if args.all and m.build and find_model_file(m) is None:  # made on the dev PC, never downloaded
+            print(f"{name}: not fetched, built on the dev PC (the `build` command in its manifest)")
+            continue
         existing = None if args.force else find_model_file(m)
         if existing is not None:
             again = "derives it again" if m.derive else "downloads again"

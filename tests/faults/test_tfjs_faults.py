@@ -36,6 +36,8 @@ CASES = [
          setup=_out_dir, check=_nothing_written),
     Case("tfjs-outputs-empty", Q + ["--outputs", " , "], 2, r"--outputs.*give tensor names separated by commas",
          setup=_out_dir, check=_nothing_written),
+    Case("tfjs-clip-reversed", Q + ["--clip", "a=2:-2"], 2, r"--clip.*'a=2:-2': expected NAME=LO:HI with LO < HI",
+         setup=_out_dir, check=_nothing_written),
     Case("tfjs-damaged-model-json", ["edgepose-tools", "quantize", "{tmp}/m", *Q[3:]], 2,
          r"m/model.json is not a readable TF.js model.json", setup=_bad_json, check=_nothing_written),
 ]

@@ -115,5 +115,6 @@ def test_quantize_cli_parses_outputs_and_input_size() -> None:
     from tools.cli import build_parser
 
     args = build_parser().parse_args(["quantize", "m", "--representative", "r", "--outputs", "a/b, c",
-                                      "--input-size", "256x192"])
+                                      "--input-size", "256x192", "--clip", "a/b=-2:2.5, c=0:1"])
     assert args.outputs == ["a/b", "c"] and args.input_size == (256, 192)
+    assert args.clip == {"a/b": (-2.0, 2.5), "c": (0.0, 1.0)}
