@@ -172,8 +172,9 @@ def _int8_convert(imported: Any, calib: list[npt.NDArray[np.float32]], io_dtype:
     except ConversionError as err:
         first = err
     data = _convert(build(True), f"int8 quantization of {model}")
-    from tools.check import check_model
     import tempfile
+
+    from tools.check import check_model
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "int8.tflite"
@@ -286,7 +287,8 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     params = dict(src_m.decoder_params) if src_m else {}
     report = compare(float_bytes, int8_bytes, check, size, decoder, {"schema": schema, **params})
     report.update({"model": str(model), "output": str(out), "representative": str(representative),
-                   "num_samples": len(calib), "io": io_dtype, "float_tail": float_tail, "held_out_overlaps": len(frames) <= 2 * held_out})
+                   "num_samples": len(calib), "io": io_dtype, "float_tail": float_tail,
+                   "held_out_overlaps": len(frames) <= 2 * held_out})
     scale, zero = report["input_quantization"]
     raw_ok = mean is None and std is None and abs(scale - 1.0) < 1e-6 and zero == (0 if io_dtype == "uint8" else -128)
     if not raw_ok and mean is None and std is None:

@@ -99,8 +99,8 @@ def _split_fused(gd: Any, tf: Any) -> int:
         ctrl = [i for i in node.input if i.startswith("^")]
         chain: list[Any] = []
 
-        def add(op: str, inputs: list[str], **attrs: Any) -> str:
-            n = node_def_pb2.NodeDef(name=f"{node.name}/_{len(chain)}_{op}", op=op, input=inputs)
+        def add(op: str, inputs: list[str], chain: list[Any] = chain, base: str = node.name, **attrs: Any) -> str:
+            n = node_def_pb2.NodeDef(name=f"{base}/_{len(chain)}_{op}", op=op, input=inputs)
             for k, v in attrs.items():
                 n.attr[k].CopyFrom(v)
             chain.append(n)
@@ -360,7 +360,8 @@ def load_tfjs(path: Path, *, outputs: list[str] | tuple[str, ...] | None = None,
         fn = wrapped.prune(feeds=[g.get_tensor_by_name(_tensor_name(in_name))],
                            fetches=[g.get_tensor_by_name(_tensor_name(o)) for o in wanted])
     except (ValueError, TypeError, tf.errors.OpError) as err:
-        raise ModelError(f"{json_path}: TensorFlow cannot import the graph ({str(err).splitlines()[0][:200]})") from None
+        why = str(err).splitlines()[0][:200]
+        raise ModelError(f"{json_path}: TensorFlow cannot import the graph ({why})") from None
 
     notes = [f"{filled} weights read from {len(model.get('weightsManifest', []))} shard group(s)",
              f"split {n_fused} fused ops", f"input {in_name}: float32 [1,{size[0]},{size[1]},3] NHWC"
@@ -368,7 +369,8 @@ def load_tfjs(path: Path, *, outputs: list[str] | tuple[str, ...] | None = None,
     if outputs:
         notes.append(f"cut at {', '.join(wanted)}")
     if tail:
-        notes.append(f"{len(tail)} post-processing ops stay float in int8 ({', '.join(sorted({n.split('/')[-1] for n in tail})[:4])}, ...)")
+        kinds = sorted({n.split("/")[-1] for n in tail})[:4]
+        notes.append(f"{len(tail)} post-processing ops stay float in int8 ({', '.join(kinds)}, ...)")
     spec = InputSpec(size, layout="nchw" if nchw else "nhwc")
     return ImportedModel(path, "tfjs", spec, tuple(wanted),
                          lambda: tf.lite.TFLiteConverter.from_concrete_functions([fn], wrapped),
