@@ -35,6 +35,7 @@ MAX_DETECTIONS = 6  # the graph's top-k
 KEYPOINT_THRESHOLD = 0.126953125  # the graph's constant (0.127 in float16)
 SIGMA_FACTOR = 0.300048828125  # d^2 is divided by this x min(h, w) (float16 of 0.3)
 PEAK_WINDOW = 5
+PEAK_EPS = 1e-6  # the graph: a peak is where |centre - 5x5 max| < 1e-6
 Array = npt.NDArray[np.float32]
 
 
@@ -64,14 +65,14 @@ def _local_maxima(center: Array) -> Array:
     padded = np.pad(center, r, constant_values=-np.inf)
     windows = np.lib.stride_tricks.sliding_window_view(padded, (PEAK_WINDOW, PEAK_WINDOW))
     pooled = windows.max(axis=(2, 3))
-    return np.where(np.abs(center - pooled) < 1e-6, center, 0.0).astype(np.float32)
+    return np.where(np.abs(center - pooled) < PEAK_EPS, center, 0.0).astype(np.float32)
 
 
 def _top_peaks(peaks: Array, width: int, k: int) -> npt.NDArray[np.intp]:
     """The ``k`` highest peaks (flat indices; ties keep the lower index, as top-k does), one per
-    plateau: in float two 5x5 local maxima are never within 2 cells of each other, but an int8
-    centre heatmap has plateaus of equal values that would all count, so a peak within 2 cells
-    of a higher-ranked one is dropped (no effect on float heads)."""
+    plateau: an int8 centre heatmap has plateaus of equal values that would all count as peaks
+    (duplicate people), so a peak of exactly the value of a kept one within 2 cells is dropped
+    (float heads never have such ties: no effect on them)."""
     order = np.argsort(-peaks, kind="stable")
     r = PEAK_WINDOW // 2
     kept: list[int] = []
@@ -79,10 +80,35 @@ def _top_peaks(peaks: Array, width: int, k: int) -> npt.NDArray[np.intp]:
         if len(kept) == k:
             break
         y, x = divmod(int(i), width)
-        if peaks[i] > 0 and any(abs(y - ky) <= r and abs(x - kx) <= r for ky, kx in (divmod(j, width) for j in kept)):
+        if peaks[i] > PEAK_EPS and any(  # tiny values: the graph counts every cell as a peak, so do we
+                peaks[j] == peaks[i] and abs(y - j // width) <= r and abs(x - j % width) <= r for j in kept):
             continue
         kept.append(int(i))
     return np.asarray(kept, np.intp)
+
+
+def _snap(heatmap: Array, box: Array, ry: Array, rx: Array, denom: np.float32,
+          ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Per person and keypoint, the cell inside the person's box maximising
+    ``heatmap * exp(-d^2 / denom)`` (first in row-major order on ties; (0, 0) when that is 0
+    everywhere, as the graph's argmax over the whole grid gives). Only the box is computed."""
+    n = len(box)
+    hy = np.zeros((n, NUM_KPTS), np.intp)
+    hx = np.zeros((n, NUM_KPTS), np.intp)
+    for i in range(n):
+        y0, y1 = int(np.ceil(box[i, 0])), int(np.ceil(box[i, 2]))  # rows with ymin <= y < ymax
+        x0, x1 = int(np.ceil(box[i, 1])), int(np.ceil(box[i, 3]))
+        if y1 <= y0 or x1 <= x0:
+            continue
+        yy = np.arange(y0, y1, dtype=np.float32)[:, None, None]
+        xx = np.arange(x0, x1, dtype=np.float32)[None, :, None]
+        w = heatmap[y0:y1, x0:x1] * np.exp(-((yy - ry[i]) ** 2 + (xx - rx[i]) ** 2) / denom)
+        flat = w.reshape(-1, NUM_KPTS)
+        best = flat.argmax(axis=0)
+        found = flat[best, np.arange(NUM_KPTS)] > 0
+        hy[i] = np.where(found, y0 + best // (x1 - x0), 0)
+        hx[i] = np.where(found, x0 + best % (x1 - x0), 0)
+    return hy, hx
 
 
 def decode_raw(outputs: Sequence[OutputTensor], max_detections: int = MAX_DETECTIONS,
@@ -103,18 +129,17 @@ def decode_raw(outputs: Sequence[OutputTensor], max_detections: int = MAX_DETECT
                     np.clip(by + scale[:, 0] / 2, 0, gh), np.clip(bx + scale[:, 1] / 2, 0, gw)], axis=-1)
     reg = h["kpt_regress"][iy, ix].reshape(-1, NUM_KPTS, 2)
     ry, rx = cy[:, None] + reg[..., 0], cx[:, None] + reg[..., 1]  # (n, 17)
-    yy = np.arange(gh, dtype=np.float32)[:, None, None, None]
-    xx = np.arange(gw, dtype=np.float32)[None, :, None, None]
-    d2 = (yy - ry[None, None]) ** 2 + (xx - rx[None, None]) ** 2  # (gh, gw, n, 17)
-    inbox = ((yy[..., 0] >= box[:, 0]) & (yy[..., 0] < box[:, 2])
-             & (xx[..., 0] >= box[:, 1]) & (xx[..., 0] < box[:, 3]))  # (gh, gw, n)
-    weighted = h["heatmap"][:, :, None, :] * np.exp(-d2 / (SIGMA_FACTOR * min(gh, gw))) * inbox[..., None]
     n = len(order)
-    best = weighted.reshape(gh * gw, n * NUM_KPTS).argmax(axis=0).reshape(n, NUM_KPTS)
-    hy, hx = best // gw, best % gw
+    denom = np.float32(SIGMA_FACTOR * min(gh, gw))
+    hy, hx = _snap(h["heatmap"], box, ry, rx, denom)
     k = np.arange(NUM_KPTS)[None, :]
     koff = h["kpt_offset"].reshape(gh, gw, NUM_KPTS, 2)[hy, hx, k]  # (n, 17, 2)
-    kscore = weighted.max(axis=2)[hy, hx, k]
+    # score: the largest weighted heatmap over all people at the chosen cell (the graph's max over people)
+    fy, fx = hy.astype(np.float32)[..., None], hx.astype(np.float32)[..., None]  # (n, 17, 1) vs people j
+    d2 = (fy - ry.T[None]) ** 2 + (fx - rx.T[None]) ** 2  # (n, 17, n_j)
+    inside = ((fy >= box[:, 0]) & (fy < box[:, 2]) & (fx >= box[:, 1]) & (fx < box[:, 3]))
+    heat = h["heatmap"][hy, hx, k][..., None]
+    kscore = (heat * np.exp(-d2 / denom) * inside).max(axis=-1) if n else np.zeros((0, NUM_KPTS), np.float32)
     ky, kx = (hy + koff[..., 0]) / gh, (hx + koff[..., 1]) / gw
     valid = kscore > keypoint_threshold
     pose = cscore * np.where(valid, kscore, 0.0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)

@@ -23,6 +23,7 @@ P = "StatefulPartitionedCall/"
 MULTIPOSE_HEADS = [P + "Sigmoid", P + "box_scale_0/conv2d_5/BiasAdd", P + "box_offset_0/conv2d_6/BiasAdd",
                    P + "Sigmoid_1", P + "kpt_regress_0/conv2d_8/BiasAdd", P + "kpt_offset_0/conv2d_9/BiasAdd"]
 CENTERNET_HEADS = ["tower_0/keypoints", "tower_0/wh"]
+DARK = "data/limbs12_dev/images/exlpose__imgs_0212_hwangridan_vid000020_exp1200_dark_000052__gain_3.40_exposure_417.png"
 
 
 def _tfjs(name: str) -> Path:
@@ -30,7 +31,8 @@ def _tfjs(name: str) -> Path:
 
 
 def _image(name: str, size: tuple[int, int]) -> np.ndarray:
-    resized, _ = resize(read_image(shared_path("images", name)), size, "letterbox")
+    resized, _ = resize(read_image(shared_path(*(name.split("/") if "/" in name else ("images", name)))), size,
+                        "letterbox")
     return resized[None].astype(np.float32)
 
 
@@ -123,7 +125,7 @@ def test_multipose_full_graph_finds_the_two_people(imports: Any) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("image", ["posenet_test_couple.jpg", "ultralytics_bus.jpg", "ultralytics_zidane.jpg"])
+@pytest.mark.parametrize("image", ["posenet_test_couple.jpg", "ultralytics_bus.jpg", "ultralytics_zidane.jpg", DARK])
 def test_multipose_decoder_reproduces_the_float_graph(imports: Any, image: str) -> None:
     """Golden test: our numpy decoder on the FLOAT heads == the float graph's own [1,6,56]."""
     m = imports("multipose-heads")
@@ -132,7 +134,8 @@ def test_multipose_decoder_reproduces_the_float_graph(imports: Any, image: str) 
     assert graph.shape == (1, 6, 56) and ours.shape == (6, 56)
     # same float32 ops in another order: within 1e-4 (measured: identical)
     np.testing.assert_allclose(ours, graph[0], atol=1e-4)
-    assert (graph[0, :, 55] > 0.2).sum() >= 2  # real people in every image, so the test has teeth
+    if image != DARK:  # real people, so the test has teeth; the dark one: near-ties of tiny centre values
+        assert (graph[0, :, 55] > 0.2).sum() >= 2
 
 
 @pytest.mark.slow
