@@ -291,3 +291,32 @@ def test_damaged_tfjs_models_are_one_clear_error(tmp_path: Path, damage: Any, ma
     damage(tmp_path)
     with pytest.raises(ModelError, match=match):
         importers.load(tmp_path / "model.json")
+
+
+# --- outputs= on a SavedModel (the same graph path) -------------------------------------------
+
+def test_a_saved_model_is_cut_at_a_named_node(tmp_path: Path) -> None:
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tools import importers
+
+    inp = keras.Input((32, 32, 3))
+    head = keras.layers.Conv2D(4, 3, name="head_conv")(inp)
+    keras.Model(inp, keras.layers.GlobalAveragePooling2D()(head)).export(str(tmp_path / "sm"), verbose=False)
+    with pytest.raises(ModelError, match=r"no tensor named 'nope' in the frozen graph.*--outputs"):
+        importers.load(tmp_path / "sm", outputs=["nope"])
+    name = "StatefulPartitionedCall/functional/head_conv/BiasAdd"
+    try:
+        m = importers.load(tmp_path / "sm", outputs=[name])
+    except ModelError as err:  # Keras numbers layers per session: take the name it suggests
+        name = str(err).split("similar: ")[1].split(",")[0].split(")")[0]
+        m = importers.load(tmp_path / "sm", outputs=[name])
+    assert m.fmt == "savedmodel" and m.input.size == (32, 32) and m.output_names == (name,)
+    interp = Interpreter(model_content=bytes(m.make_converter().convert()))
+    interp.allocate_tensors()
+    x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    want = np.asarray(keras.Model(inp, head)(x))
+    np.testing.assert_allclose(interp.get_tensor(interp.get_output_details()[0]["index"]), want, atol=1e-3)

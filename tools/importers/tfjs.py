@@ -269,6 +269,15 @@ def _replace_input(gd: Any, tf: Any, size: tuple[int, int], nchw: bool) -> str:
     return name
 
 
+def fix_input(gd: Any, tf: Any, name: str, size: tuple[int, int]) -> None:
+    """Give a float NHWC placeholder (a SavedModel's, with a dynamic batch) the static [1,H,W,3]."""
+    for n in gd.node:
+        if n.name == name:
+            n.attr["shape"].shape.CopyFrom(tf.TensorShape([1, size[0], size[1], 3]).as_proto())
+            return
+    raise ModelError(f"no input {name!r} in the graph")
+
+
 def _input_shape(node: dict[str, Any]) -> list[int]:
     dims = node.get("attr", {}).get("shape", {}).get("shape", {}).get("dim", [])
     return [int(d.get("size", -1)) for d in dims]
@@ -347,6 +356,19 @@ def load_tfjs(path: Path, *, outputs: list[str] | tuple[str, ...] | None = None,
     size = (int(input_size[0]), int(input_size[1]))
     in_name = _replace_input(gd, tf, size, nchw)
 
+    notes = [f"{filled} weights read from {len(model.get('weightsManifest', []))} shard group(s)",
+             f"split {n_fused} fused ops", f"input {in_name}: float32 [1,{size[0]},{size[1]},3] NHWC"
+             + (" (transposed to the model's NCHW)" if nchw else "")]
+    return graph_model(gd, in_name, wanted, clip, path, "tfjs", InputSpec(size, layout="nchw" if nchw else "nhwc"),
+                       notes, cut=bool(outputs))
+
+
+def graph_model(gd: Any, in_name: str, wanted: list[str], clip: dict[str, tuple[float, float]] | None,
+                path: Path, fmt: str, spec: InputSpec, notes: list[str], cut: bool = True) -> ImportedModel:
+    """A frozen GraphDef with a float [1,H,W,3] input ``in_name``, cut at ``wanted`` (clipped as
+    asked), behind a TFLite converter factory; shared by the TF.js and SavedModel importers."""
+    import tensorflow as tf
+
     gd = tf.compat.v1.graph_util.extract_sub_graph(gd, wanted)
     wanted = [_clip_output(gd, tf, o, *clip[o]) if clip and o in clip else o for o in wanted]
     tail = post_processing_tail(gd)
@@ -361,17 +383,12 @@ def load_tfjs(path: Path, *, outputs: list[str] | tuple[str, ...] | None = None,
                            fetches=[g.get_tensor_by_name(_tensor_name(o)) for o in wanted])
     except (ValueError, TypeError, tf.errors.OpError) as err:
         why = str(err).splitlines()[0][:200]
-        raise ModelError(f"{json_path}: TensorFlow cannot import the graph ({why})") from None
-
-    notes = [f"{filled} weights read from {len(model.get('weightsManifest', []))} shard group(s)",
-             f"split {n_fused} fused ops", f"input {in_name}: float32 [1,{size[0]},{size[1]},3] NHWC"
-             + (" (transposed to the model's NCHW)" if nchw else "")]
-    if outputs:
+        raise ModelError(f"{path}: TensorFlow cannot import the graph ({why})") from None
+    if cut:
         notes.append(f"cut at {', '.join(wanted)}")
     if tail:
         kinds = sorted({n.split("/")[-1] for n in tail})[:4]
         notes.append(f"{len(tail)} post-processing ops stay float in int8 ({', '.join(kinds)}, ...)")
-    spec = InputSpec(size, layout="nchw" if nchw else "nhwc")
-    return ImportedModel(path, "tfjs", spec, tuple(wanted),
+    return ImportedModel(path, fmt, spec, tuple(wanted),
                          lambda: tf.lite.TFLiteConverter.from_concrete_functions([fn], wrapped),
                          keepalive=[wrapped, fn], notes=notes, float_tail=tuple(tail))
