@@ -135,8 +135,8 @@ def _source_manifest(model: Path) -> Manifest | None:
 
 
 def _converter(model: Path, import_options: dict[str, Any] | None = None) -> tuple[Any, tuple[int, int]]:
-    """A TFLiteConverter factory for ``model`` (any format ``tools.importers`` reads, with
-    ``import_options`` such as ``outputs=``/``input_size=``) and its (h, w) input size."""
+    """``model`` imported (any format ``tools.importers`` reads, with ``import_options`` such as
+    ``outputs=``/``input_size=``): the ``ImportedModel`` (converter factory, float tail) and its (h, w)."""
     from tools import importers
 
     if model.suffix == ".tflite":
@@ -267,7 +267,7 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     if decoder not in DECODER_KINDS or schema not in SCHEMA_NAMES:
         raise ToolError(f"--decoder {decoder!r} / --schema {schema!r}: expected decoder in {', '.join(DECODER_KINDS)} "
                         f"and schema in {', '.join(SCHEMA_NAMES)}")
-    make_conv, size = _converter(model, import_options)
+    imported, size = _converter(model, import_options)
     mode = src_m.resize if src_m else "letterbox"
     mean, std = (src_m.mean, src_m.std) if src_m else (None, None)
     frames = load_representative(representative, num_samples + held_out, size, mode, mean, std, progress)
@@ -277,8 +277,8 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
         calib, check = frames, frames[:held_out]
         log.warning("only %d images: held-out images overlap the representative set", len(frames))
 
-    float_bytes = _convert(make_conv.make_converter(), f"float conversion of {model}")
-    int8_bytes, float_tail = _int8_convert(make_conv, calib, io_dtype, model)
+    float_bytes = _convert(imported.make_converter(), f"float conversion of {model}")
+    int8_bytes, float_tail = _int8_convert(imported, calib, io_dtype, model)
     _check_int8(int8_bytes, io_dtype, model, float_tail)
     out.write_bytes(int8_bytes)
 
