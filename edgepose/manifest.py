@@ -58,6 +58,10 @@ class Manifest:
     source_url: str = ""
     source_sha256: str = ""
     source_size: int = 0  # bytes of ``source_file`` (0: unknown)
+    # A model built on the dev PC from a float source (source_url/source_sha256, e.g. an npm
+    # tarball) by the one command in `build`; it has no url, and its file is found through
+    # $EDGEPOSE_MODEL_PATH or the cache once copied there.
+    build: str = ""
     source: Path | None = field(default=None, compare=False)  # the TOML it came from
 
     kind = "model"
@@ -138,6 +142,11 @@ def manifest_from_dict(data: dict[str, Any], origin: str = "manifest") -> Manife
 
 def _check_derive(d: dict[str, Any], origin: str) -> None:
     """A derived model names its rewrite, its source file and both checksums, and no url."""
+    if d.get("build"):
+        if d.get("derive") or d.get("url"):
+            raise ModelError(f"{origin}: a built model (build = ...) has neither url nor derive; put its "
+                             "float source in source_url/source_sha256")
+        return
     if not d.get("derive"):
         extra = [k for k in ("source_file", "source_url", "source_sha256") if d.get(k)]
         if extra:

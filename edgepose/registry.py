@@ -304,6 +304,10 @@ def fetch_model(
             return existing
     if m.derive:
         return _derive_model(m, url, source_dir, timeout, progress)
+    if m.build and source_dir is None and url is None:
+        raise FetchError(f"model {name!r} is built on the dev PC, not downloaded: run the `build` command in "
+                         f"{m.source or 'its manifest'} there (README: Import from TF.js) and copy {m.file} "
+                         "(with its .toml) into a folder of $EDGEPOSE_MODEL_PATH")
     if source_dir is not None:
         hit = _find_in_folder(Path(source_dir), m.file)
         if hit is None:

@@ -240,12 +240,14 @@ def _convert(conv: Any, what: str) -> bytes:
         raise ConversionError(f"{what} failed: {why[:300]}; replace that op or layer") from None
 
 
-def _check_int8(model_bytes: bytes, io_dtype: str, source: Path) -> None:
-    """The converter can fall back to float without an error; never write that as 'int8'."""
+def _check_int8(model_bytes: bytes, io_dtype: str, source: Path, float_tail: bool = False) -> None:
+    """The converter can fall back to float without an error; never write that as 'int8'
+    (outputs of a float post-processing tail excepted, see ``_int8_convert``)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=model_bytes)
-    dtypes = {np.dtype(d["dtype"]).name for d in interp.get_input_details() + interp.get_output_details()}
+    dtypes = {np.dtype(d["dtype"]).name for d in interp.get_input_details()
+              + ([] if float_tail else interp.get_output_details())}
     if dtypes != {io_dtype}:
         raise ConversionError(f"int8 quantization of {source} produced {'/'.join(sorted(dtypes))} inputs/outputs, "
                               f"not {io_dtype}: the model was not fully quantized; check its layers and the "
@@ -264,6 +266,67 @@ def convert_int8(conv: Any, calib: list[npt.NDArray[np.float32]], io_dtype: str,
     int8_bytes = _convert(conv, f"int8 quantization of {model}")
     _check_int8(int8_bytes, io_dtype, model)
     return int8_bytes
+
+
+def _int8_convert(imported: Any, calib: list[npt.NDArray[np.float32]], io_dtype: str,
+                  model: Path) -> tuple[bytes, bool]:
+    """Full-int8 bytes; when the graph ends in post-processing (MoveNet SinglePose: ARG_MAX,
+    GATHER_ND, CAST...), the network is quantized and that tail stays float/int32 with float
+    outputs, as in Coral's int8 MoveNet. Returns (bytes, whether a float tail was kept)."""
+    import tensorflow as tf
+
+    make = imported.make_converter
+    if imported.float_tail:
+        return _int8_with_float_tail(make, calib, io_dtype, model, list(imported.float_tail)), True
+    try:
+        return convert_int8(make(), calib, io_dtype, model), False
+    except ConversionError as err:
+        first = err
+    conv = make()
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x] for x in calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    conv.inference_input_type = getattr(tf, io_dtype)
+    conv.inference_output_type = tf.float32
+    data = _convert(conv, f"int8 quantization of {model}")
+    import tempfile
+
+    from tools.check import check_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "int8.tflite"
+        path.write_bytes(data)
+        status = check_model(path).status
+    if status not in ("mapped", "cpu-tail"):
+        raise ConversionError(f"{first}; with a float post-processing tail allowed the network itself still runs "
+                              f"on the CPU (check: {status}); cut the graph before the post-processing with --outputs")
+    _check_int8(data, io_dtype, model, float_tail=True)
+    return data, True
+
+
+def _int8_with_float_tail(make: Any, calib: list[npt.NDArray[np.float32]], io_dtype: str, model: Path,
+                          tail: list[str]) -> bytes:
+    """Calibrate, then quantize everything but the ``tail`` nodes (TF's selective quantization,
+    the one the quantization debugger uses); the network maps to the Edge TPU, the tail runs on the CPU."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as lite_convert
+    from tensorflow.lite.python import util as lite_util
+
+    conv = make()
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x] for x in calib)
+    conv._experimental_calibrate_only = True
+    calibrated = _convert(conv, f"int8 calibration of {model}")
+    try:
+        # float I/O here (QUANTIZE in front, the float tail behind); then the input becomes uint8/int8
+        data = lite_convert.mlir_quantize(calibrated, fully_quantize=False, input_data_type=tf.float32,
+                                          output_data_type=tf.float32, denylisted_nodes=tail)
+        out = bytes(lite_util.modify_model_io_type(data, getattr(tf, io_dtype), tf.float32))
+    except Exception as err:  # the quantizer raises RuntimeError/ValueError with the MLIR diagnostic
+        raise ConversionError(f"int8 quantization of {model} with a float post-processing tail failed: "
+                              f"{str(err).splitlines()[0][:300]}") from None
+    _check_int8(out, io_dtype, model, float_tail=True)
+    return out
 
 
 def split_representative(frames: list[npt.NDArray[np.float32]], source: str | Path, num_samples: int,
@@ -357,7 +420,7 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     check_outputs_fit(model, float_bytes, size, decoder, {"schema": schema, **params})
     frames = load_representative(representative, num_samples + held_out, size, mode, mean, std, progress, channels)
     calib, check = split_representative(frames, representative, num_samples, held_out)
-    int8_bytes = convert_int8(conv, calib, io_dtype, model)
+    int8_bytes, float_tail = _int8_convert(imported, calib, io_dtype, model)
 
     from tools.quant_report import compare, layer_errors, overlay, write_report
 
@@ -365,7 +428,7 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     report["layers"] = layer_errors(imported.make_converter, calib, check)
     report.update({"model": str(model), "output": out.name, "representative": str(representative),
                    "num_samples": len(calib), "requested_samples": num_samples, "held_out": len(check),
-                   "io": io_dtype, "held_out_overlaps": len(frames) < min(num_samples, MIN_SAMPLES) + held_out,
+                   "io": io_dtype, "float_tail": float_tail, "held_out_overlaps": len(frames) < min(num_samples, MIN_SAMPLES) + held_out,
                    "input": {"mean": mean, "std": std, "channels": channels, "source_layout": layout,
                              "format": imported.fmt, "import_notes": imported.notes}})
     scale, zero = report["input_quantization"]
@@ -428,10 +491,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--channels", choices=("rgb", "bgr"), help="channel order the model was trained on (default rgb)")
     p.add_argument("--layout", choices=("nhwc", "nchw"),
                    help="layout of the original model's input (default: detected; the int8 model is NHWC)")
+    p.add_argument("--outputs", type=_output_names, metavar="NAME[,NAME...]",
+                   help="cut the graph at these tensors (TF.js/SavedModel/ONNX names); default: the model's outputs")
+    p.add_argument("--input-size", type=_hw, metavar="HxW",
+                   help="input size for models with a dynamic input (e.g. 256x256 for MoveNet MultiPose)")
+    p.add_argument("--clip", type=_clips, metavar="NAME=LO:HI[,...]",
+                   help="bound these outputs to [LO, HI] so int8 spends its steps there (TF.js/SavedModel models)")
     p.add_argument("--factory", metavar="MODULE:CALLABLE",
                    help="PyTorch only: the function that builds the network the checkpoint's state_dict is for")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _output_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: give tensor names separated by commas")
+    return names
+
+
+def _clips(text: str) -> dict[str, tuple[float, float]]:
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        m = re.fullmatch(r"(.+)=\s*(-?[\d.]+)\s*:\s*(-?[\d.]+)", item)
+        if not m or not float(m.group(2)) < float(m.group(3)):
+            raise argparse.ArgumentTypeError(f"{item!r}: expected NAME=LO:HI with LO < HI, e.g. head/BiasAdd=-2:2")
+        out[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)))
+    if not out:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=LO:HI")
+    return out
+
+
+def _hw(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HEIGHTxWIDTH, e.g. 256x256")
+    return int(m.group(1)), int(m.group(2))
 
 
 def quantize_args(args: argparse.Namespace, output: Path | None = None) -> QuantizeResult:
@@ -439,7 +534,9 @@ def quantize_args(args: argparse.Namespace, output: Path | None = None) -> Quant
     return quantize(args.model, args.representative, output or args.output, num_samples=args.samples,
                     io_dtype=args.io, decoder=args.decoder, schema=args.schema, held_out=args.held_out,
                     progress=not args.no_progress, mean=args.mean, std=args.std, channels=args.channels,
-                    layout=args.layout, import_options={"factory": args.factory} if args.factory else None)
+                    layout=args.layout,
+                    import_options={k: v for k, v in (("outputs", args.outputs), ("input_size", args.input_size),
+                                                      ("clip", args.clip), ("factory", args.factory)) if v})
 
 
 def describe_calibration(r: QuantizeResult, source: str | Path) -> str:

@@ -159,6 +159,9 @@ def run_fetch(args: argparse.Namespace) -> int:
         raise ModelError("--url names one file; fetch one model at a time with --url")
     for name in names:
         m = get_manifest(name)
+        if args.all and m.build and find_model_file(m) is None:  # made on the dev PC, never downloaded
+            print(f"{name}: not fetched, built on the dev PC (the `build` command in its manifest)")
+            continue
         existing = None if args.force else find_model_file(m)
         if existing is not None:
             again = "derives it again" if m.derive else "downloads again"

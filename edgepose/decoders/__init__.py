@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgepose.decoders import heatmap, movenet
+from edgepose.decoders import heatmap, movenet, multipose
 from edgepose.decoders.base import Decoder, OutputTensor, as_outputs, outputs_error
 from edgepose.decoders.posenet import SINGLE_PARAMS
 from edgepose.decoders.posenet import decode_single as _posenet_single
@@ -47,6 +47,8 @@ DECODERS: dict[str, DecoderInfo] = {d.kind: d for d in (
     DecoderInfo("posenet_multi", _posenet_multi, ("coco17",), True, MULTI_PARAMS),
     # heatmap argmax (Simple Baselines, Stacked Hourglass), one pose
     DecoderInfo("heatmap", heatmap.decode, tuple(SCHEMAS), False, heatmap.PARAMS),
+    # MoveNet MultiPose Lightning cut at its six heads (Edge TPU), the graph's tail in numpy
+    DecoderInfo("multipose", multipose.decode, ("coco17",), True, multipose.PARAMS),
 )}
 DECODER_KINDS: tuple[str, ...] = tuple(DECODERS)
 

@@ -161,7 +161,7 @@ def test_bad_params_raise_config_error(kind: str, params: dict, expected: str) -
 
 
 def test_get_decoder_unknown_kind() -> None:
-    assert set(DECODERS) == {"movenet", "posenet_single", "posenet_multi", "heatmap"}
+    assert set(DECODERS) == {"movenet", "posenet_single", "posenet_multi", "heatmap", "multipose"}
     with pytest.raises(ConfigError, match="unknown decoder 'openpose'.*posenet_multi"):
         get_decoder("openpose")
 

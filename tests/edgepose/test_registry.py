@@ -9,8 +9,8 @@ from typing import Iterator
 import pytest
 
 from edgepose.errors import FetchError, ModelError
-from edgepose.manifest import Manifest, dumps_manifest, load_manifest, write_manifest
-from edgepose.registry import cache_dir, fetch_model, list_manifests, resolve_model, sha256_file
+from edgepose.manifest import Manifest, dumps_manifest, load_manifest, manifest_from_dict, write_manifest
+from edgepose.registry import cache_dir, fetch_model, get_manifest, list_manifests, resolve_model, sha256_file
 from tests.conftest import shared_path
 
 MOVENET = "movenet_single_pose_lightning_ptq.tflite"
@@ -22,6 +22,10 @@ def test_builtin_manifests_load_and_twins_point_at_each_other() -> None:
             "posenet-mobilenet-v1-075-481x641", "posenet-mobilenet-v1-075-481x641-edgetpu",
             "posenet-mobilenet-v1-075-721x1281"} <= set(ms)
     for m in ms.values():
+        if m.build:  # built on the dev PC from a pinned float source: no download of its own
+            assert m.source_url.startswith("https://") and len(m.source_sha256) == 64 and not m.url
+            assert "edgepose-tools" in m.build
+            continue
         assert (m.source_url if m.derive else m.url).startswith("https://") and len(m.sha256) == 64
         if m.edgetpu_twin:
             assert ms[m.edgetpu_twin].cpu_twin == m.name
@@ -32,6 +36,8 @@ def test_builtin_manifests_load_and_twins_point_at_each_other() -> None:
 def test_builtin_checksums_match_the_real_files() -> None:
     shared_path("models", "coral")
     for name, m in list_manifests().items():
+        if m.build:
+            continue  # not a download: built on the dev PC (tests/tools/test_quantize_tfjs.py builds one)
         spec = resolve_model(name)
         assert sha256_file(spec.path) == m.sha256, name
         assert spec.manifest.input_size == m.input_size
@@ -278,7 +284,9 @@ def test_fetch_from_a_local_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert main(["models", "fetch", "--all", "--from", str(shared_path("models"))]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == len(list_manifests())
-    assert sorted(p.name for p in cache_dir().iterdir()) == sorted(m.file for m in list_manifests().values())
+    assert sorted(p.name for p in cache_dir().iterdir()) == sorted(m.file for m in list_manifests().values()
+                                                                   if not m.build)
+    assert "movenet-multipose-lightning-int8: not fetched, built on the dev PC" in out
     assert main(["models", "fetch"]) == 2
 
 
@@ -307,7 +315,7 @@ def test_models_cli_lists_shows_and_fetches_a_pipeline(monkeypatch: pytest.Monke
 
     monkeypatch.delenv("EDGEPOSE_MODEL_PATH")
     assert main(["models", "list"]) == 0
-    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("movenet-multipose")]
+    row = [line for line in capsys.readouterr().out.splitlines() if line.split()[:1] == ["movenet-multipose"]]
     assert len(row) == 1 and "topdown: posenet-mobilenet-v1-075-481x641 -> movenet-lightning" in row[0]
     assert "parts not downloaded" in row[0]
     assert main(["models", "info", "movenet-multipose", "--json"]) == 0
@@ -358,3 +366,17 @@ def test_a_killed_fetch_leaves_no_part_file_for_long(local_manifests: Path, serv
     assert parts[0].exists()  # what SIGKILL leaves behind
     fetch_model("m-good", force=True)
     assert not [p for p in _cache_files() if p.name.endswith(".part")]
+
+
+def test_a_built_model_is_not_fetched_but_names_its_build_command() -> None:
+    m = get_manifest("movenet-multipose-lightning-int8")
+    assert m.build.startswith("edgepose-tools quantize") and "--outputs" in m.build and not m.url
+    with pytest.raises(FetchError, match=r"built on the dev PC, not downloaded: run the `build` command in .*"
+                                         r"movenet-multipose-lightning-int8.toml"):
+        fetch_model("movenet-multipose-lightning-int8")
+
+
+def test_a_built_model_with_a_url_is_refused() -> None:
+    with pytest.raises(ModelError, match=r"a built model \(build = ...\) has neither url nor derive"):
+        manifest_from_dict({"name": "x", "file": "x.tflite", "input_size": [1, 1], "decoder": "multipose",
+                            "schema": "coco17", "build": "edgepose-tools quantize ...", "url": "https://x"})

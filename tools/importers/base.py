@@ -37,7 +37,9 @@ class ImportedModel:
     """A model brought into TensorFlow: ``make_converter()`` returns a fresh
     ``tf.lite.TFLiteConverter`` for its graph (float by default; the caller sets the int8
     options). ``keepalive`` holds whatever must outlive the converter (a Keras model, a
-    wrapped graph); ``notes`` says what the import did (e.g. "split 54 fused ops")."""
+    wrapped graph); ``notes`` says what the import did (e.g. "split 54 fused ops").
+    ``float_tail``: graph node names of a post-processing tail (argmax, gathers) that must stay
+    float when the rest is quantized to int8 (empty: quantize everything)."""
 
     source: Path
     fmt: str
@@ -46,3 +48,4 @@ class ImportedModel:
     make_converter: Callable[[], Any]
     keepalive: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    float_tail: tuple[str, ...] = ()
