@@ -63,7 +63,7 @@ def model_outputs(path: str, images: list[tuple[str, np.ndarray]], size: tuple[i
     from ai_edge_litert.interpreter import Interpreter
 
     from edgepose.decoders.base import OutputTensor
-    from edgepose.preprocess import resize
+    from edgepose.core.preprocess import resize
 
     interp = Interpreter(path)
     interp.allocate_tensors()

@@ -64,7 +64,7 @@ def main() -> None:
 
     import cv2
 
-    from edgepose.engine import open_engine
+    from edgepose.inference.engine import open_engine
     from edgepose.outputs.base import FrameResult
     from edgepose.outputs.recording import RecordingOutput
     from edgepose.outputs.records import frame_record

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 from _common import load_rgb, require_shared
 
-from edgepose.engine import open_engine
-from edgepose.estimator import STAGES, Estimate
-from edgepose.registry import get_pipeline
-from edgepose.topdown import TopDownEstimator, TopDownParams
+from edgepose.inference.engine import open_engine
+from edgepose.estimators.base import STAGES, Estimate
+from edgepose.models.registry import get_pipeline
+from edgepose.estimators.topdown import TopDownEstimator, TopDownParams
 
 # Published Edge TPU invoke times (ms): Coral's model pages, USB Accelerator.
 EDGETPU_MS = {"posenet-mobilenet-v1-075-481x641": 10.3, "movenet-lightning": 7.1}

@@ -5,7 +5,7 @@ Nothing here touches hardware or heavy libraries at import time.
 
 from __future__ import annotations
 
-from edgepose.errors import (
+from edgepose.core.errors import (
     ConfigError,
     DeviceError,
     EdgePoseError,
@@ -15,9 +15,9 @@ from edgepose.errors import (
     RenderError,
     SourceError,
 )
-from edgepose.pose import Poses
-from edgepose.preprocess import Transform
-from edgepose.schemas import COCO17, MPII16, Schema, get_schema
+from edgepose.core.pose import Poses
+from edgepose.core.preprocess import Transform
+from edgepose.core.schemas import COCO17, MPII16, Schema, get_schema
 
 __version__ = "0.1.0"
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgepose.errors import ModelError
-from edgepose.manifest import Manifest, load_manifest, write_manifest
+from edgepose.core.errors import ModelError
+from edgepose.models.manifest import Manifest, load_manifest, write_manifest
 from tools.argtypes import positive_int
 from tools.errors import CompilerNotFoundError, ToolError
 

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgepose.decoders.base import OutputTensor
-from edgepose.preprocess import Transform
+from edgepose.core.preprocess import Transform
 from tools.metrics import pck
 
 log = logging.getLogger(__name__)

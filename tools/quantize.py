@@ -5,7 +5,7 @@ Takes a Keras model (.keras), a SavedModel directory or (not supported here) a f
 int8 .tflite, its edgepose manifest and a float-vs-int8 report (JSON + PNG).
 
 The manifest keeps the float input semantics (``mean``/``std``) so
-``edgepose.preprocess.to_input_tensor`` quantizes with the input tensor's own
+``edgepose.core.preprocess.to_input_tensor`` quantizes with the input tensor's own
 scale/zero point; when that quantization is the identity on raw pixels (scale 1, zero 0
 for uint8 input of a 0..255 model) mean/std are left out and frames are fed as they are.
 """
@@ -24,10 +24,10 @@ from typing import Any, Iterator
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.errors import ModelError
-from edgepose.imageio import IMAGE_SUFFIXES, list_images, read_image
-from edgepose.manifest import DECODER_KINDS, SCHEMA_NAMES, Manifest, load_manifest, manifest_from_dict, write_manifest
-from edgepose.preprocess import resize
+from edgepose.core.errors import ModelError
+from edgepose.core.imageio import IMAGE_SUFFIXES, list_images, read_image
+from edgepose.models.manifest import DECODER_KINDS, SCHEMA_NAMES, Manifest, load_manifest, manifest_from_dict, write_manifest
+from edgepose.core.preprocess import resize
 from tools.argtypes import positive_int
 from tools.errors import ConversionError, DataError, ToolError
 

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgepose.core.errors import ConfigError
+from edgepose.core.imageio import read_image, write_image
 from edgepose.decoders import DECODER_KINDS
-from edgepose.errors import ConfigError
-from edgepose.estimator import DEFAULT_MODEL, STAGES, open_estimator
-from edgepose.imageio import read_image, write_image
-from edgepose.manifest import INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
+from edgepose.estimators.base import DEFAULT_MODEL, STAGES, open_estimator
+from edgepose.models.manifest import INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from edgepose.errors import ModelError
-from edgepose.manifest import AnyManifest, TopDownManifest
-from edgepose.registry import (
+from edgepose.core.errors import ModelError
+from edgepose.models.manifest import AnyManifest, TopDownManifest
+from edgepose.models.registry import (
     cache_dir,
     describe_model,
     fetch_model,

@@ -21,10 +21,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from edgepose import sdnotify
+from edgepose.app import sdnotify
+from edgepose.app.config import SETTINGS, RunConfig, build_config, usable_cores, value_types
 from edgepose.cli.common import EXIT_OK, EXIT_RUNTIME, ArgumentParser, run_cli, setup_logging
-from edgepose.config import SETTINGS, RunConfig, build_config, usable_cores, value_types
-from edgepose.errors import ConfigError, SourceError
+from edgepose.core.errors import ConfigError, SourceError
 from edgepose.outputs import Output, make_output
 
 log = logging.getLogger("edgepose.run")
@@ -103,7 +103,7 @@ class _Stopper:
 def _filters(cfg: RunConfig) -> list[Any]:
     if not (cfg.smooth or cfg.track):
         return []
-    from edgepose.filters import make_filters
+    from edgepose.app.filters import make_filters
 
     return make_filters(smooth=cfg.smooth, track=cfg.track)
 
@@ -128,7 +128,7 @@ def make_outputs(cfg: RunConfig) -> list[Output]:
         outputs.append(SnapshotOutput(cfg.snapshot_dir, every=cfg.snapshot_every,
                                       keypoint_threshold=cfg.keypoint_threshold))
     if cfg.serve is not None:
-        from edgepose.serve import ServeOutput
+        from edgepose.outputs.serve import ServeOutput
 
         outputs.append(ServeOutput(cfg.serve, token=cfg.serve_token,
                                    keypoint_threshold=cfg.keypoint_threshold))
@@ -165,8 +165,8 @@ def _warm_up(estimator: Any, cfg: RunConfig) -> None:
 
 def run(cfg: RunConfig) -> int:
     """Open everything ``cfg`` names, run the pipeline, release everything."""
-    from edgepose.estimator import open_estimator
-    from edgepose.pipeline import Pipeline, limit_library_threads
+    from edgepose.app.pipeline import Pipeline, limit_library_threads
+    from edgepose.estimators.base import open_estimator
     from edgepose.render import make_renderer
     from edgepose.sources import make_source
 
@@ -192,7 +192,7 @@ def run(cfg: RunConfig) -> int:
             threads = cfg.num_threads or usable_cores()
             opener = None
             if cfg.worker:  # the interpreter in a child process: its crash is not ours
-                from edgepose.worker import Supervisor
+                from edgepose.inference.worker import Supervisor
 
                 supervisor = Supervisor(num_threads=threads, invoke_timeout=cfg.invoke_timeout,
                                         load_timeout=cfg.load_timeout)

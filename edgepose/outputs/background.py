@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from edgepose.errors import ConfigError
-from edgepose.latest import LatestBox
+from edgepose.core.errors import ConfigError
+from edgepose.core.latest import LatestBox
 from edgepose.outputs.base import FrameResult, Output
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError
 
 
 def check_writable_file(path: Path, what: str, suffixes: tuple[str, ...] = ()) -> None:

@@ -7,7 +7,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError
 
 
 def lock_path(path: Path) -> Path:

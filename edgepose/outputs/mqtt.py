@@ -22,7 +22,7 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError
 from edgepose.outputs.background import (
     BackgroundOutput,
     import_net,

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from edgepose.errors import EdgePoseError
+from edgepose.core.errors import EdgePoseError
 from edgepose.outputs import make_output
 from edgepose.outputs.background import describe
 
@@ -95,7 +95,7 @@ def _probe_mqtt(out: Any, timeout: float) -> tuple[bool, str]:
 def probe_serve(bind: str, token: str | None) -> tuple[bool, str]:
     """(ok, detail) for ``--serve``: the bind is allowed and its port is free now."""
     try:
-        from edgepose.serve import check_bind
+        from edgepose.outputs.serve import check_bind
 
         host, port = check_bind(bind, token)
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:

@@ -31,7 +31,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, NoReturn
 
-from edgepose.errors import ConfigError, OutputError
+from edgepose.core.errors import ConfigError, OutputError
 from edgepose.outputs.base import FrameResult, Output
 from edgepose.outputs.files import check_writable_file
 from edgepose.outputs.lock import OutputLock

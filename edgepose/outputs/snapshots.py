@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import ConfigError, OutputError
+from edgepose.core.errors import ConfigError, OutputError
 from edgepose.outputs.base import FrameResult, Output
 from edgepose.outputs.recording import check_writable_folder, describe
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.errors import RenderError
-from edgepose.pose import Poses
+from edgepose.core.errors import RenderError
+from edgepose.core.pose import Poses
 
 Point = tuple[int, int]
 Rgb = tuple[int, int, int]

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.errors import RenderError
-from edgepose.pose import Poses
-from edgepose.preprocess import Transform
+from edgepose.core.errors import RenderError
+from edgepose.core.pose import Poses
+from edgepose.core.preprocess import Transform
 from edgepose.render.base import Renderer
 from edgepose.render.draw import default_thickness, skeleton_segments
 from edgepose.render.driver import GROUPS_HINT, DriverPlan

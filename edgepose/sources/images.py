@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepose.errors import SourceError
-from edgepose.imageio import IMAGE_SUFFIXES, list_images, read_image
+from edgepose.core.errors import SourceError
+from edgepose.core.imageio import IMAGE_SUFFIXES, list_images, read_image
 from edgepose.sources.base import Frame, Source
 
 log = logging.getLogger(__name__)

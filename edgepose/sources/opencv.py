@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import SourceError
+from edgepose.core.errors import SourceError
 from edgepose.sources.base import Frame, Source
 from edgepose.sources.spec import STREAM_SCHEMES
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from edgepose.errors import SourceError
-from edgepose.imageio import IMAGE_SUFFIXES
+from edgepose.core.errors import SourceError
+from edgepose.core.imageio import IMAGE_SUFFIXES
 
 SourceKind = Literal["auto", "picamera", "webcam", "stream", "video", "images"]
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edgepose.manifest import load_manifest, write_manifest
-from edgepose.registry import get_manifest, resolve_model
+from edgepose.models.manifest import load_manifest, write_manifest
+from edgepose.models.registry import get_manifest, resolve_model
 from tests.conftest import shared_path
 from tools.compile import (
     MAPPED, compile_model, compile_models, find_compiler, parse_operation_log, parse_report, parse_size,

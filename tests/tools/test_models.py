@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError
 
 
 def _op_versions(keras_model: Any) -> Counter:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.errors import EdgePoseError, ModelError
-from edgepose.manifest import Manifest, load_manifest, write_manifest
-from edgepose.preprocess import resize, to_input_tensor
+from edgepose.core.errors import EdgePoseError, ModelError
+from edgepose.models.manifest import Manifest, load_manifest, write_manifest
+from edgepose.core.preprocess import resize, to_input_tensor
 from tests.conftest import load_rgb, shared_path
 from tools.check import check_model
 from tools.cli import main

@@ -1,0 +1,336 @@
+"""The supervisor: models run in worker processes, one per device (one process owns the
+USB Edge TPU), behind engines that look like ``edgepose.inference.engine.Engine``.
+
+``Supervisor.open_engine`` has the signature of ``edgepose.inference.engine.open_engine`` and is
+the ``opener`` of ``edgepose.estimators.base.open_estimator``: every model of an estimator
+lands in the same worker. Frames are prepared and poses decoded in this process; only
+the invoke crosses over (``edgepose.inference.worker.process``).
+
+When a worker crashes, hangs or its runtime raises, one log line says what happened
+and the likely cause, and the frame in flight is retried, so none is lost:
+
+- ``auto``: the models' CPU twins take over in the CPU worker at once; the Edge TPU is
+  retried in the background with exponential backoff and the run moves back when it
+  answers (a model loaded and a test invoke done);
+- ``edgetpu`` (strict) or ``cpu``: the worker is restarted with backoff, the first time
+  at once; after ``max_restarts`` failed restarts in a row the invoke raises
+  ``DeviceError`` (``edgepose-run`` exits 1 and systemd restarts it). At start-up a
+  worker that cannot load its model is an error at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy.typing as npt
+
+from edgepose.core.errors import DeviceError, EdgePoseError, ModelError
+from edgepose.decoders.base import OutputTensor
+from edgepose.inference.engine import ModelPlan, RuntimeMissing, plan_model, warn_once
+from edgepose.inference.worker.lane import Hosted, Lane
+from edgepose.inference.worker.process import LOAD_TIMEOUT_S, WorkerFailure, WorkerProcess, context
+from edgepose.inference.worker.remote import Outputs, Route, SupervisedEngine, same_input
+from edgepose.models.registry import ModelSpec
+
+log = logging.getLogger("edgepose.inference.worker")
+
+RESTART_DELAYS_S = (0.0, 1.0, 2.0, 4.0, 8.0)  # strict restarts in a row: the first at once
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 60.0     # background Edge TPU retries (auto)
+
+
+class Supervisor:
+    """Hosts models in worker processes and keeps them running (see the module docstring).
+
+    ``invoke_timeout`` (s) replaces the deadline derived from the median invoke when
+    set; ``load_timeout`` (s) bounds each stage of loading a model (the Edge TPU
+    delegate, the interpreter); ``num_threads`` is the CPU interpreters' default.
+    """
+
+    def __init__(self, *, num_threads: int | None = None, invoke_timeout: float = 0.0,
+                 load_timeout: float = LOAD_TIMEOUT_S, max_restarts: int = 3) -> None:
+        self.num_threads, self.invoke_timeout, self.max_restarts = num_threads, invoke_timeout, max_restarts
+        self.load_timeout = load_timeout
+        self._ctx = context()
+        self._lanes: dict[tuple[str, str | None], Lane] = {}
+        self._engines: list[SupervisedEngine] = []
+        self._lock = threading.RLock()
+        self._closing = threading.Event()
+        self._retries: dict[int, threading.Thread] = {}
+        self._candidates: set[WorkerProcess] = set()
+        self._keys = 0
+
+    # ---- opening ---------------------------------------------------------------------
+
+    def open_engine(self, model: str | Path = "movenet-lightning", device: str = "auto", *,
+                    num_threads: int | None = None, decoder: str | None = None,
+                    schema: str | None = None, decoder_params: dict[str, Any] | None = None,
+                    resize: str | None = None, interpolation: str | None = None,
+                    delegate_loader: Any = None) -> SupervisedEngine:
+        """``edgepose.inference.engine.open_engine`` with the interpreter in a worker process."""
+        if delegate_loader is not None:
+            raise TypeError("delegate_loader works in-process only: a worker loads libedgetpu itself")
+        plan = plan_model(model, device, decoder=decoder, schema=schema, resize=resize,
+                          interpolation=interpolation)
+        threads = num_threads if num_threads is not None else self.num_threads
+        with self._lock:
+            if self._closing.is_set():
+                raise DeviceError("the inference workers are closed")
+            if plan.edgetpu is None:
+                lane, spec, cpu_spec = self._lane("cpu", None), plan.cpu_spec(), None
+            else:
+                lane, spec = self._lane("edgetpu", plan.delegate_device), plan.edgetpu
+                cpu_spec = self._fallback_spec(plan)
+            assert spec is not None
+            if cpu_spec is None:
+                route = self._host_at_start(lane, spec, threads, decoder_params)
+                return self._add(SupervisedEngine(self, [route], None, threads, decoder_params))
+            route = Route(lane, self._key(), decoder_params)
+            engine = SupervisedEngine(self, [route], cpu_spec, threads, decoder_params)
+            try:
+                lane.host(Hosted(route.key, spec, threads))
+            except RuntimeMissing as err:
+                lane.hosted.pop(route.key, None)  # no library: no background retries either
+                self._start_on_cpu(engine, f"no Edge TPU ({str(err).split(';')[0]})")
+            except DeviceError as err:  # no accelerator yet: it may be plugged in later
+                self._start_on_cpu(engine, f"no Edge TPU ({str(err).split(';')[0]})", retry=lane)
+            except WorkerFailure as failure:
+                self._start_on_cpu(engine, failure.line, retry=lane)
+            except BaseException:
+                lane.hosted.pop(route.key, None)
+                raise
+            return self._add(engine)
+
+    def _fallback_spec(self, plan: ModelPlan) -> ModelSpec | None:
+        """The CPU build ``auto`` falls back to (None for ``edgetpu``)."""
+        try:
+            return plan.cpu_spec()
+        except ModelError as err:  # e.g. a twin that cannot be fetched: no fallback, say so
+            log.warning("%s has no usable CPU twin (%s); an Edge TPU failure will stop the run",
+                        plan.requested.manifest.name, err)
+            return None
+
+    def _host_at_start(self, lane: Lane, spec: ModelSpec, threads: int | None,
+                       decoder_params: dict[str, Any] | None) -> Route:
+        """Load a model with no fallback: any failure is an error now, in one line."""
+        route = Route(lane, self._key(), decoder_params)
+        try:
+            lane.host(Hosted(route.key, spec, threads))
+        except WorkerFailure as failure:
+            lane.hosted.pop(route.key, None)
+            raise DeviceError(failure.line) from None
+        except BaseException:
+            lane.hosted.pop(route.key, None)
+            raise
+        if route.io is None:
+            raise DeviceError(f"{spec.manifest.name}: the worker reported no tensors")
+        return route
+
+    def _start_on_cpu(self, engine: SupervisedEngine, why: str, retry: Lane | None = None) -> None:
+        """``engine``'s Edge TPU build did not load: its CPU twin runs instead (and those
+        of the models already in that worker, which died with it)."""
+        assert engine.cpu_spec is not None
+        tail = ", retrying the Edge TPU in the background" if retry is not None else ""
+        warn_once(log, "%s; running %s on the CPU%s", why, engine.cpu_spec.manifest.name, tail)
+        lane = engine.routes[0].lane
+        self._fail_over(lane, [engine] + self._with_fallback(lane))
+        if retry is not None:
+            self._retry_in_background(retry)
+
+    def _with_fallback(self, lane: Lane) -> list[SupervisedEngine]:
+        """The open engines that prefer ``lane`` and have a CPU twin to fall back to."""
+        return [e for e in self._engines if e.routes[0].lane is lane and e.cpu_spec is not None]
+
+    def _add(self, engine: SupervisedEngine) -> SupervisedEngine:
+        self._engines.append(engine)
+        return engine
+
+    def _key(self) -> int:
+        self._keys += 1
+        return self._keys
+
+    def _lane(self, kind: str, delegate_device: str | None) -> Lane:
+        lane = self._lanes.get((kind, delegate_device))
+        if lane is None:
+            lane = Lane(kind, delegate_device, self._ctx, self.load_timeout)
+            self._lanes[(kind, delegate_device)] = lane
+        return lane
+
+    # ---- invoking --------------------------------------------------------------------
+
+    def invoke(self, engine: SupervisedEngine, tensor: npt.NDArray[Any]) -> list[OutputTensor]:
+        """Run ``engine``'s model where it can run now; a failure is handled (logged,
+        worker restarted or replaced) and the same tensor tried again."""
+        with self._lock:
+            while True:
+                if self._closing.is_set():
+                    raise DeviceError("the inference workers are closed")
+                route = next((r for r in engine.routes if r.lane.up), None)
+                if route is None:  # a strict lane that gave up earlier
+                    raise DeviceError(f"{engine.name}: no worker is running it")
+                try:
+                    arrays = route.lane.invoke(route.key, tensor, self.invoke_timeout)
+                except WorkerFailure as failure:
+                    self._failed(route.lane, failure)
+                    continue
+                io = route.io
+                assert io is not None
+                engine._last = route
+                out = Outputs(io.wrap(arrays))
+                out.io = io
+                return out
+
+    def _failed(self, lane: Lane, failure: WorkerFailure) -> None:
+        lane.down()
+        if self._closing.is_set():  # killed by close(): not a failure to report
+            raise DeviceError("the inference workers are closed")
+        engines = self._with_fallback(lane)
+        if lane.kind == "edgetpu" and engines:
+            log.warning("%s; running on the CPU meanwhile, retrying the Edge TPU in the background",
+                        failure.line)
+            self._fail_over(lane, engines)
+            self._retry_in_background(lane)
+            return
+        self._restart(lane, failure.line)
+
+    def _fail_over(self, lane: Lane, engines: list[SupervisedEngine]) -> None:
+        """Run each of ``engines`` (which prefer ``lane``) on its CPU twin from now on."""
+        cpu = self._lane("cpu", None)
+        added = []
+        for engine in engines:
+            if any(r.lane is cpu for r in engine.routes):
+                continue
+            assert engine.cpu_spec is not None
+            route = Route(cpu, self._key(), engine.decoder_params)
+            cpu.hosted[route.key] = Hosted(route.key, engine.cpu_spec, engine.num_threads)
+            added.append((engine, route))
+        try:
+            if not cpu.up:
+                cpu.start()
+            else:
+                for _, route in added:
+                    cpu.host(cpu.hosted[route.key])
+        except WorkerFailure as failure:
+            self._restart(cpu, failure.line)
+        for engine, route in added:
+            self._check_twin(engine, route)
+        for engine in engines:
+            engine._last = next((r for r in engine.routes if r.lane.up), engine._last)
+
+    def _check_twin(self, engine: SupervisedEngine, route: Route) -> None:
+        """Add ``route`` to ``engine`` if a tensor prepared for its other routes fits it."""
+        known = [r.io for r in engine.routes if r.io is not None]
+        if route.lane.up and route.io is not None and known and not same_input(known[0], route.io):
+            log.warning("%s and its CPU twin %s take different inputs; no CPU fallback for it",
+                        known[0].name, route.io.name)
+            return
+        engine.routes.append(route)
+
+    def _restart(self, lane: Lane, line: str) -> None:
+        """Restart a lane with no fallback; DeviceError after ``max_restarts`` in a row."""
+        while True:
+            lane.down()
+            lane.failures += 1
+            if lane.failures > self.max_restarts:
+                raise DeviceError(f"{line}; gave up after {self.max_restarts} restarts")
+            delay = RESTART_DELAYS_S[min(lane.failures, len(RESTART_DELAYS_S)) - 1]
+            log.warning("%s; restarting it%s", line, f" in {delay:g} s" if delay else "")
+            if self._closing.wait(delay):
+                raise DeviceError("the inference workers are closed")
+            try:
+                lane.start()
+                return
+            except WorkerFailure as failure:
+                line = failure.line
+            except DeviceError as err:  # e.g. the accelerator is gone now
+                line = str(err)
+
+    # ---- the Edge TPU in the background (auto) -----------------------------------------
+
+    def _retry_in_background(self, lane: Lane) -> None:
+        thread = self._retries.get(id(lane))
+        if thread is not None and thread.is_alive():
+            return
+        thread = threading.Thread(target=self._retry, args=(lane,), daemon=True,
+                                  name="edgepose-tpu-retry")
+        self._retries[id(lane)] = thread
+        thread.start()
+
+    def _retry(self, lane: Lane) -> None:
+        """Start the lane's worker again and again (backoff) until it loads and answers."""
+        delay = RETRY_FIRST_S
+        while not self._closing.wait(delay):
+            delay = min(2 * delay, RETRY_MAX_S)
+            with self._lock:
+                hosted = list(lane.hosted.values())
+            worker: WorkerProcess | None = None
+            try:
+                worker = lane.new_worker(hosted, warm_up=True, starting=self._candidates)
+            except (WorkerFailure, EdgePoseError) as err:
+                log.debug("Edge TPU still unavailable (%s); next try in %.0f s", err, delay)
+                continue
+            with self._lock:
+                if self._closing.is_set() or lane.worker is not None:  # closed, or started since
+                    worker.stop()
+                    return
+                lane.worker, lane.failures = worker, 0
+                names = sorted({h.spec.manifest.name for h in hosted})
+                log.info("the Edge TPU answers again; %s back on it", ", ".join(names))
+                for engine in self._engines:
+                    if engine.routes[0].lane is lane:
+                        self._check_route(engine)
+                self._stop_unused_cpu()
+            return
+
+    def _check_route(self, engine: SupervisedEngine) -> None:
+        route = engine.routes[0]
+        others = [r.io for r in engine.routes[1:] if r.io is not None]
+        if route.io is not None and others and not same_input(route.io, others[0]):
+            log.warning("%s and its CPU twin take different inputs; staying on the CPU", route.io.name)
+            engine.routes.pop(0)
+
+    def _stop_unused_cpu(self) -> None:
+        """Stop the CPU worker once no model prefers it (it is restarted on failover)."""
+        cpu = self._lanes.get(("cpu", None))
+        if cpu is None or not cpu.up:
+            return
+        if all(e.routes[0].lane is not cpu and e.routes[0].lane.up for e in self._engines):
+            cpu.stop()
+
+    # ---- closing ---------------------------------------------------------------------
+
+    def release(self, engine: SupervisedEngine) -> None:
+        """An engine was closed: its models leave their workers."""
+        with self._lock:
+            if engine in self._engines:
+                self._engines.remove(engine)
+                for route in engine.routes:
+                    route.lane.unhost(route.key)
+
+    def close(self) -> None:
+        """Stop every worker (and background retry); safe to call twice. An invoke still
+        waiting on a worker (a hang) is ended by killing that worker."""
+        self._closing.set()
+        for worker in list(self._candidates):
+            worker.interrupt()
+        if not self._lock.acquire(timeout=0.2):
+            for lane in list(self._lanes.values()):
+                if lane.worker is not None:
+                    lane.worker.interrupt()
+            self._lock.acquire()
+        try:
+            for lane in self._lanes.values():
+                lane.stop()
+            self._engines.clear()
+        finally:
+            self._lock.release()
+        for thread in list(self._retries.values()):
+            thread.join(timeout=10.0)
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
