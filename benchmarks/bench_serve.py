@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     shared = require_shared()
     video = shared / "videos" / VIDEO
-    from edgepose.estimators.base import open_estimator
+    from edgepose.estimators.factory import open_estimator
     from edgepose.outputs.serve import ServeOutput
 
     estimator = open_estimator("movenet-lightning", "cpu")  # one for every run

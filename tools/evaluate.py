@@ -31,7 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edgepose.estimators.crops import Box, crop, to_source
-from edgepose.estimators.base import DEFAULT_MODEL, Estimate, Estimator
+from edgepose.estimators.base import Estimate, Estimator
+from edgepose.models.builtin import DEFAULT_MODEL
 from edgepose.core.imageio import read_image
 from edgepose.core.pose import Poses
 from edgepose.core.schemas import MPII_TO_COCO, get_schema
@@ -294,7 +295,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgepose.estimators.base import open_estimator
+    from edgepose.estimators.factory import open_estimator
 
     if not args.images.is_dir():
         raise DataError(f"--images {args.images}: no such folder")

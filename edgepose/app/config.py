@@ -19,6 +19,7 @@ from typing import Any
 
 from edgepose.core.errors import ConfigError, EdgePoseError
 from edgepose.core.tomlio import read_toml
+from edgepose.models.builtin import DEFAULT_MODEL
 from edgepose.models.manifest import DECODER_KINDS, SCHEMA_NAMES
 from edgepose.outputs import OUTPUT_HELP
 from edgepose.render.driver import DISPLAYS
@@ -124,16 +125,6 @@ def _serve(v: str | None, cfg: RunConfig) -> None:
         check_bind(v, cfg.serve_token)  # beyond loopback without a token: ConfigError
 
 
-def parse_serve(text: str) -> tuple[str, int]:
-    """``[HOST:]PORT`` -> (host, port); host defaults to loopback."""
-    host, sep, port = str(text).strip().rpartition(":")
-    host = host.strip("[]") if sep else "127.0.0.1"
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"serve {text!r}: expected [HOST:]PORT with a port 1..65535, e.g. 8080 "
-                          "or 0.0.0.0:8080")
-    return host or "127.0.0.1", int(port)
-
-
 def _model(v: str, cfg: RunConfig) -> None:
     """Unknown model names and missing model files are config errors (no download here)."""
     from edgepose.models.registry import describe_model, is_model_path
@@ -156,7 +147,7 @@ class RunConfig:
     """Everything ``edgepose-run`` needs; field names are the TOML keys and, with ``-``,
     the flags."""
 
-    model: str = setting("movenet-multipose", "model name from `edgepose models list` "
+    model: str = setting(DEFAULT_MODEL, "model name from `edgepose models list` "
                          "(movenet-multipose: several people; movenet-lightning: one), or a "
                          ".tflite path (with a <stem>.toml beside it)", check=_model, section="Model")
     device: str = setting("auto", "auto (Edge TPU if present, else CPU), cpu, edgetpu, usb, usb:N, "

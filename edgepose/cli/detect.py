@@ -12,7 +12,9 @@ from typing import Any
 from edgepose.core.errors import ConfigError
 from edgepose.core.imageio import read_image, write_image
 from edgepose.decoders import DECODER_KINDS
-from edgepose.estimators.base import DEFAULT_MODEL, STAGES, open_estimator
+from edgepose.estimators.base import STAGES
+from edgepose.estimators.factory import open_estimator
+from edgepose.models.builtin import DEFAULT_MODEL
 from edgepose.models.manifest import INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
 
 

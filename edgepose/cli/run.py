@@ -166,7 +166,7 @@ def _warm_up(estimator: Any, cfg: RunConfig) -> None:
 def run(cfg: RunConfig) -> int:
     """Open everything ``cfg`` names, run the pipeline, release everything."""
     from edgepose.app.pipeline import Pipeline, limit_library_threads
-    from edgepose.estimators.base import open_estimator
+    from edgepose.estimators.factory import open_estimator
     from edgepose.render import make_renderer
     from edgepose.sources import make_source
 

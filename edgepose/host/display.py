@@ -1,17 +1,13 @@
-"""``edgepose doctor``'s host checks: which pygame / SDL draws the TV, and the Pi's power
-(throttling since boot, a Pi 5's USB current limit). Read-only, like every doctor check."""
+"""``edgepose doctor``'s display check: which pygame / SDL draws the TV. Read-only, like
+every doctor check."""
 
 from __future__ import annotations
 
 import ctypes
 import importlib.util
-from pathlib import Path
 
-from edgepose.host import power as pipower
-from edgepose.host.doctor import Check
+from edgepose.host.report import Check
 
-POWER_HINT = (f"the Coral USB Accelerator draws up to {pipower.ACCELERATOR_MA} mA: use the official "
-              "supply (Pi 4: 5.1 V 3 A; Pi 5: the 27 W 5.1 V 5 A USB-C supply) and a short cable")
 PYGAME_HINT = ("the TV needs an SDL with KMS/DRM: rerun deploy/install-pi.sh (the pygame-ce wheel, "
                "or Debian's python3-pygame on Trixie), or `pip uninstall pygame && pip install pygame-ce`")
 
@@ -55,31 +51,3 @@ def check_pygame(display: str) -> Check:
     if display in ("none", "window"):
         return Check("pygame", "ok", detail)
     return Check("pygame", "fail" if strict else "warn", detail, PYGAME_HINT, blocking=strict)
-
-
-def check_power(dt_root: Path) -> list[Check]:
-    """Under-voltage / throttling since boot, and a Pi 5's USB current limit."""
-    checks = []
-    value = pipower.read_throttled()
-    if value is None:
-        checks.append(Check("power", "ok", "throttling not checked (no vcgencmd: not a Raspberry Pi OS)"))
-    elif value == 0:
-        checks.append(Check("power", "ok", "throttled=0x0: no under-voltage or throttling since boot"))
-    else:
-        flags = "; ".join(pipower.decode_throttled(value))
-        hint = POWER_HINT if value & pipower.UNDER_VOLTAGE else "cool the Pi (heatsink or fan)"
-        checks.append(Check("power", "warn", f"throttled={value:#x}: {flags}", hint))
-    usb = pipower.read_usb_power(dt_root)
-    if usb is not None:
-        supply = f"supply {usb.supply_ma} mA" if usb.supply_ma is not None else "supply current unknown"
-        limit = usb.usb_limit_ma
-        detail = (f"{usb.model}: {supply}, usb_max_current_enable={usb.usb_max_current_enable}, "
-                  f"USB ports limited to {limit if limit is not None else 'an unknown'} mA in total")
-        if limit is not None and limit < pipower.ACCELERATOR_MA:
-            draws = f"; the accelerator draws up to {pipower.ACCELERATOR_MA} mA"
-            checks.append(Check("usb-power", "warn", detail + draws,
-                                "use the 27 W (5 V 5 A) USB-C supply; usb_max_current_enable=1 in "
-                                "/boot/firmware/config.txt lifts the limit, only for a supply that delivers 5 A"))
-        else:
-            checks.append(Check("usb-power", "ok", detail))
-    return checks

@@ -17,12 +17,12 @@ import shutil
 import struct
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgepose.core.errors import ConfigError, EdgePoseError, SourceError
 from edgepose.host import runtimes
+from edgepose.host.report import Check, Report
 from edgepose.inference.tpuprobe import probe_edgetpu
 from edgepose.render.driver import GROUPS_HINT, choose_driver
 
@@ -34,44 +34,6 @@ PICAMERA_HINT = ("sudo apt install python3-picamera2, and use a venv made with "
                  "--system-site-packages (deploy/install-pi.sh does both)")
 PAIR_HINT = "rerun deploy/install-pi.sh: it installs this OS's pair from deploy/runtimes.toml"
 PROBE_TIMEOUT = 30.0
-
-
-@dataclass
-class Check:
-    """One line of the report. ``blocking`` fails stop the configured run from starting."""
-
-    name: str
-    status: str  # "ok" | "warn" | "fail"
-    detail: str
-    hint: str = ""
-    blocking: bool = False
-
-
-@dataclass
-class Report:
-    checks: list[Check] = field(default_factory=list)
-
-    @property
-    def can_start(self) -> bool:
-        return not self.reasons
-
-    @property
-    def reasons(self) -> list[str]:
-        """Why the configured run could not start (empty when it can)."""
-        return [f"{c.name}: {c.detail}" for c in self.checks if c.blocking and c.status == "fail"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"can_start": self.can_start, "reasons": self.reasons,
-                "checks": [asdict(c) for c in self.checks]}
-
-    def format(self) -> str:
-        lines = [f"{c.status:<4}  {c.name:<10}  {c.detail}" + (f"\n{'':16}hint: {c.hint}" if c.hint else "")
-                 for c in self.checks]
-        if self.can_start:
-            lines.append("result: the configured run can start")
-        else:
-            lines.append("result: the configured run cannot start: " + "; ".join(self.reasons))
-        return "\n".join(lines)
 
 
 def _read(path: Path) -> str:
@@ -383,7 +345,8 @@ def run_doctor(
 ) -> Report:
     """Run every check for the configured ``model``/``device``/``source``/``display``.
     The Edge TPU probe child gets ``environ`` (default: this process's environment)."""
-    from edgepose.host.display import check_power, check_pygame
+    from edgepose.host.display import check_pygame
+    from edgepose.host.power import check_power
     from edgepose.inference.engine import parse_device
 
     kind, tpu = parse_device(device)  # ConfigError for an unknown device

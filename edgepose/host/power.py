@@ -13,6 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgepose.host.report import Check
+
 # Bits of `vcgencmd get_throttled` (Raspberry Pi documentation, "vcgencmd").
 THROTTLE_BITS = {
     0: "under-voltage now",
@@ -28,6 +30,8 @@ UNDER_VOLTAGE = (1 << 0) | (1 << 16)
 ACCELERATOR_MA = 900
 PI5_LIMITED_USB_MA = 600
 PI5_FULL_USB_MA = 1600
+POWER_HINT = (f"the Coral USB Accelerator draws up to {ACCELERATOR_MA} mA: use the official "
+              "supply (Pi 4: 5.1 V 3 A; Pi 5: the 27 W 5.1 V 5 A USB-C supply) and a short cable")
 
 
 def decode_throttled(value: int) -> list[str]:
@@ -99,3 +103,31 @@ def read_usb_power(dt_root: Path = Path("/proc/device-tree")) -> UsbPower | None
         value = out.split("=", 1)[1].strip() if "=" in out else ""
         enable = int(value, 0) if value.lstrip("-").isdigit() else None
     return UsbPower(model, supply, enable)
+
+
+def check_power(dt_root: Path) -> list[Check]:
+    """Under-voltage / throttling since boot, and a Pi 5's USB current limit."""
+    checks = []
+    value = read_throttled()
+    if value is None:
+        checks.append(Check("power", "ok", "throttling not checked (no vcgencmd: not a Raspberry Pi OS)"))
+    elif value == 0:
+        checks.append(Check("power", "ok", "throttled=0x0: no under-voltage or throttling since boot"))
+    else:
+        flags = "; ".join(decode_throttled(value))
+        hint = POWER_HINT if value & UNDER_VOLTAGE else "cool the Pi (heatsink or fan)"
+        checks.append(Check("power", "warn", f"throttled={value:#x}: {flags}", hint))
+    usb = read_usb_power(dt_root)
+    if usb is not None:
+        supply = f"supply {usb.supply_ma} mA" if usb.supply_ma is not None else "supply current unknown"
+        limit = usb.usb_limit_ma
+        detail = (f"{usb.model}: {supply}, usb_max_current_enable={usb.usb_max_current_enable}, "
+                  f"USB ports limited to {limit if limit is not None else 'an unknown'} mA in total")
+        if limit is not None and limit < ACCELERATOR_MA:
+            draws = f"; the accelerator draws up to {ACCELERATOR_MA} mA"
+            checks.append(Check("usb-power", "warn", detail + draws,
+                                "use the 27 W (5 V 5 A) USB-C supply; usb_max_current_enable=1 in "
+                                "/boot/firmware/config.txt lifts the limit, only for a supply that delivers 5 A"))
+        else:
+            checks.append(Check("usb-power", "ok", detail))
+    return checks

@@ -22,25 +22,32 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 try:
     from edgepose.core.errors import ConfigError
+    from edgepose.models import builtin
 except ImportError:  # run as a script by the installer: the edgepose package is not importable
     class ConfigError(Exception):  # type: ignore[no-redef]
         """Stand-in for edgepose.core.errors.ConfigError when this file runs as a script."""
 
-_HERE = Path(__file__).resolve().parents[1]
-# deploy/ of a source checkout, else the copy shipped in the package (non-editable install).
-PAIRS_FILE = (_HERE.parent / "deploy" / "runtimes.toml" if (_HERE.parent / "pyproject.toml").is_file()
-              else _HERE / "_deploy" / "runtimes.toml")
-MANIFESTS_DIR = (_HERE.parent / "models" if (_HERE.parent / "pyproject.toml").is_file()
-                 else _HERE / "_manifests")
+    def _load_builtin() -> ModuleType:
+        path = Path(__file__).resolve().parents[1] / "models" / "builtin.py"
+        spec = importlib.util.spec_from_file_location("edgepose_builtin", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    builtin = _load_builtin()  # type: ignore[assignment]
+
+# deploy/ and models/ of a source checkout, else the copies shipped in the package.
+PAIRS_FILE: Path = builtin.PAIRS_FILE
+MANIFESTS_DIR: Path = builtin.MANIFESTS_DIR
+DEFAULT_MODEL: str = builtin.DEFAULT_MODEL
 SPEEDS = ("std", "max")
 THIRTY_TWO_BIT = ("armhf", "armel", "i386")
-# The run's default model (edgepose.estimators.base.open_estimator / the sample config); a test
-# keeps them equal.
-DEFAULT_MODEL = "movenet-multipose"
 # Interpreter modules by distribution, in edgepose.inference.engine's order of preference.
 INTERPRETER_DISTS = {"tflite_runtime": "tflite-runtime", "ai_edge_litert": "ai-edge-litert"}
 

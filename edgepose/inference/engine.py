@@ -337,7 +337,7 @@ class ModelPlan:
         return self._cpu
 
 
-def plan_model(model: str | Path = "movenet-lightning", device: str = "auto", *,
+def plan_model(model: str | Path, device: str = "auto", *,
                decoder: str | None = None, schema: str | None = None,
                resize: str | None = None, interpolation: str | None = None) -> ModelPlan:
     """Resolve ``model`` and decide which of its builds runs on which device (see
@@ -380,7 +380,7 @@ def plan_model(model: str | Path = "movenet-lightning", device: str = "auto", *,
 
 
 def open_engine(
-    model: str | Path = "movenet-lightning",
+    model: str | Path,
     device: str = "auto",
     *,
     num_threads: int | None = None,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepose.core.errors import FetchError, ModelError
+from edgepose.models.builtin import MANIFESTS_DIR
 from edgepose.models.manifest import (
     DECODER_KINDS,
     SCHEMA_NAMES,
@@ -37,9 +38,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 # models/ of a source checkout (editable install), else the copy shipped in the package.
-_CHECKOUT = Path(__file__).resolve().parents[2]
-BUILTIN_MANIFESTS = (_CHECKOUT / "models" if (_CHECKOUT / "pyproject.toml").is_file()
-                     else Path(__file__).resolve().parents[1] / "_manifests")
+BUILTIN_MANIFESTS = MANIFESTS_DIR
 CHUNK = 1 << 16
 
 

@@ -117,7 +117,7 @@ def test_movenet_on_whole_images_is_what_the_default_replaced(capsys: pytest.Cap
 def test_on_one_person_images_the_default_loses_nothing(tmp_path: Path) -> None:
     """Mean OKS on the coco17_dev images showing one person: the default model against
     MoveNet Lightning run once on the whole frame (what the default was before)."""
-    from edgepose.estimators.base import open_estimator
+    from edgepose.estimators.factory import open_estimator
     from tools.evaluate import evaluate_coco
 
     data = shared_path("data", "coco17_dev")

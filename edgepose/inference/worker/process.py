@@ -108,13 +108,13 @@ class WorkerProcess:
 
     def start(self) -> None:
         """Start the process and wait for its hello (``WorkerFailure`` if it never comes)."""
-        from edgepose.inference.worker import child
+        from edgepose.inference.worker.child import main as child_main
 
         if self._ctx.get_start_method() == "forkserver":
             _ensure_forkserver()
         parent, child_end = self._ctx.Pipe(duplex=True)
         title = "edgepose-tpu" if self.kind == "edgetpu" else "edgepose-cpu"
-        self._proc = self._ctx.Process(target=child.main, name=title, daemon=True,
+        self._proc = self._ctx.Process(target=child_main, name=title, daemon=True,
                                        args=(child_end, self.kind, title, self._log_level))
         self._proc.start()
         child_end.close()  # our copy: the child's death must read as EOF here

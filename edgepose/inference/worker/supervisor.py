@@ -64,7 +64,7 @@ class Supervisor:
 
     # ---- opening ---------------------------------------------------------------------
 
-    def open_engine(self, model: str | Path = "movenet-lightning", device: str = "auto", *,
+    def open_engine(self, model: str | Path, device: str = "auto", *,
                     num_threads: int | None = None, decoder: str | None = None,
                     schema: str | None = None, decoder_params: dict[str, Any] | None = None,
                     resize: str | None = None, interpolation: str | None = None,

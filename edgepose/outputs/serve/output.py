@@ -38,9 +38,12 @@ AUTO_TOKEN = "auto"
 
 def parse_bind(text: str) -> tuple[str, int]:
     """``[HOST:]PORT`` -> (host, port), loopback when no host is given."""
-    from edgepose.app.config import parse_serve
-
-    return parse_serve(text)
+    host, sep, port = str(text).strip().rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"serve {text!r}: expected [HOST:]PORT with a port 1..65535, e.g. 8080 "
+                          "or 0.0.0.0:8080")
+    return host or "127.0.0.1", int(port)
 
 
 def is_loopback(host: str) -> bool:

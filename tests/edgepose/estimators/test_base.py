@@ -9,12 +9,9 @@ import pytest
 from edgepose.decoders import DECODER_KINDS, DECODERS, decoder_info
 from edgepose.inference.engine import open_engine
 from edgepose.core.errors import ConfigError, ModelError
-from edgepose.estimators.base import (
-    DEFAULT_MODEL,
-    Estimator,
-    SingleModelEstimator,
-    open_estimator,
-)
+from edgepose.estimators.base import Estimator, SingleModelEstimator
+from edgepose.estimators.factory import open_estimator
+from edgepose.models.builtin import DEFAULT_MODEL
 from edgepose.models.manifest import manifest_from_dict
 from edgepose.core.preprocess import Transform
 from edgepose.models.registry import get_manifest

@@ -16,11 +16,19 @@ from typing import Any
 import pytest
 
 from edgepose.cli.main import main
-from edgepose.host.doctor import (check_camera, check_display, check_edgetpu_runtime, check_models,
-                             check_runtime_pair, check_tpu_devices, find_usb_tpus, run_doctor)
-from edgepose.host.display import check_power, check_pygame, sdl_video_drivers
 from edgepose.core.errors import ConfigError
-from edgepose.host.power import decode_throttled
+from edgepose.host.display import check_pygame, sdl_video_drivers
+from edgepose.host.doctor import (
+    check_camera,
+    check_display,
+    check_edgetpu_runtime,
+    check_models,
+    check_runtime_pair,
+    check_tpu_devices,
+    find_usb_tpus,
+    run_doctor,
+)
+from edgepose.host.power import check_power, decode_throttled
 from edgepose.host.runtimes import installed_interpreter
 from edgepose.inference.tpuprobe import describe_exit
 from tests.conftest import shared_path

@@ -13,10 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from edgepose.host import runtimes
 from edgepose.core.errors import ConfigError
-from edgepose.host.runtimes import (DEFAULT_MODEL, compare, installed_libedgetpu, load_pairs, models_to_fetch,
-                               pair_for, read_os_release)
+from edgepose.host import runtimes
+from edgepose.host.runtimes import (
+    DEFAULT_MODEL,
+    compare,
+    installed_libedgetpu,
+    load_pairs,
+    models_to_fetch,
+    pair_for,
+    read_os_release,
+)
 
 MODULE = Path(runtimes.__file__)
 
@@ -138,7 +145,7 @@ def test_installed_libedgetpu_reads_dpkg_query(tmp_path: Path, monkeypatch: pyte
 
 def test_default_model_is_the_runs_default() -> None:
     from edgepose.app.config import RunConfig
-    from edgepose.estimators.base import open_estimator
+    from edgepose.estimators.factory import open_estimator
 
     assert inspect.signature(open_estimator).parameters["model"].default == DEFAULT_MODEL
     assert RunConfig().model == DEFAULT_MODEL

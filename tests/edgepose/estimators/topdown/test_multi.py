@@ -11,7 +11,8 @@ import pytest
 
 from edgepose.inference.engine import open_engine
 from edgepose.core.errors import ConfigError, ModelError
-from edgepose.estimators.base import Estimate, ModelEngine, SingleModelEstimator, open_estimator
+from edgepose.estimators.base import Estimate, ModelEngine, SingleModelEstimator
+from edgepose.estimators.factory import open_estimator
 from edgepose.models.manifest import any_manifest_from_dict, load_manifest
 from edgepose.estimators.topdown import TopDownEstimator, TopDownParams
 from tests.conftest import REPO, load_rgb, shared_path

@@ -16,7 +16,7 @@ import pytest
 
 from edgepose.inference.engine import open_engine
 from edgepose.core.errors import DeviceError
-from edgepose.estimators.base import open_estimator
+from edgepose.estimators.factory import open_estimator
 from edgepose.inference.worker import Supervisor, invoke_deadline
 from edgepose.inference.worker.shm import Layout
 from tests.conftest import REPO, load_rgb, shared_path
