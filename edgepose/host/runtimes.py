@@ -40,7 +40,7 @@ except ImportError:  # run as a script by the installer: the edgepose package is
         spec.loader.exec_module(module)
         return module
 
-    builtin = _load_builtin()  # type: ignore[assignment]
+    builtin = _load_builtin()
 
 # deploy/ and models/ of a source checkout, else the copies shipped in the package.
 PAIRS_FILE: Path = builtin.PAIRS_FILE
