@@ -8,6 +8,8 @@ scripts/setup.sh
 echo "ruff check edgepose/ and mypy (settings in pyproject.toml)"
 .venv/bin/ruff check edgepose
 .venv/bin/mypy
+echo "lint-imports: the layers of edgepose/ (contracts in .importlinter)"
+.venv/bin/lint-imports --no-logo
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?
