@@ -28,6 +28,7 @@ import numpy as np
 
 from edgepose.core.errors import OutputError
 from edgepose.core.latest import LatestBox
+from edgepose.core.opencv import optional_cv2
 from edgepose.core.pose import Poses
 from edgepose.estimators.base import Estimate, Estimator, Job
 from edgepose.outputs.base import FrameResult, Output
@@ -56,11 +57,9 @@ def limit_library_threads() -> None:
     decoding, resizing) would otherwise take cores from the interpreter: on 2 cores with
     PoseNet on the CPU this raised throughput from ~0.82 to ~0.94 of a bare invoke() loop.
     """
-    try:
-        import cv2
-    except ImportError:
-        return
-    cv2.setNumThreads(1)
+    cv2 = optional_cv2()
+    if cv2 is not None:
+        cv2.setNumThreads(1)
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
         except OSError as err:
             raise ConfigError(f"--output {args.output}: cannot create it ({err.strerror}); "
                               "pass a writable folder") from None
-    if args.output is not None and not os.access(args.output, os.W_OK | os.X_OK):
-        raise ConfigError(f"--output {args.output} is not writable; pass a writable folder")
+    if args.output is not None:
+        from edgepose.outputs.files import check_writable_folder
+
+        check_writable_folder(args.output, f"--output {args.output}")
     frames = [read_image(p) for p in args.images]  # fail on a bad image before loading the model
     estimator = open_estimator(args.model, args.device, crops=args.crops, decoder=args.decoder,
                                schema=args.schema, resize=args.resize,

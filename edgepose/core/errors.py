@@ -7,6 +7,9 @@ Messages name the thing, its value, what was expected and the fix.
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class EdgePoseError(Exception):
     """Base class: a problem the user can act on."""
@@ -39,3 +42,20 @@ class RenderError(EdgePoseError):
 class OutputError(EdgePoseError):
     """An output (file, recording, network stream) failed while the run was going:
     a full disk, a vanished folder. The run goes on without that output and exits 1."""
+
+
+def describe_error(err: BaseException) -> str:
+    """A short one-line reason for a log or error line: ``connection refused``, ``timed
+    out``, ``No space left on device (ENOSPC)`` for an OSError, else the first line of its
+    message (or its type's name)."""
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(err, TimeoutError):
+        return f"timed out{': ' + str(err) if str(err) else ''}"
+    if isinstance(err, OSError) and err.errno and err.errno > 0:
+        name = errno.errorcode.get(err.errno, str(err.errno))
+        return f"{err.strerror or os.strerror(err.errno)} ({name})"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -40,3 +40,21 @@ def write_image(path: str | Path, image: npt.NDArray[np.uint8]) -> Path:
     p = Path(path)
     Image.fromarray(image).save(p)
     return p
+
+
+def encode_image(image: npt.NDArray[np.uint8], fmt: str = "jpg", quality: int = 80, max_width: int = 0) -> bytes:
+    """``image`` (RGB) as JPEG (``fmt`` "jpg") or PNG bytes, first shrunk by a whole factor
+    to at most ``max_width`` pixels wide when that is given (a box filter, fast on the Pi)."""
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray(image)
+    if max_width and im.width > max_width:
+        im = im.reduce(-(-im.width // max_width))  # ceil
+    buf = io.BytesIO()
+    if fmt == "png":
+        im.save(buf, "PNG")
+    else:
+        im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()

@@ -13,12 +13,13 @@ a canvas: letterbox bands, or a crop reaching past the frame's edges, zero-fille
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from edgepose.core.errors import ModelError
+from edgepose.core.opencv import optional_cv2
 
 ResizeMode = Literal["letterbox", "stretch", "crop"]
 Interpolation = Literal["bilinear", "nearest"]
@@ -77,15 +78,6 @@ class Transform:
                          self.source_size, other.model_size)
 
 
-def _opencv() -> Any:
-    """OpenCV, the fast path where it is installed (the core install has none: PIL then)."""
-    try:
-        import cv2
-    except ImportError:
-        return None
-    return cv2
-
-
 def check_rgb(image: npt.NDArray[np.uint8]) -> None:
     """Refuse anything but an RGB (H, W, 3) frame, in one line."""
     if image.ndim != 3 or image.shape[2] != 3:
@@ -95,7 +87,7 @@ def check_rgb(image: npt.NDArray[np.uint8]) -> None:
 def _resize(image: npt.NDArray[np.uint8], w: int, h: int, interp: Interpolation) -> npt.NDArray[np.uint8]:
     if image.shape[0] == h and image.shape[1] == w:
         return image
-    cv2 = _opencv()
+    cv2 = optional_cv2()  # the fast path where installed (the core install has none: PIL then)
     if cv2 is not None:
         # INTER_NEAREST_EXACT picks the same pixels as PIL's NEAREST (what Coral's references used).
         flag = cv2.INTER_NEAREST_EXACT if interp == "nearest" else cv2.INTER_LINEAR
@@ -111,7 +103,7 @@ def warp(image: npt.NDArray[np.uint8], t: Transform,
     """``image`` resampled into ``t``'s model pixels (``t.model_size``) in one pass: each
     output pixel's centre sampled through ``t``, zeros where it falls outside the image."""
     h, w = t.model_size
-    cv2 = _opencv()
+    cv2 = optional_cv2()  # the fast path where installed (the core install has none: PIL then)
     if cv2 is not None:
         # Output pixel centre u + 0.5 comes from source (u + 0.5 - offset) / scale, i.e.
         # source pixel index u / scale + (0.5 - offset) / scale - 0.5.

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from edgepose.core.errors import ConfigError
+from edgepose.core.errors import ConfigError, describe_error
 from edgepose.core.latest import LatestBox
 from edgepose.outputs.base import FrameResult, Output
 
@@ -225,7 +225,7 @@ class BackgroundOutput(Output):
             log.debug("%s: disconnect failed: %s", self.spec, err)
 
     def _failed(self, err: BaseException) -> None:
-        message = describe(err)
+        message = describe_error(err)
         self.last_error = message
         if not self._failing:
             self._failing = True
@@ -268,15 +268,3 @@ class BackgroundOutput(Output):
 
     def _abort(self) -> None:
         """Close the connection at once; may be called from another thread."""
-
-
-def describe(err: BaseException) -> str:
-    """A short one-line reason: ``connection refused``, ``timed out``, the message."""
-    if isinstance(err, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(err, TimeoutError):
-        return f"timed out{': ' + str(err) if str(err) else ''}"
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror.lower()
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return text or type(err).__name__

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepose.core.errors import SourceError
+from edgepose.core.opencv import import_cv2
 from edgepose.sources.base import Frame, Source
 from edgepose.sources.spec import STREAM_SCHEMES
 
@@ -32,17 +33,6 @@ POLL_S = 0.02
 #: a file may decode this share of its declared frame count less before it counts as
 #: truncated (containers that only estimate the count from the duration)
 COUNT_SLACK = 0.01
-
-
-def _import_cv2() -> Any:
-    try:
-        import cv2
-    except ImportError as err:
-        raise SourceError(
-            f"OpenCV is not installed ({err}); install it with "
-            "`pip install 'edgepose[pi]'` (or opencv-python-headless)"
-        ) from None
-    return cv2
 
 
 def _quiet_opencv(cv2: Any) -> None:
@@ -165,7 +155,7 @@ class OpenCVSource(Source):
         return self._file_fps
 
     def open(self) -> None:
-        cv2 = self._cv2 = _import_cv2()
+        cv2 = self._cv2 = import_cv2(SourceError)
         spec = str(self.target)
         if not self.is_live and not Path(spec).is_file():
             raise SourceError(f"video file {spec} not found: pass an existing file, a camera "

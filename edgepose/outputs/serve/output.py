@@ -12,7 +12,6 @@ any other address needs one: ``token="auto"`` generates one and prints the URL w
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import logging
 import secrets
@@ -25,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgepose.core.errors import ConfigError
+from edgepose.core.imageio import encode_image
 from edgepose.outputs.background import NICENESS, BackgroundOutput, import_net
 from edgepose.outputs.base import FrameResult
 from edgepose.outputs.records import record_text
@@ -67,14 +67,7 @@ def check_bind(bind: str, token: str | None) -> tuple[str, int]:
 
 def encode_jpeg(image: npt.NDArray[np.uint8], quality: int = QUALITY, max_width: int = 0) -> bytes:
     """``image`` (RGB) as JPEG, first shrunk by a whole factor to at most ``max_width``."""
-    from PIL import Image
-
-    im = Image.fromarray(image)
-    if max_width and im.width > max_width:
-        im = im.reduce(-(-im.width // max_width))  # ceil: a box filter, fast on the Pi
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
+    return encode_image(image, "jpg", quality, max_width)
 
 
 def snapshot_jpeg(result: FrameResult, raw: bool, keypoint_threshold: float) -> bytes:
