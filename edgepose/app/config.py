@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepose.core.errors import ConfigError, EdgePoseError
-from edgepose.core.tomlio import read_toml
+from edgepose.core.tomlio import read_toml, toml_value
 from edgepose.models.builtin import DEFAULT_MODEL
 from edgepose.models.manifest import DECODER_KINDS, SCHEMA_NAMES
 from edgepose.outputs import OUTPUT_HELP
@@ -26,7 +26,7 @@ from edgepose.render.driver import DISPLAYS
 from edgepose.sources.spec import SOURCE_HELP
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-Check = Callable[[Any, "RunConfig"], None]
+Validator = Callable[[Any, "RunConfig"], None]
 
 
 def usable_cores() -> int:
@@ -37,7 +37,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def setting(default: Any, help: str, *, choices: tuple[str | None, ...] = (), check: Check | None = None,
+def setting(default: Any, help: str, *, choices: tuple[str | None, ...] = (), check: Validator | None = None,
             metavar: str | None = None, example: str | None = None, section: str = "") -> Any:
     """One setting: a ``RunConfig`` field with what the flag, the TOML check and the sample
     config need. ``example`` is shown commented out in the sample config; ``section``
@@ -51,21 +51,21 @@ def setting(default: Any, help: str, *, choices: tuple[str | None, ...] = (), ch
 
 # ---- checks: (value, whole config) -> None or ConfigError ------------------------------
 
-def _unit_score(key: str) -> Check:
+def _unit_score(key: str) -> Validator:
     def check(v: Any, cfg: RunConfig) -> None:
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"{key} {v} is out of range; use a score between 0 and 1")
     return check
 
 
-def _positive(key: str) -> Check:
+def _positive(key: str) -> Validator:
     def check(v: Any, cfg: RunConfig) -> None:
         if not (v > 0 and math.isfinite(v)):  # NaN and inf too
             raise ConfigError(f"{key} {v} must be a positive number")
     return check
 
 
-def _count(key: str) -> Check:
+def _count(key: str) -> Validator:
     def check(v: Any, cfg: RunConfig) -> None:
         if v < 0:
             raise ConfigError(f"{key} {v} must be 0 (off) or a positive count")
@@ -100,7 +100,7 @@ def _source(v: str, cfg: RunConfig) -> None:
         raise ConfigError(str(err)) from None
 
 
-def _not_empty(key: str, fix: str) -> Check:
+def _not_empty(key: str, fix: str) -> Validator:
     def check(v: Any, cfg: RunConfig) -> None:
         if v is not None and not str(v).strip():
             raise ConfigError(f"{key} = {v!r} is empty; {fix}")
@@ -301,16 +301,6 @@ def validate(cfg: RunConfig, *, check_model: bool = True) -> RunConfig:
     return cfg
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
 def sample_config() -> str:
     """The sample ``edgepose.toml`` (deploy/edgepose.toml), made from the settings table:
     every key with its help; defaults active, examples commented out."""
@@ -329,7 +319,7 @@ def sample_config() -> str:
         if f.default is None or meta["example"] is not None and f.default in ((), None):
             lines.append(f"# {f.name} = {meta['example']}")
         else:
-            lines.append(f"{f.name} = {_toml_value(f.default)}")
+            lines.append(f"{f.name} = {toml_value(f.default)}")
     return "\n".join(lines) + "\n"
 
 

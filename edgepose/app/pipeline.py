@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgepose.app.filters import PoseFilter
 from edgepose.core.errors import OutputError
 from edgepose.core.latest import LatestBox
 from edgepose.core.opencv import optional_cv2
@@ -37,17 +38,16 @@ from edgepose.sources.base import Frame, Source
 
 log = logging.getLogger(__name__)
 
-STAGES = ("capture_age_ms", "preprocess_ms", "invoke_ms", "decode_ms", "write_ms", "render_ms",
-          "latency_ms")
-__all__ = ["FrameRenderer", "LatestBox", "Pipeline", "PipelineStats", "PoseFilter", "STAGES",
-           "limit_library_threads"]
+# The stages a run reports medians of (an estimator's own are ESTIMATOR_STAGES).
+PIPELINE_STAGES = ("capture_age_ms", "preprocess_ms", "invoke_ms", "decode_ms", "write_ms", "render_ms",
+                   "latency_ms")
+__all__ = ["PIPELINE_STAGES", "FrameRenderer", "Pipeline", "PipelineStats", "limit_library_threads"]
 
 
 class FrameRenderer(Protocol):
     def draw(self, image: np.ndarray, poses: Poses, overlay: dict[str, str]) -> bool: ...
 
 
-PoseFilter = Callable[[Poses, float], Poses]
 
 
 def limit_library_threads() -> None:
@@ -75,7 +75,7 @@ class _Item:
 
 @dataclass
 class PipelineStats:
-    """Counts and rolling medians (ms) of the stages, see ``STAGES``."""
+    """Counts and rolling medians (ms) of the stages, see ``PIPELINE_STAGES``."""
 
     captured: int = 0
     processed: int = 0
@@ -115,7 +115,7 @@ class Pipeline:
         self.mirror, self.pose_threshold = mirror, pose_threshold
         self.filters = list(filters)
         self.max_frames, self.heartbeat, self.log_every = max_frames, heartbeat, log_every
-        self.samples: dict[str, deque[float]] = {k: deque(maxlen=window) for k in STAGES}
+        self.samples: dict[str, deque[float]] = {k: deque(maxlen=window) for k in PIPELINE_STAGES}
         self._ends: deque[float] = deque(maxlen=window)
         self._prepared: LatestBox[_Item] = LatestBox()
         self._invoked: LatestBox[_Item] = LatestBox()

@@ -11,7 +11,7 @@ from typing import Any
 from edgepose.core.errors import ConfigError
 from edgepose.core.imageio import read_image, write_image
 from edgepose.decoders import DECODER_KINDS
-from edgepose.estimators.base import STAGES
+from edgepose.estimators.base import ESTIMATOR_STAGES
 from edgepose.estimators.factory import open_estimator
 from edgepose.models.builtin import DEFAULT_MODEL
 from edgepose.models.manifest import INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                             annotate(frame, poses, args.keypoint_threshold))
             if not args.json:
                 stages = ", ".join(f"{k[:-3]} {v:.1f} ms" for k, v in est.timings.items()
-                                   if k in STAGES)
+                                   if k in ESTIMATOR_STAGES)
                 print(f"{path}: {len(poses)} pose(s) [{estimator.name} on {est.device}, "
                       f"{est.invokes} invoke(s), {stages}]")
                 for i in range(len(poses)):

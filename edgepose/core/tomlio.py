@@ -1,4 +1,5 @@
-"""Read a TOML file with one-line errors that name the file, for configs and manifests."""
+"""TOML for configs and manifests: read a file with one-line errors that name it, and
+write the values edgepose writes (the standard library only reads TOML)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,16 @@ def read_toml(path: Path, what: str, error: type[EdgePoseError], missing_hint: s
         raise error(f"{what} {path} cannot be read ({err.strerror}): check it is a readable file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise error(f"{what} {path} is not valid TOML ({err}): fix the syntax") from None
+
+
+def toml_value(v: Any) -> str:
+    """``v`` (bool, number, string, or a list/tuple of them) as a TOML value."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")

@@ -134,7 +134,7 @@ class ModelEngine(Described, Protocol):
     def close(self) -> None: ...
 
 
-STAGES = ("preprocess_ms", "invoke_ms", "decode_ms")  # the timings every estimator gives
+ESTIMATOR_STAGES = ("preprocess_ms", "invoke_ms", "decode_ms")  # the timings every estimator gives
 
 
 def elapsed_ms(t0: float) -> float:

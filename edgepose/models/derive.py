@@ -21,9 +21,9 @@ import numpy as np
 import numpy.typing as npt
 
 from edgepose.core.errors import ModelError
+from edgepose.models.tflite_info import check_tflite
 
 POSENET_DECODER_OP = "PosenetDecoderOp"
-EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 POSENET_CHANNELS = {17: "heatmaps", 34: "short offsets", 64: "mid offsets"}
 _ALIGN = 16  # TFLite aligns buffer data to 16 bytes; custom options get the same
 
@@ -114,8 +114,7 @@ def _read(data: bytes, origin: str, codes_only: bool = False) -> _Model:
     """The parts of a TFLite model this module rewrites; refuses what it would lose."""
     import tflite
 
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelError(f"{origin} is not a TFLite model (no TFL3 identifier)")
+    check_tflite(data, origin)
     try:
         m = tflite.Model.GetRootAsModel(data, 0)
         if m.SignatureDefsLength() or m.MetadataBufferLength():

@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from edgepose.core.errors import ModelError
-from edgepose.core.tomlio import read_toml
+from edgepose.core.schemas import SCHEMAS
+from edgepose.core.tomlio import read_toml, toml_value
 from edgepose.decoders import DECODER_KINDS, decoder_info
 from edgepose.models.derive import DERIVE_KINDS
 
 DEVICES = ("cpu", "edgetpu")
 RESIZE_MODES = ("letterbox", "stretch", "crop")
 INTERPOLATIONS = ("bilinear", "nearest")
-SCHEMA_NAMES = ("coco17", "mpii16")
+SCHEMA_NAMES = tuple(SCHEMAS)  # the keypoint schemas a manifest may name
 REQUIRED = ("name", "file", "input_size", "decoder", "schema")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -220,25 +221,13 @@ def load_manifest(path: str | Path) -> Manifest:
     return m
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
 def dumps_manifest(m: Manifest) -> str:
     d = m.to_dict()
     params = d.pop("decoder_params")
-    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if v != "" or k in REQUIRED]
+    lines = [f"{k} = {toml_value(v)}" for k, v in d.items() if v != "" or k in REQUIRED]
     if params:
         lines.append("\n[decoder_params]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in params.items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in params.items()]
     return "\n".join(lines) + "\n"
 
 

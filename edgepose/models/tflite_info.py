@@ -23,6 +23,12 @@ class ModelInfo:
         return EDGETPU_CUSTOM_OP in self.custom_ops
 
 
+def check_tflite(data: bytes, origin: str, hint: str = "") -> None:
+    """ModelError unless ``data`` carries the TFLite flatbuffer identifier (TFL3)."""
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelError(f"{origin} is not a TFLite model (no TFL3 identifier){hint}")
+
+
 def read_model_bytes(path: Path) -> bytes:
     """The file's bytes, after checking it is a non-empty TFLite flatbuffer."""
     try:
@@ -35,8 +41,7 @@ def read_model_bytes(path: Path) -> bytes:
         raise ModelError(f"cannot read model {path}: {exc.strerror}") from None
     if not data:
         raise ModelError(f"model file {path} is empty (0 bytes); download it again")
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelError(f"{path} is not a TFLite model (no TFL3 identifier); give a .tflite file")
+    check_tflite(data, str(path), "; give a .tflite file")
     return data
 
 
@@ -71,11 +76,6 @@ def read_model_info(path: str | Path) -> ModelInfo:
     if len(shape) != 4:
         raise ModelError(f"{p}: input shape {list(shape)} is not [1, H, W, 3]; edgepose needs an image model")
     return ModelInfo(input_size=(int(shape[1]), int(shape[2])), input_dtype=dtype, custom_ops=tuple(customs))
-
-
-def is_edgetpu_model(path: str | Path) -> bool:
-    """True when the model contains the ``edgetpu-custom-op`` (compiled for the Edge TPU)."""
-    return read_model_info(path).edgetpu
 
 
 # --- Edge TPU parameter caching -------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from edgepose.inference.engine import edgetpu_library, load_edgetpu_delegate, open_engine, parse_device
 from edgepose.core.errors import ConfigError, DeviceError, ModelError
 from edgepose.core.schemas import Coco
-from edgepose.models.tflite_info import is_edgetpu_model
+from edgepose.models.tflite_info import read_model_info
 from tests.conftest import load_rgb, shared_path
 
 CORAL = ("models", "coral")
@@ -25,8 +25,8 @@ def _reference(name: str) -> np.ndarray:
 
 
 def test_edgetpu_model_is_recognised_from_the_flatbuffer() -> None:
-    assert is_edgetpu_model(shared_path(*CORAL, "movenet_single_pose_lightning_ptq_edgetpu.tflite"))
-    assert not is_edgetpu_model(shared_path(*CORAL, "movenet_single_pose_lightning_ptq.tflite"))
+    assert read_model_info(shared_path(*CORAL, "movenet_single_pose_lightning_ptq_edgetpu.tflite")).edgetpu
+    assert not read_model_info(shared_path(*CORAL, "movenet_single_pose_lightning_ptq.tflite")).edgetpu
 
 
 @pytest.mark.parametrize("system,lib", [("Linux", "libedgetpu.so.1"), ("Darwin", "libedgetpu.1.dylib"),
