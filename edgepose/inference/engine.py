@@ -3,15 +3,12 @@ the CPU, with the model's preprocessing and decoder around it."""
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
-import os
 import platform
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgepose.core.errors import DeviceError, ModelError
+from edgepose.core.nativelog import native_stderr_to_log
 from edgepose.core.pose import Poses
 from edgepose.core.preprocess import Transform, resize, to_input_tensor
 from edgepose.decoders.base import OutputTensor
@@ -127,30 +125,6 @@ def load_edgetpu_delegate(device: str | None = None, loader: DelegateLoader | No
     raise DeviceError(f"{lib} loaded but found no {which}; {DEVICE_HINT}")
 
 
-@contextlib.contextmanager
-def _native_stderr_to_log() -> Iterator[None]:
-    """Route what the C++ runtime prints on stderr (e.g. "Created TensorFlow Lite
-    XNNPACK delegate") to the debug log, so CLI errors stay one line."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, ValueError, OSError):  # stderr replaced (pytest capture, IDEs)
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), fd)
-        try:
-            yield
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
-            tmp.seek(0)
-            for line in tmp.read().decode("utf-8", "replace").splitlines():
-                if line.strip():
-                    log.debug("tflite: %s", line)
-
-
 def _twin(spec: ModelSpec, want: str) -> str:
     m = spec.manifest
     return m.edgetpu_twin if want == "edgetpu" else m.cpu_twin
@@ -242,7 +216,7 @@ class Engine:
         Interpreter = interpreter_module().Interpreter
         delegates = [delegate] if delegate is not None else None
         try:
-            with _native_stderr_to_log():
+            with native_stderr_to_log():
                 self._interp = Interpreter(model_content=data, experimental_delegates=delegates,
                                            num_threads=num_threads)
                 self._interp.allocate_tensors()
