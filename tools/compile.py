@@ -301,7 +301,7 @@ def compile_models(models: Sequence[str | Path], out_dir: str | Path | None = No
                             f"Run it by hand on {model} to see its output")
         log_name = summary.get("operation_log") or f"{outputs[0].stem}.log"
         log_path: Path | None = out / Path(log_name).name
-        if log_path is not None and not fresh(log_path):
+        if not fresh(log_path):
             log.warning("%s wrote no operation log %s; op counts come from its summary only", exe.name, log_path.name)
             log_path = None
         ops = parse_operation_log(log_path.read_text()) if log_path else []

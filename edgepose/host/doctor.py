@@ -288,10 +288,8 @@ def check_display(display: str, environ: Mapping[str, str], dev_root: Path) -> C
 
 
 def check_models(model: str | None) -> list[Check]:
-    try:
-        from edgepose.models.registry import find_model_file, list_manifests, resolve_model
-    except ImportError:
-        return [Check("models", "warn", "model registry not available in this build")]
+    from edgepose.models.registry import find_model_file, list_manifests, resolve_model
+
     try:
         manifests = list_manifests()
     except EdgePoseError as err:

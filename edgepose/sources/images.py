@@ -19,10 +19,6 @@ log = logging.getLogger(__name__)
 PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)
 
 
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
 class ImageSource(Source):
     """The images of ``path`` (one file, or a folder's image files in name order).
 

@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.inference.engine import edgetpu_library, load_edgetpu_delegate, open_engine, parse_device
+from edgepose.inference.engine import (
+    edgetpu_library,
+    interpreter_module,
+    load_edgetpu_delegate,
+    open_engine,
+    parse_device,
+)
 from edgepose.core.errors import ConfigError, DeviceError, ModelError
 from edgepose.core.schemas import Coco
 from edgepose.models.tflite_info import read_model_info
@@ -72,10 +78,16 @@ def test_parse_device_rejects_unknown(spec: str) -> None:
         parse_device(spec)
 
 
-def test_edgetpu_without_runtime_is_a_device_error() -> None:
+def test_edgetpu_without_runtime_is_a_device_error(tmp_path: Path) -> None:
+    """The real load_delegate, asked for a libedgetpu that is not there (so the test does
+    not depend on whether this machine has the runtime and an accelerator)."""
     shared_path(*CORAL)
-    with pytest.raises(DeviceError, match="libedgetpu"):
-        open_engine("movenet-lightning-edgetpu", "edgetpu")
+
+    def missing_runtime(lib: str, options: dict) -> object:
+        return interpreter_module().load_delegate(str(tmp_path / lib), options)
+
+    with pytest.raises(DeviceError, match="libedgetpu.*could not be loaded"):
+        open_engine("movenet-lightning-edgetpu", "edgetpu", delegate_loader=missing_runtime)
 
 
 def test_auto_falls_back_to_cpu_twin_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:

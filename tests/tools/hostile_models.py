@@ -1,4 +1,4 @@
-"""A deliberately Edge-TPU-hostile model, for tests of the Edge TPU check only.
+"""A deliberately Edge-TPU-hostile model, for the tests of the Edge TPU check (test code: not shipped in tools/).
 
 Conv2DTranspose + BatchNorm + ReLU: TF 2.21 folds BN and ReLU into one TRANSPOSE_CONV
 op of version 4, which edgetpu_compiler 16 rejects.
