@@ -55,7 +55,6 @@ class Lane:
         self.hosted: dict[int, Hosted] = {}
         self.details: dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
         self.times: dict[int, deque[float]] = {}  # invoke round trips (s) by model
-        self.failures = 0  # failed restarts in a row
 
     @property
     def up(self) -> bool:
@@ -120,7 +119,6 @@ class Lane:
         arrays = self.worker.invoke(key, tensor, invoke_deadline(times, first=first, fixed=fixed))
         if not first:
             times.append(time.monotonic() - t0)
-        self.failures = 0
         return arrays
 
     def down(self) -> None:

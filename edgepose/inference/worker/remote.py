@@ -38,7 +38,9 @@ class Route:
 class Outputs(list):
     """Output tensors that remember the model build that produced them (for decode)."""
 
-    io: ModelIO
+    def __init__(self, tensors: list[OutputTensor], io: ModelIO) -> None:
+        super().__init__(tensors)
+        self.io = io
 
 
 def same_input(a: ModelIO, b: ModelIO) -> bool:
@@ -61,6 +63,14 @@ class SupervisedEngine:
         self.cpu_spec = cpu_spec
         self.num_threads, self.decoder_params = num_threads, decoder_params
         self._last = next((r for r in routes if r.lane.up), routes[0])
+
+    def ran_on(self, route: Route) -> None:
+        """The last invoke ran on ``route`` (``device`` says where)."""
+        self._last = route
+
+    def settle(self) -> None:
+        """After a failover: the first route whose worker is up is where it runs now."""
+        self._last = next((r for r in self.routes if r.lane.up), self._last)
 
     @property
     def _io(self) -> ModelIO:

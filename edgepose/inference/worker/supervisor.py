@@ -31,14 +31,12 @@ from edgepose.core.errors import DeviceError, EdgePoseError, ModelError
 from edgepose.decoders.base import OutputTensor
 from edgepose.inference.engine import ModelPlan, RuntimeMissing, plan_model, warn_once
 from edgepose.inference.worker.lane import Hosted, Lane
+from edgepose.inference.worker.policy import FAIL_OVER, FailoverPolicy
 from edgepose.inference.worker.process import LOAD_TIMEOUT_S, WorkerFailure, WorkerProcess, context
 from edgepose.inference.worker.remote import Outputs, Route, SupervisedEngine, same_input
 from edgepose.models.registry import ModelSpec
 
 log = logging.getLogger("edgepose.inference.worker")
-
-RESTART_DELAYS_S = (0.0, 1.0, 2.0, 4.0, 8.0)  # strict restarts in a row: the first at once
-RETRY_FIRST_S, RETRY_MAX_S = 1.0, 60.0     # background Edge TPU retries (auto)
 
 
 class Supervisor:
@@ -52,6 +50,7 @@ class Supervisor:
     def __init__(self, *, num_threads: int | None = None, invoke_timeout: float = 0.0,
                  load_timeout: float = LOAD_TIMEOUT_S, max_restarts: int = 3) -> None:
         self.num_threads, self.invoke_timeout, self.max_restarts = num_threads, invoke_timeout, max_restarts
+        self.policy = FailoverPolicy(max_restarts)
         self.load_timeout = load_timeout
         self._ctx = context()
         self._lanes: dict[tuple[str, str | None], Lane] = {}
@@ -61,6 +60,9 @@ class Supervisor:
         self._retries: dict[int, threading.Thread] = {}
         self._candidates: set[WorkerProcess] = set()
         self._keys = 0
+        self._pending: list[tuple[Lane, str]] = []  # see invoke()
+        self._restarting: set[Lane] = set()  # lanes waiting to restart (without the lock)
+        self._restarted = threading.Condition(self._lock)
 
     # ---- opening ---------------------------------------------------------------------
 
@@ -75,7 +77,15 @@ class Supervisor:
         plan = plan_model(model, device, decoder=decoder, schema=schema, resize=resize,
                           interpolation=interpolation)
         threads = num_threads if num_threads is not None else self.num_threads
+        pending: list[tuple[Lane, str]] = []
+        engine = self._open(plan, threads, decoder_params, pending)
+        self._restart_pending(pending)
+        return engine
+
+    def _open(self, plan: ModelPlan, threads: int | None, decoder_params: dict[str, Any] | None,
+              pending: list[tuple[Lane, str]]) -> SupervisedEngine:
         with self._lock:
+            self._pending = pending  # lanes to restart once the lock is released
             if self._closing.is_set():
                 raise DeviceError("the inference workers are closed")
             if plan.edgetpu is None:
@@ -92,14 +102,14 @@ class Supervisor:
             try:
                 lane.host(Hosted(route.key, spec, threads))
             except RuntimeMissing as err:
-                lane.hosted.pop(route.key, None)  # no library: no background retries either
+                lane.unhost(route.key)  # no library: no background retries either
                 self._start_on_cpu(engine, f"no Edge TPU ({str(err).split(';')[0]})")
             except DeviceError as err:  # no accelerator yet: it may be plugged in later
                 self._start_on_cpu(engine, f"no Edge TPU ({str(err).split(';')[0]})", retry=lane)
             except WorkerFailure as failure:
                 self._start_on_cpu(engine, failure.line, retry=lane)
             except BaseException:
-                lane.hosted.pop(route.key, None)
+                lane.unhost(route.key)
                 raise
             return self._add(engine)
 
@@ -119,10 +129,10 @@ class Supervisor:
         try:
             lane.host(Hosted(route.key, spec, threads))
         except WorkerFailure as failure:
-            lane.hosted.pop(route.key, None)
+            lane.unhost(route.key)
             raise DeviceError(failure.line) from None
         except BaseException:
-            lane.hosted.pop(route.key, None)
+            lane.unhost(route.key)
             raise
         if route.io is None:
             raise DeviceError(f"{spec.manifest.name}: the worker reported no tensors")
@@ -162,38 +172,44 @@ class Supervisor:
 
     def invoke(self, engine: SupervisedEngine, tensor: npt.NDArray[Any]) -> list[OutputTensor]:
         """Run ``engine``'s model where it can run now; a failure is handled (logged,
-        worker restarted or replaced) and the same tensor tried again."""
-        with self._lock:
-            while True:
+        worker restarted or replaced) and the same tensor tried again. Waits before a
+        restart happen without the lock, so ``close()`` and other engines are not held up."""
+        while True:
+            with self._lock:
                 if self._closing.is_set():
                     raise DeviceError("the inference workers are closed")
                 route = next((r for r in engine.routes if r.lane.up), None)
+                if route is None and any(r.lane in self._restarting for r in engine.routes):
+                    self._restarted.wait(timeout=1.0)  # another invoke is restarting it
+                    continue
                 if route is None:  # a strict lane that gave up earlier
                     raise DeviceError(f"{engine.name}: no worker is running it")
+                pending: list[tuple[Lane, str]] = []
+                self._pending = pending  # lanes to restart once the lock is released
                 try:
                     arrays = route.lane.invoke(route.key, tensor, self.invoke_timeout)
                 except WorkerFailure as failure:
                     self._failed(route.lane, failure)
-                    continue
-                io = route.io
-                assert io is not None
-                engine._last = route
-                out = Outputs(io.wrap(arrays))
-                out.io = io
-                return out
+                else:
+                    self.policy.succeeded(route.lane)
+                    io = route.io
+                    assert io is not None
+                    engine.ran_on(route)
+                    return Outputs(io.wrap(arrays), io)
+            self._restart_pending(pending)
 
     def _failed(self, lane: Lane, failure: WorkerFailure) -> None:
         lane.down()
         if self._closing.is_set():  # killed by close(): not a failure to report
             raise DeviceError("the inference workers are closed")
         engines = self._with_fallback(lane)
-        if lane.kind == "edgetpu" and engines:
+        if self.policy.on_failure(lane.kind, bool(engines)) == FAIL_OVER:
             log.warning("%s; running on the CPU meanwhile, retrying the Edge TPU in the background",
                         failure.line)
             self._fail_over(lane, engines)
             self._retry_in_background(lane)
             return
-        self._restart(lane, failure.line)
+        self._pending.append((lane, failure.line))
 
     def _fail_over(self, lane: Lane, engines: list[SupervisedEngine]) -> None:
         """Run each of ``engines`` (which prefer ``lane``) on its CPU twin from now on."""
@@ -213,11 +229,12 @@ class Supervisor:
                 for _, route in added:
                     cpu.host(cpu.hosted[route.key])
         except WorkerFailure as failure:
-            self._restart(cpu, failure.line)
+            cpu.down()
+            self._pending.append((cpu, failure.line))
         for engine, route in added:
             self._check_twin(engine, route)
         for engine in engines:
-            engine._last = next((r for r in engine.routes if r.lane.up), engine._last)
+            engine.settle()
 
     def _check_twin(self, engine: SupervisedEngine, route: Route) -> None:
         """Add ``route`` to ``engine`` if a tensor prepared for its other routes fits it."""
@@ -228,24 +245,44 @@ class Supervisor:
             return
         engine.routes.append(route)
 
+    def _restart_pending(self, pending: list[tuple[Lane, str]]) -> None:
+        """Restart the lanes that failed with no fallback (called without the lock)."""
+        for lane, line in pending:
+            self._restart(lane, line)
+
     def _restart(self, lane: Lane, line: str) -> None:
-        """Restart a lane with no fallback; DeviceError after ``max_restarts`` in a row."""
+        """Restart a lane with no fallback; DeviceError when the policy gives up. The wait
+        before each try is outside the lock; the start itself is under it."""
+        with self._lock:
+            self._restarting.add(lane)
+        try:
+            self._restart_loop(lane, line)
+        finally:
+            with self._lock:
+                self._restarting.discard(lane)
+                self._restarted.notify_all()
+
+    def _restart_loop(self, lane: Lane, line: str) -> None:
         while True:
-            lane.down()
-            lane.failures += 1
-            if lane.failures > self.max_restarts:
+            with self._lock:
+                if lane.up:  # restarted meanwhile (another engine's invoke)
+                    return
+                delay = self.policy.restart_delay(lane)
+            if delay is None:
                 raise DeviceError(f"{line}; gave up after {self.max_restarts} restarts")
-            delay = RESTART_DELAYS_S[min(lane.failures, len(RESTART_DELAYS_S)) - 1]
             log.warning("%s; restarting it%s", line, f" in {delay:g} s" if delay else "")
             if self._closing.wait(delay):
                 raise DeviceError("the inference workers are closed")
-            try:
-                lane.start()
-                return
-            except WorkerFailure as failure:
-                line = failure.line
-            except DeviceError as err:  # e.g. the accelerator is gone now
-                line = str(err)
+            with self._lock:
+                if self._closing.is_set():
+                    raise DeviceError("the inference workers are closed")
+                try:
+                    lane.start()
+                    return
+                except WorkerFailure as failure:
+                    line = failure.line
+                except DeviceError as err:  # e.g. the accelerator is gone now
+                    line = str(err)
 
     # ---- the Edge TPU in the background (auto) -----------------------------------------
 
@@ -260,9 +297,9 @@ class Supervisor:
 
     def _retry(self, lane: Lane) -> None:
         """Start the lane's worker again and again (backoff) until it loads and answers."""
-        delay = RETRY_FIRST_S
-        while not self._closing.wait(delay):
-            delay = min(2 * delay, RETRY_MAX_S)
+        for delay in self.policy.retry_delays():
+            if self._closing.wait(delay):
+                return
             with self._lock:
                 hosted = list(lane.hosted.values())
             worker: WorkerProcess | None = None
@@ -275,7 +312,8 @@ class Supervisor:
                 if self._closing.is_set() or lane.worker is not None:  # closed, or started since
                     worker.stop()
                     return
-                lane.worker, lane.failures = worker, 0
+                lane.worker = worker
+                self.policy.succeeded(lane)
                 names = sorted({h.spec.manifest.name for h in hosted})
                 log.info("the Edge TPU answers again; %s back on it", ", ".join(names))
                 for engine in self._engines:
