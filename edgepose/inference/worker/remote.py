@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,14 @@ def same_input(a: ModelIO, b: ModelIO) -> bool:
     return (list(a.input["shape"]) == list(b.input["shape"]) and a.input_dtype == b.input_dtype
             and a.input_quantization == b.input_quantization
             and (ma.resize, ma.interpolation, ma.mean, ma.std) == (mb.resize, mb.interpolation, mb.mean, mb.std))
+
+
+def takes_input_of(io: ModelIO | None, known: Sequence[ModelIO | None]) -> bool:
+    """Whether a tensor prepared for the first known build in ``known`` is a valid input
+    of ``io``: the one check before a model's other build (a CPU twin, or the Edge TPU
+    build coming back) joins its routes. True while either is not loaded yet."""
+    first = next((k for k in known if k is not None), None)
+    return io is None or first is None or same_input(first, io)
 
 
 class SupervisedEngine:

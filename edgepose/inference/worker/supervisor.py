@@ -33,7 +33,7 @@ from edgepose.inference.engine import ModelPlan, RuntimeMissing, plan_model, war
 from edgepose.inference.worker.lane import Hosted, Lane
 from edgepose.inference.worker.policy import FAIL_OVER, FailoverPolicy
 from edgepose.inference.worker.process import LOAD_TIMEOUT_S, WorkerFailure, WorkerProcess, context
-from edgepose.inference.worker.remote import Outputs, Route, SupervisedEngine, same_input
+from edgepose.inference.worker.remote import Outputs, Route, SupervisedEngine, takes_input_of
 from edgepose.models.registry import ModelSpec
 
 log = logging.getLogger("edgepose.inference.worker")
@@ -238,10 +238,11 @@ class Supervisor:
 
     def _check_twin(self, engine: SupervisedEngine, route: Route) -> None:
         """Add ``route`` to ``engine`` if a tensor prepared for its other routes fits it."""
-        known = [r.io for r in engine.routes if r.io is not None]
-        if route.lane.up and route.io is not None and known and not same_input(known[0], route.io):
+        if route.lane.up and not takes_input_of(route.io, [r.io for r in engine.routes]):
+            preferred = next(r.io for r in engine.routes if r.io is not None)
+            twin = route.io.name if route.io is not None else engine.cpu_spec
             log.warning("%s and its CPU twin %s take different inputs; no CPU fallback for it",
-                        known[0].name, route.io.name)
+                        preferred.name, twin)
             return
         engine.routes.append(route)
 
@@ -324,9 +325,9 @@ class Supervisor:
 
     def _check_route(self, engine: SupervisedEngine) -> None:
         route = engine.routes[0]
-        others = [r.io for r in engine.routes[1:] if r.io is not None]
-        if route.io is not None and others and not same_input(route.io, others[0]):
-            log.warning("%s and its CPU twin take different inputs; staying on the CPU", route.io.name)
+        if not takes_input_of(route.io, [r.io for r in engine.routes[1:]]):
+            name = route.io.name if route.io is not None else engine.name
+            log.warning("%s and its CPU twin take different inputs; staying on the CPU", name)
             engine.routes.pop(0)
 
     def _stop_unused_cpu(self) -> None:

@@ -78,3 +78,20 @@ def test_box_iou_and_bad_parameters() -> None:
         OneEuroSmoother(min_cutoff=0)
     kinds = [type(f).__name__ for f in make_filters(smooth=True, track=True)]
     assert kinds == ["PoseTracker", "OneEuroSmoother"]
+
+
+@pytest.mark.parametrize("shift, same", [
+    (10.0, True),    # moved a little: boxes overlap well above min_iou, the same person
+    (60.0, False),   # half a box away: IoU about 0.05, below min_iou: someone else
+    (500.0, False),  # no overlap at all
+])
+def test_a_track_continues_only_above_the_iou_gate(shift: float, same: bool) -> None:
+    """One person per frame: the assignment always pairs them, the IoU gate decides."""
+    tr = PoseTracker(min_iou=0.3, max_age=1.0)
+    first = tr(_person(200, 200), 0.0)
+    moved = _person(200, 200)
+    moved = Poses(moved.xy + np.array([shift, 0], np.float32), moved.scores, moved.pose_scores)
+    iou = float(box_iou(first.boxes(0.2), moved.boxes(0.2))[0, 0])
+    assert (iou >= 0.3) is same  # the cases straddle the gate
+    second = tr(moved, 0.1)
+    assert (int(second.track_ids[0]) == int(first.track_ids[0])) is same

@@ -12,9 +12,10 @@ import pytest
 from edgepose.core.errors import ModelError
 from edgepose.inference.engine import open_engine
 from edgepose.inference.worker import child
-from edgepose.inference.worker.lane import FIRST_INVOKE_S, Hosted, Lane, invoke_deadline
+from edgepose.inference.worker.lane import Hosted, Lane
 from edgepose.inference.worker.process import LOAD_TIMEOUT_S, context
-from edgepose.inference.worker.shm import ALIGN, Layout, Mapping, Slot
+from edgepose.inference.worker.remote import takes_input_of
+from edgepose.inference.worker.shm import Layout, Mapping, Slot
 from edgepose.models.registry import resolve_model
 from tests.conftest import load_rgb, shared_path
 
@@ -34,14 +35,6 @@ def squat_tensor() -> np.ndarray:
 
 
 # ---- shared memory -------------------------------------------------------------------
-
-def test_layout_aligns_every_tensor() -> None:
-    layout = Layout.of([{"shape": [1, 3], "dtype": np.uint8}, {"shape": [2, 5], "dtype": np.float32},
-                        {"shape": [], "dtype": np.int64}])
-    offsets = [off for off, _, _ in layout.tensors]
-    assert offsets == [0, ALIGN, 2 * ALIGN] and layout.size == 3 * ALIGN
-    assert [shape for _, shape, _ in layout.tensors] == [(1, 3), (2, 5), ()]
-
 
 def test_a_slot_is_shared_with_a_mapping_and_unlinked_on_close() -> None:
     layout = Layout.of([{"shape": [4], "dtype": np.uint8}, {"shape": [2], "dtype": np.float32}])
@@ -124,18 +117,6 @@ def test_a_child_speaks_the_protocol(spec) -> None:  # type: ignore[no-untyped-d
 
 # ---- a lane --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("samples, first, fixed, expected", [
-    ([], True, 0.0, FIRST_INVOKE_S),
-    ([0.01] * 5, True, 9.0, 9.0),       # a longer fixed deadline wins on the first invoke too
-    ([0.01] * 5, False, 0.0, 2.0),      # 10 medians, at least 2 s
-    ([0.3] * 5, False, 0.0, 3.0),       # 10 medians
-    ([2.0] * 5, False, 0.0, 6.0),       # a slow model: 3 medians beyond 4 s
-    ([0.3] * 5, False, 1.5, 1.5),       # --invoke-timeout
-])
-def test_invoke_deadline(samples: list[float], first: bool, fixed: float, expected: float) -> None:
-    assert invoke_deadline(samples, first=first, fixed=fixed) == pytest.approx(expected)
-
-
 def test_a_lane_hosts_invokes_and_stops_with_its_last_model(spec) -> None:  # type: ignore[no-untyped-def]
     tensor = squat_tensor()
     lane = Lane("cpu", None, context(), LOAD_TIMEOUT_S)
@@ -167,3 +148,17 @@ def test_a_lane_that_cannot_load_stays_down(spec, tmp_path: Path) -> None:  # ty
         assert not lane.up
     finally:
         lane.stop()
+
+
+# ---- does a tensor prepared for one build fit another ------------------------------
+
+def test_a_build_joins_only_when_it_takes_the_same_input(spec) -> None:  # type: ignore[no-untyped-def]
+    """The check before a CPU twin (or the Edge TPU build coming back) joins an engine's
+    routes: real builds' tensor details, the same model and a different one."""
+    shared_path("models", "coral", "posenet_mobilenet_v1_075_481_641_quant.tflite")
+    movenet = open_engine(MODEL, "cpu").io
+    again = open_engine(MODEL, "cpu").io
+    posenet = open_engine("posenet-mobilenet-v1-075-481x641", "cpu").io
+    assert takes_input_of(again, [movenet]) and takes_input_of(movenet, [None, again])
+    assert not takes_input_of(posenet, [movenet]) and not takes_input_of(movenet, [None, posenet])
+    assert takes_input_of(None, [movenet]) and takes_input_of(posenet, [])  # not loaded yet
