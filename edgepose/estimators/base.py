@@ -13,7 +13,7 @@ An estimator works in three stages so that consecutive frames overlap in the pip
 ``estimate(image)`` runs the three in series (still images, tools). Implementations:
 
 - ``SingleModelEstimator``: one model, one invoke (PoseNet multi-pose);
-- ``edgepose.estimators.topdown.SinglePersonEstimator``: a single-pose model (MoveNet) on a square
+- ``edgepose.estimators.single.SinglePersonEstimator``: a single-pose model (MoveNet) on a square
   crop around the person: the previous frame's keypoints on video, a second pass on a
   still image;
 - ``edgepose.estimators.topdown.TopDownEstimator``: a proposer model finds people, a landmark
