@@ -209,7 +209,7 @@ class Supervisor:
             self._fail_over(lane, engines)
             self._retry_in_background(lane)
             return
-        self._pending.append((lane, failure.line))
+        self._schedule_restart(lane, failure.line)
 
     def _fail_over(self, lane: Lane, engines: list[SupervisedEngine]) -> None:
         """Run each of ``engines`` (which prefer ``lane``) on its CPU twin from now on."""
@@ -230,7 +230,7 @@ class Supervisor:
                     cpu.host(cpu.hosted[route.key])
         except WorkerFailure as failure:
             cpu.down()
-            self._pending.append((cpu, failure.line))
+            self._schedule_restart(cpu, failure.line)
         for engine, route in added:
             self._check_twin(engine, route)
         for engine in engines:
@@ -246,24 +246,26 @@ class Supervisor:
             return
         engine.routes.append(route)
 
+    def _schedule_restart(self, lane: Lane, line: str) -> None:
+        """Under the lock: ``lane`` (down, no fallback) is restarted once the lock is
+        released; meanwhile other invokes on it wait instead of failing."""
+        self._pending.append((lane, line))
+        self._restarting.add(lane)
+
     def _restart_pending(self, pending: list[tuple[Lane, str]]) -> None:
         """Restart the lanes that failed with no fallback (called without the lock)."""
-        for lane, line in pending:
-            self._restart(lane, line)
+        try:
+            for lane, line in pending:
+                self._restart(lane, line)
+        finally:
+            with self._lock:
+                for lane, _ in pending:
+                    self._restarting.discard(lane)
+                self._restarted.notify_all()
 
     def _restart(self, lane: Lane, line: str) -> None:
         """Restart a lane with no fallback; DeviceError when the policy gives up. The wait
         before each try is outside the lock; the start itself is under it."""
-        with self._lock:
-            self._restarting.add(lane)
-        try:
-            self._restart_loop(lane, line)
-        finally:
-            with self._lock:
-                self._restarting.discard(lane)
-                self._restarted.notify_all()
-
-    def _restart_loop(self, lane: Lane, line: str) -> None:
         while True:
             with self._lock:
                 if lane.up:  # restarted meanwhile (another engine's invoke)
