@@ -49,6 +49,6 @@ git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$work"
 } > "$work/setup.cfg"
 cd "$work"
 nice -n 10 "$mutmut" run "$@" || true
-"$mutmut" results > survivors.txt || true
+"$mutmut" results | grep -v ": not checked" > survivors.txt || true
 echo "survivors ($(grep -c . survivors.txt || true)); see $work/survivors.txt and \`mutmut show NAME\` there:"
 cat survivors.txt

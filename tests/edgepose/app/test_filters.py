@@ -95,3 +95,51 @@ def test_a_track_continues_only_above_the_iou_gate(shift: float, same: bool) -> 
     assert (iou >= 0.3) is same  # the cases straddle the gate
     second = tr(moved, 0.1)
     assert (int(second.track_ids[0]) == int(first.track_ids[0])) is same
+
+
+def _with_ids(poses: Poses, ids: list[int]) -> Poses:
+    return Poses(poses.xy, poses.scores, poses.pose_scores, poses.schema, np.array(ids, np.int64))
+
+
+@pytest.mark.parametrize("ids", [[7, 9], [0, 3]])
+def test_poses_with_track_ids_keep_them(ids: list[int]) -> None:
+    """A top-down estimator's ids (0 included) are better than box overlap: kept as given."""
+    tr = PoseTracker()
+    people = Poses.concat([_person(100, 200), _person(400, 200)])
+    assert tr(_with_ids(people, ids), 0.0).track_ids.tolist() == ids
+    # ids with a gap (-1: not tracked) are assigned by the tracker
+    assert tr(_with_ids(people, [ids[0], -1]), 0.1).track_ids.tolist() == [0, 1]
+
+
+def test_new_tracks_are_numbered_one_by_one() -> None:
+    tr = PoseTracker()
+    out = tr(Poses.concat([_person(100, 100), _person(400, 100), _person(700, 100)]), 0.0)
+    assert out.track_ids.tolist() == [0, 1, 2]
+
+
+def test_a_match_at_exactly_the_gate_and_the_age_continues() -> None:
+    """The gate is IoU >= min_iou and a track lives max_age seconds inclusive."""
+    a = _person(200, 200)
+    b = Poses(a.xy + np.array([20, 0], np.float32), a.scores, a.pose_scores)
+    iou = float(box_iou(a.boxes(0.2), b.boxes(0.2))[0, 0])
+    assert 0 < iou < 1
+    tr = PoseTracker(min_iou=iou, max_age=0.5)
+    first = tr(a, 0.0)
+    assert tr(b, 0.5).track_ids.tolist() == first.track_ids.tolist()
+    assert tr(b, 1.01).track_ids.tolist() != first.track_ids.tolist()  # unseen for longer: a new id
+
+
+def test_the_smoother_follows_track_ids_not_list_order() -> None:
+    """Two people listed in the other order in the next frame: each is smoothed with its
+    own history (keyed by track id), not with the other person's."""
+    f = OneEuroSmoother(min_cutoff=0.5, beta=0.0)
+    a = Poses(np.full((1, 17, 2), 100.0, np.float32), np.ones((1, 17), np.float32), np.ones(1, np.float32))
+    b = Poses(np.full((1, 17, 2), 500.0, np.float32), np.ones((1, 17), np.float32), np.ones(1, np.float32))
+    f(_with_ids(Poses.concat([a, b]), [1, 2]), 0.0)
+    out = f(_with_ids(Poses.concat([b, a]), [2, 1]), 0.1)
+    assert out.xy[0, 0, 0] == pytest.approx(500.0) and out.xy[1, 0, 0] == pytest.approx(100.0)
+
+
+def test_make_filters_puts_the_tracker_first() -> None:
+    assert [type(f) for f in make_filters(track=True, smooth=True)] == [PoseTracker, OneEuroSmoother]
+    assert make_filters() == []
