@@ -20,7 +20,7 @@ def require_shared() -> Path:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    from edgepose.imageio import read_image
+    from edgepose.core.imageio import read_image
 
     return read_image(path)
 

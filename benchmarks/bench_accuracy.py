@@ -40,11 +40,14 @@ import numpy as np
 from _common import load_rgb, require_shared
 from bench_topdown import EDGETPU_MS, EdgeTpuStandIn
 
-from edgepose.engine import open_engine
-from edgepose.estimator import Estimate, open_estimator
-from edgepose.pose import Poses
-from edgepose.registry import get_pipeline
-from edgepose.topdown import TopDownEstimator, TopDownParams, oks
+from edgepose.core.pose import Poses
+from edgepose.estimators.base import Estimate
+from edgepose.estimators.factory import open_estimator
+from edgepose.estimators.nms import oks
+from edgepose.estimators.params import TopDownParams
+from edgepose.estimators.topdown import TopDownEstimator
+from edgepose.inference.engine import open_engine
+from edgepose.models.registry import get_pipeline
 
 SETS = ("coco17_dev", "limbs12_dev")
 # Float conversions that --artifacts may hold (CPU only: experiments, not Edge TPU models).
@@ -66,7 +69,7 @@ class MultiPoseFloat:
         self.interp.allocate_tensors()
 
     def estimate(self, image: np.ndarray, timestamp: float = 0.0) -> Estimate:
-        from edgepose.preprocess import resize
+        from edgepose.core.preprocess import resize
 
         resized, transform = resize(image, (256, 256), "letterbox")
         inp = self.interp.get_input_details()[0]

@@ -14,9 +14,9 @@ import time
 
 from _common import load_rgb, median_ms, require_shared
 
-from edgepose.engine import open_engine
-from edgepose.errors import EdgePoseError
-from edgepose.registry import list_manifests
+from edgepose.core.errors import EdgePoseError
+from edgepose.inference.engine import open_engine
+from edgepose.models.registry import list_manifests
 
 IMAGES = {"movenet": "coral_squat.bmp", "posenet_multi": "posenet_test_couple.jpg"}
 

@@ -136,7 +136,7 @@ def pipeline_run(estimator: Any, source: Any, frames: int, pids: list[int]) -> t
     path (read in a loop) or a list of images (``RecordedCamera``)."""
     from contextlib import nullcontext
 
-    from edgepose.pipeline import Pipeline
+    from edgepose.app.pipeline import Pipeline
     from edgepose.render import make_renderer
     from edgepose.sources import open_source
 
@@ -151,10 +151,10 @@ def pipeline_run(estimator: Any, source: Any, frames: int, pids: list[int]) -> t
 
 
 def bench(key: str, args: argparse.Namespace, first: Any, camera: list[Any]) -> dict[str, float]:
-    from edgepose.config import usable_cores
-    from edgepose.engine import open_engine
-    from edgepose.estimator import SingleModelEstimator
-    from edgepose.worker import Supervisor
+    from edgepose.app.config import usable_cores
+    from edgepose.estimators.base import SingleModelEstimator
+    from edgepose.inference.engine import open_engine
+    from edgepose.inference.worker import Supervisor
 
     model, tpu_ms = MODELS[key]
     cores = usable_cores()
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"video {args.video} not found: set EDGEPOSE_SHARED", file=sys.stderr)
         return 2
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    from edgepose.pipeline import limit_library_threads
+    from edgepose.app.pipeline import limit_library_threads
     from edgepose.sources import open_source
 
     limit_library_threads()  # as edgepose-run does

@@ -27,7 +27,6 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-
 from _common import load_rgb, require_shared
 
 IMAGES = (
@@ -62,8 +61,8 @@ def frames(shared: Any, per_video: int) -> list[tuple[str, np.ndarray]]:
 def model_outputs(path: str, images: list[tuple[str, np.ndarray]], size: tuple[int, int]) -> list:
     from ai_edge_litert.interpreter import Interpreter
 
+    from edgepose.core.preprocess import resize
     from edgepose.decoders.base import OutputTensor
-    from edgepose.preprocess import resize
 
     interp = Interpreter(path)
     interp.allocate_tensors()

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import require_shared
 
 SIZES = ((640, 480), (1280, 720))
@@ -64,7 +63,7 @@ def main() -> None:
 
     import cv2
 
-    from edgepose.engine import open_engine
+    from edgepose.inference.engine import open_engine
     from edgepose.outputs.base import FrameResult
     from edgepose.outputs.recording import RecordingOutput
     from edgepose.outputs.records import frame_record

@@ -14,7 +14,6 @@ import os
 import time
 
 import numpy as np
-
 from _common import load_rgb, median_ms, require_shared
 
 
@@ -26,8 +25,8 @@ def main() -> None:
     os.environ["SDL_VIDEODRIVER"] = "dummy"
     shared = require_shared()
 
-    from edgepose.pose import Poses
-    from edgepose.preprocess import resize
+    from edgepose.core.pose import Poses
+    from edgepose.core.preprocess import resize
     from edgepose.render import annotate, make_renderer
 
     frame, _ = resize(load_rgb(shared / "images" / "coral_squat.bmp"), (480, 640), "letterbox")

@@ -88,7 +88,7 @@ def real_results(estimator, video: Path, count: int) -> list:
 
 def run_pipeline(estimator, serve, seconds: float, video: Path) -> float:
     """Frames per second processed by a camera-paced pipeline feeding ``serve`` (or none)."""
-    from edgepose.pipeline import Pipeline
+    from edgepose.app.pipeline import Pipeline
     from edgepose.sources import open_source
 
     with open_source(str(video), loop=True, realtime=True) as source:
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     shared = require_shared()
     video = shared / "videos" / VIDEO
-    from edgepose.estimator import open_estimator
-    from edgepose.serve import ServeOutput
+    from edgepose.estimators.factory import open_estimator
+    from edgepose.outputs.serve import ServeOutput
 
     estimator = open_estimator("movenet-lightning", "cpu")  # one for every run
 

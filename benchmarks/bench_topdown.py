@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 from _common import load_rgb, require_shared
 
-from edgepose.engine import open_engine
-from edgepose.estimator import STAGES, Estimate
-from edgepose.registry import get_pipeline
-from edgepose.topdown import TopDownEstimator, TopDownParams
+from edgepose.estimators.base import ESTIMATOR_STAGES, Estimate
+from edgepose.estimators.topdown import TopDownEstimator, TopDownParams
+from edgepose.inference.engine import open_engine
+from edgepose.models.registry import get_pipeline
 
 # Published Edge TPU invoke times (ms): Coral's model pages, USB Accelerator.
 EDGETPU_MS = {"posenet-mobilenet-v1-075-481x641": 10.3, "movenet-lightning": 7.1}
@@ -106,7 +106,7 @@ def _still(est: TopDownEstimator, image: np.ndarray, repeat: int) -> list[tuple[
 def _row(label: str, runs: list[tuple[Estimate, float]]) -> str:
     if not runs:
         return f"{label:34} (no frames)"
-    med = {k: statistics.median(r.timings.get(k, 0.0) for r, _ in runs) for k in STAGES}
+    med = {k: statistics.median(r.timings.get(k, 0.0) for r, _ in runs) for k in ESTIMATOR_STAGES}
     frame = statistics.median(ms for _, ms in runs)
     cpu = statistics.median(ms - r.timings.get("invoke_ms", 0.0) for r, ms in runs)
     invokes = statistics.mean(r.invokes for r, _ in runs)

@@ -2,7 +2,7 @@
 
 The pipeline (a video file read as fast as possible, every frame processed, no screen)
 runs once with the interpreter in this process and once in the supervised worker
-(``edgepose.worker``, as ``edgepose-run`` does), in alternating rounds; medians of
+(``edgepose.inference.worker``, as ``edgepose-run`` does), in alternating rounds; medians of
 frames/s and their ratio (target >= 0.97) are printed, and the per-invoke cost of the
 round trip (bare ``invoke()`` loops, shared-memory copies and the pipe included).
 
@@ -32,8 +32,8 @@ def bare_ms(engine: Any, tensor: Any, n: int) -> float:
 
 
 def pipeline_fps(engine: Any, video: Path, frames: int) -> float:
-    from edgepose.estimator import SingleModelEstimator
-    from edgepose.pipeline import Pipeline
+    from edgepose.app.pipeline import Pipeline
+    from edgepose.estimators.base import SingleModelEstimator
     from edgepose.sources import open_source
 
     with open_source(str(video), loop=True) as source:
@@ -44,9 +44,9 @@ def pipeline_fps(engine: Any, video: Path, frames: int) -> float:
 
 
 def bench(model: str, args: argparse.Namespace, first: Any) -> float:
-    from edgepose.config import usable_cores
-    from edgepose.engine import open_engine
-    from edgepose.worker import Supervisor
+    from edgepose.app.config import usable_cores
+    from edgepose.inference.engine import open_engine
+    from edgepose.inference.worker import Supervisor
 
     threads = usable_cores()
     local = open_engine(model, "cpu", num_threads=threads)
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.video.is_file():
         print(f"video {args.video} not found: set EDGEPOSE_SHARED", file=sys.stderr)
         return 2
-    from edgepose.pipeline import limit_library_threads
+    from edgepose.app.pipeline import limit_library_threads
     from edgepose.sources import open_source
 
     limit_library_threads()  # as edgepose-run does

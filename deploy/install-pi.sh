@@ -184,7 +184,7 @@ main() {
     local arch pair_vars
     arch="$(dpkg --print-architecture 2>/dev/null || true)"
     [[ -n "${arch}" ]] || die "dpkg --print-architecture failed: this installer is for Raspberry Pi OS (Debian)" 2
-    pair_vars="$(python3 "${REPO_DIR}/edgepose/runtimes.py" --prog install-pi.sh shell \
+    pair_vars="$(python3 "${REPO_DIR}/edgepose/host/runtimes.py" --prog install-pi.sh shell \
         --os-release "${OS_RELEASE}" --arch "${arch}" --speed "${SPEED}")" || exit 2
     # Our own reader's output: shell assignments quoted with shlex.quote.
     eval "${pair_vars}"
@@ -306,7 +306,7 @@ main() {
     step "Models for the first run (so it works offline)"
     local config="${CONFIG_DIR}/edgepose.toml" models=()
     [[ -f "${config}" ]] || config="${REPO_DIR}/deploy/edgepose.toml"
-    mapfile -t models < <(python3 "${REPO_DIR}/edgepose/runtimes.py" models --config "${config}")
+    mapfile -t models < <(python3 "${REPO_DIR}/edgepose/host/runtimes.py" models --config "${config}")
     if [[ ${#models[@]} -gt 0 ]]; then
         as_user "${VENV}/bin/edgepose" models fetch "${models[@]}"
     else

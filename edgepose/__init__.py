@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from edgepose.errors import (
+from edgepose.core.errors import (
     ConfigError,
     DeviceError,
     EdgePoseError,
@@ -19,14 +19,14 @@ from edgepose.errors import (
 )
 
 if TYPE_CHECKING:
-    from edgepose.pose import Poses
-    from edgepose.preprocess import Transform
-    from edgepose.schemas import COCO17, MPII16, Schema, get_schema
+    from edgepose.core.pose import Poses
+    from edgepose.core.preprocess import Transform
+    from edgepose.core.schemas import COCO17, MPII16, Schema, get_schema
 
 # numpy-backed names are imported on first use, so that a CLI starts (and installs its
 # signal handlers) before numpy is loaded.
-_LAZY = {"Poses": "edgepose.pose", "Transform": "edgepose.preprocess", "COCO17": "edgepose.schemas",
-         "MPII16": "edgepose.schemas", "Schema": "edgepose.schemas", "get_schema": "edgepose.schemas"}
+_LAZY = {"Poses": "edgepose.core.pose", "Transform": "edgepose.core.preprocess", "COCO17": "edgepose.core.schemas",
+         "MPII16": "edgepose.core.schemas", "Schema": "edgepose.core.schemas", "get_schema": "edgepose.core.schemas"}
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,10 @@ scripts/setup.sh
 echo "ruff check edgepose/ and mypy (settings in pyproject.toml)"
 .venv/bin/ruff check edgepose
 .venv/bin/mypy
+echo "lint-imports: the layers of edgepose/ (contracts in .importlinter)"
+.venv/bin/lint-imports --no-logo
+echo "vulture: no dead code in edgepose/ (reasons for the names it cannot see used: scripts/vulture_whitelist.py)"
+.venv/bin/vulture edgepose scripts/vulture_whitelist.py --min-confidence 60
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

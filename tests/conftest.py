@@ -71,14 +71,14 @@ def fake_libedgetpu(tmp_path_factory: pytest.TempPathFactory) -> FakeLibedgetpu:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    from edgepose.imageio import read_image
+    from edgepose.core.imageio import read_image
 
     return read_image(path)
 
 
 def _edgetpu_available() -> bool:
     try:
-        from edgepose.engine import load_edgetpu_delegate
+        from edgepose.inference.engine import load_edgetpu_delegate
 
         load_edgetpu_delegate()
         return True

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from edgepose.config import KEYS, load_toml
-from edgepose.registry import get_manifest, get_pipeline
-from edgepose.runtimes import pair_for
+from edgepose.app.config import KEYS, load_toml
+from edgepose.host.runtimes import pair_for
+from edgepose.models.registry import get_manifest, get_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

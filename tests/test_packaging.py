@@ -23,4 +23,4 @@ def test_wheel_ships_every_manifest(tmp_path: Path) -> None:
     assert shipped == {p.name for p in (REPO / "models").glob("*.toml")}
     assert "edgepose/_deploy/runtimes.toml" in names  # the Edge TPU runtime pairs (doctor)
     assert not any(n.startswith("edgepose/_deploy/") and not n.endswith("runtimes.toml") for n in names)
-    assert "edgepose/py.typed" in names and "edgepose/engine.py" in names and "tools/cli.py" in names
+    assert "edgepose/py.typed" in names and "edgepose/inference/engine.py" in names and "tools/cli.py" in names

@@ -34,7 +34,7 @@ def positive_float(text: str) -> float:
 def model_file(text: str | Path) -> Path:
     """A .tflite path, or the local file of a registered model name (``movenet-lightning``),
     as ``evaluate`` takes them; an unknown name is a one-line ModelError listing the known ones."""
-    from edgepose.registry import is_model_path, resolve_model
+    from edgepose.models.registry import is_model_path, resolve_model
 
     if is_model_path(text):
         return Path(text)

@@ -117,7 +117,7 @@ def _compile(model: Path, work: Path, final_dir: Path, compiler: str | None) -> 
 
 def _evaluate(float_model: Path, int8_model: Path, coco: Path, images: Path) -> dict[str, Any]:
     """OKS AP of the float and the int8 model (CPU) on COCO keypoints."""
-    from edgepose.estimator import open_estimator
+    from edgepose.estimators.factory import open_estimator
     from tools.evaluate import evaluate_coco
 
     engines = []

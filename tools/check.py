@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import EdgePoseError, ModelError
+from edgepose.core.errors import EdgePoseError, ModelError
 from tools import edgetpu_ops as E
 
 Placement = str  # "tpu" | "cpu" | "cpu-in" | "cpu-out"

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgepose.errors import ModelError
-from edgepose.manifest import Manifest, load_manifest, write_manifest
+from edgepose.core.errors import ModelError
+from edgepose.models.manifest import Manifest, load_manifest, write_manifest
 from tools.argtypes import positive_int
 from tools.errors import CompilerNotFoundError, ToolError
 
@@ -205,7 +205,7 @@ def _check_output(path: Path, exe: Path, model: Path, written: list[Path]) -> No
     """A compiler that exits 0 has still failed unless ``path`` is a TFLite model holding
     the ``edgetpu-custom-op``: then every file it wrote in this run is removed and the
     ``ToolError`` names what it wrote instead."""
-    from edgepose.tflite_info import EDGETPU_CUSTOM_OP, read_model_info
+    from edgepose.models.tflite_info import EDGETPU_CUSTOM_OP, read_model_info
 
     try:
         size = path.stat().st_size
@@ -330,7 +330,7 @@ def compile_models(models: Sequence[str | Path], out_dir: str | Path | None = No
             _check_output(p, exe, model, [q for m in paths for q in _expected_outputs(m, out) if fresh(q)])
         log_name = summary.get("operation_log") or f"{outputs[0].stem}.log"
         log_path: Path | None = out / Path(log_name).name
-        if log_path is not None and not fresh(log_path):
+        if not fresh(log_path):
             log.warning("%s wrote no operation log %s; op counts come from its summary only", exe.name, log_path.name)
             log_path = None
         ops = parse_operation_log(log_path.read_text()) if log_path else []
@@ -433,7 +433,7 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgepose.registry import is_model_path
+    from edgepose.models.registry import is_model_path
     from tools.argtypes import model_file
 
     models = [model_file(m) for m in args.model]

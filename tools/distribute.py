@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

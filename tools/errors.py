@@ -5,7 +5,7 @@ Every one is an ``EdgePoseError``, so ``run_cli`` prints it as one line and exit
 
 from __future__ import annotations
 
-from edgepose.errors import EdgePoseError, ModelError
+from edgepose.core.errors import EdgePoseError, ModelError
 
 
 class ToolError(EdgePoseError):

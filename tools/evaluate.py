@@ -1,10 +1,10 @@
 """Accuracy of any model the runtime loads: OKS AP on COCO JSON, PCKh@0.5 on MPII JSON.
 
-Models run through their estimator (``edgepose.estimator.open_estimator``), as
+Models run through their estimator (``edgepose.estimators.base.open_estimator``), as
 ``edgepose detect`` and ``edgepose-run`` run them: a top-down pipeline
 (``movenet-multipose``) and multi-pose models on the whole image; single-person models on
 a square crop around each ground-truth person (COCO bbox, or MPII centre/scale) with a
-25 % margin (``edgepose.crops.crop``), or on whole images with ``--full-images``.
+25 % margin (``edgepose.estimators.crops.crop``), or on whole images with ``--full-images``.
 With ``--model2`` both models run on the same inputs and the table shows them side by
 side, plus keypoint agreement (PCK@0.05 of model2 against model, normalised by the crop
 or image size), e.g. float vs int8. COCO results also give the mean OKS of each person's
@@ -12,7 +12,7 @@ best match and each model's costs: invokes per input and median ms per stage.
 
 PCKh head size: 0.6 x head-box diagonal when the JSON has ``head_box``; the tutorial's
 MPII JSON has none, so the fallback is the head-top -> neck distance. COCO-17 models are
-scored on MPII through ``edgepose.schemas.MPII_TO_COCO`` (the 12 limb joints they share).
+scored on MPII through ``edgepose.core.schemas.MPII_TO_COCO`` (the 12 limb joints they share).
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.crops import Box, crop, to_source
-from edgepose.estimator import DEFAULT_MODEL, Estimate, Estimator
-from edgepose.imageio import read_image
-from edgepose.pose import Poses
-from edgepose.schemas import MPII_TO_COCO, get_schema
+from edgepose.core.imageio import read_image
+from edgepose.core.pose import Poses
+from edgepose.core.schemas import MPII_TO_COCO, get_schema
+from edgepose.estimators.base import Estimate, Estimator
+from edgepose.estimators.crops import Box, crop, to_source
+from edgepose.models.builtin import DEFAULT_MODEL
 from tools.data.mpii import read_mpii
 from tools.data.samples import PIXEL_STD, load_json
 from tools.errors import DataError, ToolError
@@ -343,7 +344,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgepose.estimator import open_estimator
+    from edgepose.estimators.factory import open_estimator
 
     sets = [parse_set(s) for s in args.sets or []]
     if not sets:

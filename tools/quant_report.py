@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edgepose.core.preprocess import Transform
 from edgepose.decoders.base import OutputTensor
-from edgepose.preprocess import Transform
 from tools.metrics import pck
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def keypoints_from(outputs: Sequence[OutputTensor], input_size: tuple[int, int],
 def output_roles(shapes: Sequence[tuple[int, ...]], decoder: str, schema: str) -> list[str]:
     """A readable name per output from its shape and what the decoder reads from it
     ("heatmaps [1,16,16,17]", "keypoints (y, x, score) [1,1,17,3]"), not the graph's tensor name."""
-    from edgepose.schemas import get_schema
+    from edgepose.core.schemas import get_schema
 
     info = get_schema(schema)
     k, edges = info.num_keypoints, len(info.edges)
@@ -204,8 +204,8 @@ def overlay(float_model: bytes, int8_model: bytes, image: npt.NDArray[np.float32
     image (the model's float input, un-normalised), enlarged to ``min_side`` px."""
     import cv2
 
+    from edgepose.core.imageio import write_image
     from edgepose.decoders import get_decoder
-    from edgepose.imageio import write_image
     from edgepose.render import annotate
 
     m = np.asarray(0.0 if mean is None else mean, np.float32)

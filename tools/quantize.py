@@ -7,7 +7,7 @@ manifest, the float twin and a float-vs-int8 report (JSON + PNG + overlay image)
 or none of them.
 
 The manifest keeps the float input semantics (``mean``/``std``) so
-``edgepose.preprocess.to_input_tensor`` quantizes with the input tensor's own
+``edgepose.core.preprocess.to_input_tensor`` quantizes with the input tensor's own
 scale/zero point, and ``channels`` (rgb/bgr) says which order the model takes the
 channels in; the input semantics come from ``--mean/--std/--channels/--layout``, else the
 source's manifest, else the importer. When that quantization is the identity on raw pixels (scale 1, zero 0
@@ -30,10 +30,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.errors import ModelError
-from edgepose.imageio import IMAGE_SUFFIXES, list_images, read_image
-from edgepose.manifest import DECODER_KINDS, SCHEMA_NAMES, Manifest, load_manifest, manifest_from_dict, write_manifest
-from edgepose.preprocess import resize
+from edgepose.core.errors import ModelError
+from edgepose.core.imageio import IMAGE_SUFFIXES, list_images, read_image
+from edgepose.core.preprocess import resize
+from edgepose.models.manifest import (
+    DECODER_KINDS,
+    SCHEMA_NAMES,
+    Manifest,
+    load_manifest,
+    manifest_from_dict,
+    write_manifest,
+)
 from tools.argtypes import positive_int
 from tools.errors import ConversionError, DataError, ToolError
 
@@ -147,7 +154,7 @@ def load_representative(source: str | Path, count: int, input_size: tuple[int, i
                         resize_mode: str = "letterbox", mean: Any = None, std: Any = None,
                         progress: bool = True, channels: str = "rgb") -> list[npt.NDArray[np.float32]]:
     """Float input batches (1, h, w, 3) of real frames, resized, put in ``channels`` order and
-    normalised as the model expects (the same steps as ``edgepose.preprocess.to_input_tensor``)."""
+    normalised as the model expects (the same steps as ``edgepose.core.preprocess.to_input_tensor``)."""
     from tqdm import tqdm
 
     m = np.asarray(0.0 if mean is None else mean, np.float32)
@@ -359,9 +366,9 @@ def check_outputs_fit(model: Path, float_bytes: bytes, size: tuple[int, int], de
     cannot read them (run on zero tensors of those shapes, before anything is quantized or written)."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from edgepose.core.errors import ConfigError
+    from edgepose.core.preprocess import Transform
     from edgepose.decoders import OutputTensor, get_decoder
-    from edgepose.errors import ConfigError
-    from edgepose.preprocess import Transform
 
     details = sorted(Interpreter(model_content=float_bytes).get_output_details(), key=lambda d: d["name"])
     shapes = [tuple(int(x) for x in d["shape"]) for d in details]

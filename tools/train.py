@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import ConfigError
-from edgepose.schemas import get_schema
+from edgepose.core.errors import ConfigError
+from edgepose.core.schemas import get_schema
 from tools.argtypes import positive_float, positive_int
 from tools.data.pipeline import check_shards, make_dataset
 from tools.distribute import strategy, worker_out_dir
@@ -312,7 +312,7 @@ def _export_saved_model(model: Any, path: Path, input_size: tuple[int, int]) -> 
 
 def _export(config: TrainConfig, out: Path, weights: list[Any], history: dict[str, list[float]],
             initial_epoch: int) -> TrainResult:
-    from edgepose.registry import Manifest, sha256_file, write_manifest
+    from edgepose.models.registry import Manifest, sha256_file, write_manifest
 
     model = export_model(config, weights)
     keras_path = out / f"{config.name}.keras"

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from edgepose.errors import EdgePoseError, OutputError, one_line
-from edgepose.stdio import silence_stdout
+from edgepose.core.errors import EdgePoseError, OutputError, one_line
+from edgepose.core.stdio import silence_stdout
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -50,12 +50,12 @@ class OneLineFormatter(logging.Formatter):
 
 def setup_logging(level: str = "INFO") -> None:
     """Log to stderr; when stderr is the process's own (a CLI, not a test harness), what
-    native libraries print there goes to the debug log (``edgepose.nativelog``)."""
+    native libraries print there goes to the debug log (``edgepose.core.nativelog``)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     if sys.stderr is sys.__stderr__:
-        from edgepose.nativelog import capture_native_stderr
+        from edgepose.core.nativelog import capture_native_stderr
 
         capture_native_stderr()
 

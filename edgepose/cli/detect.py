@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from edgepose.core.errors import ConfigError
+from edgepose.core.imageio import probe_image, read_image, write_image
+from edgepose.core.pose import KEYPOINT_THRESHOLD, POSE_THRESHOLD
 from edgepose.decoders import DECODER_KINDS
-from edgepose.errors import ConfigError
-from edgepose.estimator import DEFAULT_MODEL, STAGES, open_estimator
-from edgepose.imageio import probe_image, read_image, write_image
-from edgepose.manifest import INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
-from edgepose.pose import KEYPOINT_THRESHOLD, POSE_THRESHOLD
+from edgepose.estimators.base import ESTIMATOR_STAGES
+from edgepose.estimators.factory import open_estimator
+from edgepose.models.builtin import DEFAULT_MODEL
+from edgepose.models.manifest import INTERPOLATIONS, RESIZE_MODES, SCHEMA_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,8 +55,10 @@ def run(args: argparse.Namespace) -> int:
         except OSError as err:
             raise ConfigError(f"--output {args.output}: cannot create it ({err.strerror}); "
                               "pass a writable folder") from None
-    if args.output is not None and not os.access(args.output, os.W_OK | os.X_OK):
-        raise ConfigError(f"--output {args.output} is not writable; pass a writable folder")
+    if args.output is not None:
+        from edgepose.outputs.files import check_writable_folder
+
+        check_writable_folder(args.output, f"--output {args.output}")
     for p in args.images:  # a bad image fails from its header, before the model loads
         probe_image(p)
     estimator = open_estimator(args.model, args.device, crops=args.crops, decoder=args.decoder,
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             del frame  # before the next one is decoded
             if not args.json:
                 stages = ", ".join(f"{k[:-3]} {v:.1f} ms" for k, v in est.timings.items()
-                                   if k in STAGES)
+                                   if k in ESTIMATOR_STAGES)
                 print(f"{path}: {len(poses)} pose(s) [{estimator.name} on {est.device}, "
                       f"{est.invokes} invoke(s), {stages}]")
                 for i in range(len(poses)):

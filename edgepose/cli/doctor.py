@@ -10,7 +10,7 @@ from typing import Any
 from edgepose.cli.common import EXIT_OK, EXIT_RUNTIME
 from edgepose.render.driver import DISPLAYS
 
-PROBE_TIMEOUT = 30.0  # seconds; edgepose.doctor.PROBE_TIMEOUT (not imported: keeps --help light)
+PROBE_TIMEOUT = 30.0  # seconds; edgepose.host.doctor.PROBE_TIMEOUT (not imported: keeps --help light)
 
 
 def register(subparsers: Any) -> None:
@@ -47,12 +47,12 @@ def _configured_outputs(cfg: dict[str, Any], extra: list[str] | None) -> tuple[l
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgepose.doctor import run_doctor
+    from edgepose.host.doctor import run_doctor
 
     settings: dict[str, Any] = {"model": None, "device": "auto", "source": "auto", "display": "auto"}
     cfg: dict[str, Any] = {}
     if args.config:
-        from edgepose.config import load_toml
+        from edgepose.app.config import load_toml
 
         cfg = load_toml(args.config)
     settings.update({k: v for k, v in cfg.items() if k in settings})

@@ -6,10 +6,10 @@ import argparse
 import json
 import sys
 
+from edgepose.core.errors import ModelError
 from edgepose.decoders import DECODER_KINDS
-from edgepose.errors import ModelError
-from edgepose.manifest import SCHEMA_NAMES, AnyManifest, TopDownManifest
-from edgepose.registry import (
+from edgepose.models.manifest import SCHEMA_NAMES, AnyManifest, TopDownManifest
+from edgepose.models.registry import (
     cache_dir,
     describe_model,
     fetch_model,
@@ -20,7 +20,7 @@ from edgepose.registry import (
     list_pipelines,
     resolve_model,
 )
-from edgepose.usermodels import DEFAULT_PROPOSER
+from edgepose.models.usermodels import DEFAULT_PROPOSER
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -175,7 +175,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    from edgepose.usermodels import add_model
+    from edgepose.models.usermodels import add_model
 
     written = add_model(args.file, name=args.name, decoder=args.decoder, schema=args.schema,
                         topdown=args.topdown, proposer=args.proposer, force=args.force)
@@ -188,7 +188,7 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from edgepose.usermodels import remove_model
+    from edgepose.models.usermodels import remove_model
 
     for name in remove_model(args.name):
         print(f"removed {name}")

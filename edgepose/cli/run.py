@@ -22,10 +22,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from edgepose.cli.common import EXIT_OK, EXIT_RUNTIME, ArgumentParser, run_cli, setup_logging
-from edgepose.errors import ConfigError, SourceError
+from edgepose.core.errors import ConfigError, SourceError
 
 if TYPE_CHECKING:  # numpy-backed modules load inside main(), once signals are handled
-    from edgepose.config import RunConfig
+    from edgepose.app.config import RunConfig
     from edgepose.outputs import Output
 
 log = logging.getLogger("edgepose.run")
@@ -37,7 +37,7 @@ def build_parser() -> ArgumentParser:
     """One flag per setting of ``RunConfig``. Flags default to 'not given' so that a config
     file value is only overridden when the flag is on the command line; the effective
     defaults are listed in the help."""
-    from edgepose.config import SETTINGS, value_types
+    from edgepose.app.config import SETTINGS, value_types
 
     p = ArgumentParser(prog=PROG, description=__doc__, argument_default=argparse.SUPPRESS,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,7 +105,7 @@ class _Stopper:
 def _filters(cfg: RunConfig) -> list[Any]:
     if not (cfg.smooth or cfg.track):
         return []
-    from edgepose.filters import make_filters
+    from edgepose.app.filters import make_filters
 
     return make_filters(smooth=cfg.smooth, track=cfg.track)
 
@@ -132,7 +132,7 @@ def make_outputs(cfg: RunConfig) -> list[Output]:
         outputs.append(SnapshotOutput(cfg.snapshot_dir, every=cfg.snapshot_every,
                                       keypoint_threshold=cfg.keypoint_threshold))
     if cfg.serve is not None:
-        from edgepose.serve import ServeOutput
+        from edgepose.outputs.serve import ServeOutput
 
         outputs.append(ServeOutput(cfg.serve, token=cfg.serve_token,
                                    keypoint_threshold=cfg.keypoint_threshold))
@@ -175,10 +175,10 @@ def _warm_up(estimator: Any, cfg: RunConfig) -> None:
 
 def run(cfg: RunConfig) -> int:
     """Open everything ``cfg`` names, run the pipeline, release everything."""
-    from edgepose import sdnotify
-    from edgepose.config import usable_cores
-    from edgepose.estimator import open_estimator
-    from edgepose.pipeline import Pipeline, limit_library_threads
+    from edgepose.app import sdnotify
+    from edgepose.app.config import usable_cores
+    from edgepose.app.pipeline import Pipeline, limit_library_threads
+    from edgepose.estimators.factory import open_estimator
     from edgepose.render import make_renderer
     from edgepose.sources import make_source
 
@@ -204,7 +204,7 @@ def run(cfg: RunConfig) -> int:
             threads = cfg.num_threads or usable_cores()
             opener = None
             if cfg.worker:  # the interpreter in a child process: its crash is not ours
-                from edgepose.worker import Supervisor
+                from edgepose.inference.worker import Supervisor
 
                 supervisor = Supervisor(num_threads=threads, invoke_timeout=cfg.invoke_timeout,
                                         load_timeout=cfg.load_timeout)
@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def go() -> int:  # parsing too: a signal meanwhile is a clean stop
         args = vars(build_parser().parse_args(argv))
         config_file = args.pop("config", None)
-        from edgepose.config import RunConfig, build_config
+        from edgepose.app.config import RunConfig, build_config
 
         setup_logging(args.get("log_level", RunConfig().log_level))
         cfg = build_config(args, config_file)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgepose.core.errors import ConfigError
+from edgepose.core.schemas import SCHEMAS
 from edgepose.decoders import heatmap, movenet, multipose
 from edgepose.decoders.base import Decoder, OutputTensor, as_outputs, outputs_error
 from edgepose.decoders.posenet import SINGLE_PARAMS
 from edgepose.decoders.posenet import decode_single as _posenet_single
 from edgepose.decoders.posenet_multi import MULTI_PARAMS
 from edgepose.decoders.posenet_multi import decode_multi as _posenet_multi
-from edgepose.errors import ConfigError
-from edgepose.schemas import SCHEMAS
 
 
 @dataclass(frozen=True)

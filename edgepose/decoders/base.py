@@ -9,9 +9,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.errors import ConfigError, ModelError
-from edgepose.pose import Poses
-from edgepose.preprocess import Transform
+from edgepose.core.errors import ConfigError, ModelError
+from edgepose.core.pose import Poses
+from edgepose.core.preprocess import Transform
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,6 @@ def model_size(decoder: str, transform: Transform) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise ConfigError(
             f"decoder {decoder!r} got a Transform without model_size ({h}, {w}); "
-            "make it with edgepose.preprocess.resize or Transform.identity(h, w)"
+            "make it with edgepose.core.preprocess.resize or Transform.identity(h, w)"
         )
     return int(h), int(w)

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edgepose.core.errors import ConfigError
+from edgepose.core.pose import Poses
+from edgepose.core.preprocess import Transform
+from edgepose.core.schemas import SCHEMAS, get_schema
 from edgepose.decoders.base import OutputTensor, check_params, model_size, outputs_error
-from edgepose.errors import ConfigError
-from edgepose.pose import Poses
-from edgepose.preprocess import Transform
-from edgepose.schemas import SCHEMAS, get_schema
 
 PARAMS = ("schema", "flipped", "flip_shift")
 

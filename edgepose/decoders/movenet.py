@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from edgepose.core.pose import Poses
+from edgepose.core.preprocess import Transform
 from edgepose.decoders.base import (
     OutputTensor,
     check_params,
@@ -14,8 +16,6 @@ from edgepose.decoders.base import (
     model_size,
     outputs_error,
 )
-from edgepose.pose import Poses
-from edgepose.preprocess import Transform
 
 EXPECTED = "one MoveNet SinglePose output [1,1,17,3] = (y, x, score) per keypoint"
 PARAMS = ("schema",)

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edgepose.core.pose import Poses
+from edgepose.core.preprocess import Transform
 from edgepose.decoders.base import OutputTensor, check_params, check_schema, model_size, outputs_error
-from edgepose.pose import Poses
-from edgepose.preprocess import Transform
 
 EXPECTED = ("the six MultiPose heads [1,h,w,c]: centre (1), box scale (2), box offset (2), keypoint heatmaps "
             "(17), keypoint regression (34), keypoint offsets (34), named like the TF Hub graph's nodes "

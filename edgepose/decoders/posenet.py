@@ -21,6 +21,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edgepose.core.errors import ConfigError
+from edgepose.core.pose import Poses
+from edgepose.core.preprocess import Transform
+from edgepose.core.schemas import Coco
 from edgepose.decoders.base import (
     OutputTensor,
     by_channels,
@@ -28,10 +32,6 @@ from edgepose.decoders.base import (
     check_schema,
     outputs_error,
 )
-from edgepose.errors import ConfigError
-from edgepose.pose import Poses
-from edgepose.preprocess import Transform
-from edgepose.schemas import Coco
 
 NUM_KEYPOINTS = 17
 C = Coco

@@ -43,6 +43,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edgepose.core.errors import ConfigError
+from edgepose.core.pose import Poses
+from edgepose.core.preprocess import Transform
 from edgepose.decoders.base import OutputTensor, check_params, check_schema
 from edgepose.decoders.posenet import (
     EDGES,
@@ -52,9 +55,6 @@ from edgepose.decoders.posenet import (
     check_stride,
     to_poses,
 )
-from edgepose.errors import ConfigError
-from edgepose.pose import Poses
-from edgepose.preprocess import Transform
 
 MULTI_PARAMS = (
     "max_detections", "score_threshold", "nms_radius", "output_stride",

@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError
 from edgepose.outputs.base import FrameResult, Output
 
 __all__ = ["FrameResult", "Output", "OUTPUT_HELP", "make_output", "output_kind", "register_output"]

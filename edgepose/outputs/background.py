@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from edgepose.errors import ConfigError
-from edgepose.latest import LatestBox
+from edgepose.core.errors import ConfigError, describe_error
+from edgepose.core.latest import LatestBox
 from edgepose.outputs.base import FrameResult, Output
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class BackgroundOutput(Output):
         try:
             self._serve()
         except Exception as err:
-            self.last_error = describe(err)
+            self.last_error = describe_error(err)
             log.error("%s: the output stopped (%s); the run goes on without it", self.spec,
                       self.last_error)
             log.debug("traceback", exc_info=True)
@@ -246,7 +246,7 @@ class BackgroundOutput(Output):
             log.debug("%s: disconnect failed: %s", self.spec, err)
 
     def _failed(self, err: BaseException) -> None:
-        message = describe(err)
+        message = describe_error(err)
         self.last_error = message
         if not self._failing and self.connected_at is not None and \
                 time.monotonic() - self.connected_at < STABLE_S and self.outages:
@@ -293,15 +293,3 @@ class BackgroundOutput(Output):
 
     def _abort(self) -> None:
         """Close the connection at once; may be called from another thread."""
-
-
-def describe(err: BaseException) -> str:
-    """A short one-line reason: ``connection refused``, ``timed out``, the message."""
-    if isinstance(err, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(err, TimeoutError):
-        return f"timed out{': ' + str(err) if str(err) else ''}"
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror.lower()
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return text or type(err).__name__

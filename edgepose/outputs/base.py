@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.pose import Poses
+from edgepose.core.pose import Poses
 
 
 @dataclass(frozen=True)

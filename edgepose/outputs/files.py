@@ -1,13 +1,25 @@
-"""What the file outputs (JSON Lines, recordings, snapshots) share: the checks that a
-path can be written, without creating anything."""
+"""What the file outputs (JSON Lines, recordings, snapshots) and ``detect --output`` share:
+the checks that a path can be written, without creating anything."""
 
 from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError, describe_error
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """ConfigError unless a file can be made in ``folder``. Probed with an unnamed
+    temporary file (O_TMPFILE): nothing appears in the folder, and unlike ``access()``
+    it is right for root, read-only mounts and pseudo file systems."""
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise ConfigError(f"{what}: cannot write into {folder}, it is not writable ({describe_error(err)}); "
+                          "pass a writable folder") from None
 
 
 def check_writable_file(path: Path, what: str, suffixes: tuple[str, ...] = ()) -> None:
@@ -20,10 +32,13 @@ def check_writable_file(path: Path, what: str, suffixes: tuple[str, ...] = ()) -
     folder = path.parent
     if not folder.is_dir():
         raise ConfigError(f"{what} {path}: folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what} {path}: folder {folder} is not writable; pass a writable folder")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise ConfigError(f"{what} {path} exists and is read-only; pass another file name")
+    check_writable_folder(folder, f"{what} {path}")
+    if path.exists():
+        try:  # opened for writing, not truncated: the file is left as it is
+            open(path, "r+b").close()
+        except OSError as err:
+            raise ConfigError(f"{what} {path} exists and cannot be written ({describe_error(err)}); "
+                              "pass another file name") from None
 
 
 STDOUT_PATHS = ("/dev/stdout", "/proc/self/fd/1", "/dev/fd/1")

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import ConfigError, OutputError
+from edgepose.core.errors import ConfigError, OutputError
+from edgepose.core.stdio import silence_stdout
 from edgepose.outputs.base import FrameResult, Output
 from edgepose.outputs.files import check_writable_file
 from edgepose.outputs.lock import OutputLock
 from edgepose.outputs.records import record_text
-from edgepose.stdio import silence_stdout
 
 
 class JsonLinesOutput(Output):

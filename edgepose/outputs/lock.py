@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError
 
 
 def lock_path(path: Path) -> Path:

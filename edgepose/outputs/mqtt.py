@@ -22,10 +22,9 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError, describe_error
 from edgepose.outputs.background import (
     BackgroundOutput,
-    describe,
     import_net,
     parse_url,
     url_port,
@@ -99,7 +98,7 @@ class MqttOutput(BackgroundOutput):
         try:
             self._connected_as(client, reason)
         except Exception as err:  # never an exception out of paho's thread
-            self._reason = f"cannot greet the broker ({describe(err)})"
+            self._reason = f"cannot greet the broker ({describe_error(err)})"
             self._failures += 1
 
     def _connected_as(self, client: Any, reason: Any) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError
 from edgepose.outputs.background import BackgroundOutput, import_net, parse_url
 from edgepose.outputs.base import FrameResult
 

@@ -10,9 +10,8 @@ import threading
 import time
 from typing import Any
 
-from edgepose.errors import EdgePoseError
+from edgepose.core.errors import EdgePoseError, describe_error
 from edgepose.outputs import make_output
-from edgepose.outputs.background import describe
 
 TIMEOUT = 2.0
 
@@ -38,7 +37,7 @@ def probe_output(spec: str, timeout: float = TIMEOUT) -> tuple[bool, str]:
             return True, (f"UDP to {host}:{port} ({address}); OSC sends no reply, so "
                           "whether something listens cannot be checked")
     except Exception as err:  # a probe reports, it never fails the doctor
-        return False, f"{spec}: {describe(err)}"
+        return False, f"{spec}: {describe_error(err)}"
     return True, f"{spec}: can be written"
 
 
@@ -56,7 +55,7 @@ def _probe_ws(out: Any, timeout: float) -> tuple[bool, str]:
         status = getattr(getattr(err, "response", None), "status_code", None)
         if status is not None:
             return False, f"{out.spec}: the server answered HTTP {status}, not a WebSocket; check the path"
-        return False, f"{out.spec}: {describe(err)}"
+        return False, f"{out.spec}: {describe_error(err)}"
     return True, f"{out.spec}: the WebSocket server accepted a connection"
 
 
@@ -95,7 +94,7 @@ def _probe_mqtt(out: Any, timeout: float) -> tuple[bool, str]:
 def probe_serve(bind: str, token: str | None) -> tuple[bool, str]:
     """(ok, detail) for ``--serve``: the bind is allowed and its port is free now."""
     try:
-        from edgepose.serve import check_bind
+        from edgepose.outputs.serve import check_bind
 
         host, port = check_bind(bind, token)
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -104,6 +103,6 @@ def probe_serve(bind: str, token: str | None) -> tuple[bool, str]:
     except EdgePoseError as err:
         return False, str(err)
     except OSError as err:
-        return False, (f"--serve {bind}: cannot listen there ({describe(err)}); pick another "
+        return False, (f"--serve {bind}: cannot listen there ({describe_error(err)}); pick another "
                        "port, or stop what uses it")
     return True, f"--serve {bind}: port {port} is free on {host}"

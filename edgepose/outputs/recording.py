@@ -21,19 +21,17 @@ encoder FFmpeg knows (``h264_v4l2m2m``, the Pi 4's hardware encoder, is untested
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NoReturn
 
-from edgepose.errors import ConfigError, OutputError
+from edgepose.core.errors import ConfigError, OutputError, describe_error
 from edgepose.outputs.base import FrameResult, Output
 from edgepose.outputs.files import check_writable_file
 from edgepose.outputs.lock import OutputLock
@@ -95,25 +93,6 @@ def pick_codec(av: Any, codec: str = "auto") -> str:
 def frame_rate(fps: float) -> Fraction:
     """``fps`` as an exact rational: 29.97002997 -> 30000/1001, 30.0 -> 30."""
     return Fraction(fps).limit_denominator(1001)
-
-
-def check_writable_folder(folder: Path, what: str) -> None:
-    """ConfigError unless a file can be made in ``folder``. Probed with an unnamed
-    temporary file (O_TMPFILE): nothing appears in the folder, and unlike ``access()``
-    it is right for root, read-only mounts and pseudo file systems."""
-    try:
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as err:
-        raise ConfigError(f"{what}: cannot write into {folder} ({describe(err)}); "
-                          "pass a writable folder") from None
-
-
-def describe(err: BaseException) -> str:
-    """``No space left on device (ENOSPC)`` for an OSError, else its text."""
-    if isinstance(err, OSError) and err.errno:
-        name = errno.errorcode.get(err.errno, str(err.errno))
-        return f"{err.strerror or os.strerror(err.errno)} ({name})"
-    return str(err) or type(err).__name__
 
 
 class _RawFile:
@@ -245,7 +224,6 @@ class RecordingOutput(Output):
             raise ConfigError(f"{self.flag} {self.path}: flush {self.flush!r}: expected one of "
                               f"{', '.join(FLUSH_POLICIES)}")
         check_writable_file(self.path, self.flag, (".mp4",))
-        check_writable_folder(self.path.parent, f"{self.flag} {self.path}")
         pick_codec(import_av(), self.codec)
 
     def open(self) -> None:
@@ -314,7 +292,7 @@ class RecordingOutput(Output):
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as err:
-            self.error = f"{self.flag} {self.path}: cannot create it ({describe(err)})"
+            self.error = f"{self.flag} {self.path}: cannot create it ({describe_error(err)})"
             raise OutputError(f"{self.error}; check the folder") from None
         try:
             self._lock.adopt(fd)
@@ -322,7 +300,7 @@ class RecordingOutput(Output):
         except (ConfigError, OSError) as err:
             os.close(fd)
             self.error = str(err) if isinstance(err, ConfigError) else \
-                f"{self.flag} {self.path}: cannot empty it ({describe(err)})"
+                f"{self.flag} {self.path}: cannot empty it ({describe_error(err)})"
             raise OutputError(self.error) from None
         if self.flush == "sync":
             self._syncer = _Syncer(fd, str(self.path))
@@ -370,7 +348,7 @@ class RecordingOutput(Output):
                           f"cannot encode {w}x{h} frames at {float(rate):g} fps ({reason[:80]}); "
                           f"the file was {left}")
         else:
-            self.error = (f"{self.flag} {self.path}: {describe(err)} after {self._encoded} frame(s); "
+            self.error = (f"{self.flag} {self.path}: {describe_error(err)} after {self._encoded} frame(s); "
                           f"the file keeps the first {kept}, playable")
         log.debug("recording failed", exc_info=err)
         raise OutputError(self.error) from None
@@ -414,7 +392,7 @@ class RecordingOutput(Output):
                         os.fdatasync(raw.fd)
                     except OSError as err:
                         log.warning("%s %s: could not sync the end of the recording to the "
-                                    "disk (%s)", self.flag, self.path, describe(err))
+                                    "disk (%s)", self.flag, self.path, describe_error(err))
                 os.close(raw.fd)
                 self._file = None
             self._lock.release()

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from edgepose.pose import Poses
+from edgepose.core.pose import Poses
 from edgepose.sources.base import Frame
 
 

@@ -11,9 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import ConfigError, OutputError
+from edgepose.core.errors import ConfigError, OutputError, RenderError, describe_error
+from edgepose.core.imageio import encode_image
+from edgepose.core.opencv import import_cv2
 from edgepose.outputs.base import FrameResult, Output
-from edgepose.outputs.recording import check_writable_folder, describe
+from edgepose.outputs.files import check_writable_folder
 
 SNAPSHOT_FORMATS = ("jpg", "png")
 
@@ -33,7 +35,6 @@ class SnapshotOutput(Output):
         self.fmt, self.quality = fmt, quality
         self.seen = 0
         self.saved: list[Path] = []
-        self._cv2: Any = None
 
     def check(self) -> None:
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
@@ -54,9 +55,9 @@ class SnapshotOutput(Output):
         check_writable_folder(existing, f"snapshot folder {self.folder}")
 
     def open(self) -> None:
-        from edgepose.render.draw import import_cv2
-
-        self._cv2 = import_cv2()
+        """Nothing held open (the folder is made at the first snapshot); OpenCV, which
+        ``annotate`` draws with, must be there now rather than at the first snapshot."""
+        import_cv2(RenderError)
 
     def write(self, result: FrameResult) -> None:
         if self.error:
@@ -74,24 +75,16 @@ class SnapshotOutput(Output):
 
     def save(self, image: Any, path: Path) -> None:
         """Encode ``image`` (RGB) and put it at ``path`` atomically."""
-        cv2 = self._cv2
-        if cv2 is None:
-            self.open()
-            cv2 = self._cv2
-        params = [cv2.IMWRITE_JPEG_QUALITY, self.quality] if self.fmt == "jpg" else []
-        ok, data = cv2.imencode(f".{self.fmt}", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
-        if not ok:
-            self.error = f"snapshot {path}: OpenCV could not encode the image"
-            raise OutputError(self.error)
+        data = encode_image(image, self.fmt, self.quality)
         tmp = path.with_name(f".{path.name}.part")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
-                f.write(data.tobytes())
+                f.write(data)
             os.replace(tmp, path)
         except OSError as err:
             tmp.unlink(missing_ok=True)
-            self.error = f"snapshot {path}: {describe(err)} after {self.written} snapshot(s)"
+            self.error = f"snapshot {path}: {describe_error(err)} after {self.written} snapshot(s)"
             raise OutputError(f"{self.error}; the earlier ones are complete") from None
         self.saved.append(path)
         self.written += 1

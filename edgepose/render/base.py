@@ -12,7 +12,7 @@ from types import TracebackType
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.pose import Poses
+from edgepose.core.pose import Poses
 
 
 class Renderer:

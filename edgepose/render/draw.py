@@ -4,28 +4,16 @@ recordings and snapshots (the live TV view is drawn by pygame at screen resoluti
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.errors import RenderError
-from edgepose.pose import Poses
+from edgepose.core.errors import RenderError
+from edgepose.core.opencv import import_cv2
+from edgepose.core.pose import Poses
 
 Point = tuple[int, int]
 Rgb = tuple[int, int, int]
-
-
-def import_cv2() -> Any:
-    """OpenCV, or a one-line error naming the extra that installs it."""
-    try:
-        import cv2
-    except ImportError:
-        raise RenderError(
-            "OpenCV (cv2) is not installed: pip install 'edgepose[pi]' "
-            "(or opencv-python-headless)"
-        ) from None
-    return cv2
 
 
 def default_thickness(height: int, width: int) -> int:
@@ -73,7 +61,7 @@ def annotate(
             f"annotate: image is {image.dtype} {list(image.shape)}; expected an RGB uint8 "
             "array of shape (height, width, 3)"
         )
-    cv2 = import_cv2()
+    cv2 = import_cv2(RenderError)
     out = np.ascontiguousarray(image).copy()
     h, w = out.shape[:2]
     t = default_thickness(h, w) if thickness is None else max(1, int(thickness))

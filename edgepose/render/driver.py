@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError
 
 DISPLAYS = ("auto", "tv", "window", "none")
 DESKTOP_DRIVERS = ("x11", "wayland", "windows", "cocoa")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from edgepose.errors import ConfigError, RenderError
+from edgepose.core.errors import ConfigError, RenderError
 from edgepose.render.base import Renderer
 from edgepose.render.driver import choose_driver
 

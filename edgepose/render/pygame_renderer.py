@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.errors import RenderError
-from edgepose.pose import Poses
-from edgepose.preprocess import Transform
+from edgepose.core.errors import RenderError
+from edgepose.core.opencv import optional_cv2
+from edgepose.core.pose import Poses
+from edgepose.core.preprocess import Transform
 from edgepose.render.base import Renderer
 from edgepose.render.draw import default_thickness, skeleton_segments
 from edgepose.render.driver import GROUPS_HINT, DriverPlan
@@ -135,9 +136,8 @@ class PygameRenderer(Renderer):
 
     def _scaled(self, image: npt.NDArray[np.uint8], nw: int, nh: int) -> Any:
         pg = self.pg
-        try:
-            import cv2
-        except ImportError:
+        cv2 = optional_cv2()
+        if cv2 is None:
             surf = pg.image.frombuffer(np.ascontiguousarray(image).tobytes(),
                                        image.shape[1::-1], "RGB")
             return pg.transform.smoothscale(surf, (nw, nh))

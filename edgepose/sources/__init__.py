@@ -10,7 +10,7 @@ import logging
 import re
 from pathlib import Path
 
-from edgepose.errors import SourceError
+from edgepose.core.errors import SourceError
 from edgepose.sources.base import Frame, Source
 from edgepose.sources.images import ImageSource
 from edgepose.sources.opencv import OpenCVSource

@@ -80,10 +80,6 @@ class Source(ABC):
         """
         self._interrupt.set()
 
-    @property
-    def interrupted(self) -> bool:
-        return self._interrupt.is_set()
-
     def _frame(self, image: npt.NDArray[np.uint8], timestamp: float, *, name: str = "",
                error: str = "") -> Frame:
         """Number a new frame; the index counts every frame this source produced."""

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepose.errors import SourceError
-from edgepose.imageio import IMAGE_SUFFIXES, list_images, probe_image, read_image
+from edgepose.core.errors import SourceError
+from edgepose.core.imageio import IMAGE_SUFFIXES, list_images, probe_image, read_image
 from edgepose.sources.base import Frame, Source
 
 log = logging.getLogger(__name__)
@@ -17,10 +17,6 @@ log = logging.getLogger(__name__)
 
 #: the image of a frame that could not be read (see ``Frame.error``)
 PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)
-
-
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
 
 
 class ImageSource(Source):

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import SourceError
-from edgepose.limits import check_pixels
+from edgepose.core.errors import SourceError
+from edgepose.core.limits import check_pixels
+from edgepose.core.opencv import import_cv2
 from edgepose.sources.base import Frame, Source
 from edgepose.sources.spec import STREAM_SCHEMES
 
@@ -37,17 +38,6 @@ COUNT_SLACK = 0.01
 #: ... and its last frame may start this long (or 2 % of the duration) before the end the
 #: container declares: a variable frame rate (MKV, WebM) makes the count an estimate
 TIME_SLACK_S = 0.5
-
-
-def _import_cv2() -> Any:
-    try:
-        import cv2
-    except ImportError as err:
-        raise SourceError(
-            f"OpenCV is not installed ({err}); install it with "
-            "`pip install 'edgepose[pi]'` (or opencv-python-headless)"
-        ) from None
-    return cv2
 
 
 def _quiet_opencv(cv2: Any) -> None:
@@ -172,7 +162,7 @@ class OpenCVSource(Source):
         return self._file_fps
 
     def open(self) -> None:
-        cv2 = self._cv2 = _import_cv2()
+        cv2 = self._cv2 = import_cv2(SourceError)
         spec = str(self.target)
         if not self.is_live and not Path(spec).is_file():
             raise SourceError(f"video file {spec} not found: pass an existing file, a camera "

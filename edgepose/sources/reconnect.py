@@ -6,7 +6,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from edgepose.errors import SourceError
+from edgepose.core.errors import SourceError
 from edgepose.sources.base import Frame, Source
 
 log = logging.getLogger(__name__)

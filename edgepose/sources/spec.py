@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from edgepose.errors import SourceError
-from edgepose.imageio import IMAGE_SUFFIXES
-from edgepose.limits import check_file
+from edgepose.core.errors import SourceError
+from edgepose.core.imageio import IMAGE_SUFFIXES
+from edgepose.core.limits import check_file
 
 SourceKind = Literal["auto", "picamera", "webcam", "stream", "video", "images"]
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")

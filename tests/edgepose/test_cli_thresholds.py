@@ -6,9 +6,9 @@ import re
 
 import pytest
 
+from edgepose.app.config import RunConfig
 from edgepose.cli.main import build_parser
-from edgepose.config import RunConfig
-from edgepose.pose import KEYPOINT_THRESHOLD, POSE_THRESHOLD
+from edgepose.core.pose import KEYPOINT_THRESHOLD, POSE_THRESHOLD
 
 
 def test_detect_and_run_share_the_thresholds() -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgepose.core.errors import ConfigError, ModelError
+from edgepose.core.preprocess import Transform
 from edgepose.decoders import get_decoder
 from edgepose.decoders.base import OutputTensor
 from edgepose.decoders.multipose import SIGMA_FACTOR, decode_raw
-from edgepose.errors import ConfigError, ModelError
-from edgepose.preprocess import Transform
 
 G = 16  # grid; input 64x64 (stride 4)
 NAMES = ("centre/Sigmoid", "box_scale_0/BiasAdd", "box_offset_0/BiasAdd", "Sigmoid_1", "kpt_regress_0/BiasAdd",

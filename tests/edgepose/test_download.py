@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from edgepose.download import MIN_RATE
-from edgepose.errors import FetchError
-from edgepose.registry import cache_dir, fetch_model, list_manifests, write_manifest
+from edgepose.core.errors import FetchError
+from edgepose.models.download import MIN_RATE
+from edgepose.models.registry import cache_dir, fetch_model, list_manifests, write_manifest
 from tests.conftest import REPO
 
 DATA = hashlib.sha256(b"edgepose").digest() * 1024  # 32 KiB standing in for a model
@@ -127,7 +127,7 @@ def test_without_a_size_the_content_length_or_the_cap_bounds_it(mirror: tuple[st
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A manifest without ``size`` and a server without Content-Length: MAX_BYTES bounds it
     (lowered here so the test is quick)."""
-    monkeypatch.setattr("edgepose.download.MAX_BYTES", SIZE + 100)
+    monkeypatch.setattr("edgepose.models.download.MAX_BYTES", SIZE + 100)
     with pytest.raises(FetchError, match=f"sent more than the {SIZE + 100} bytes expected"):
         fetch_model("m-unsized", timeout=2)
     assert _cache() == []

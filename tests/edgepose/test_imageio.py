@@ -1,4 +1,4 @@
-"""edgepose.imageio: images read as a viewer shows them, and refused by type, size and
+"""edgepose.core.imageio: images read as a viewer shows them, and refused by type, size and
 pixel count before they are decoded."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from edgepose.errors import SourceError
-from edgepose.imageio import probe_image, read_image
-from edgepose.limits import MAX_PIXELS
+from edgepose.core.errors import SourceError
+from edgepose.core.imageio import probe_image, read_image
+from edgepose.core.limits import MAX_PIXELS
 from tests.conftest import shared_path
 from tests.fakes.images import cached_blank_png, write_blank_png, write_exif_rotated, write_grey16
 

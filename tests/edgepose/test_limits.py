@@ -1,4 +1,4 @@
-"""edgepose.limits: the one check of "a regular file of a sane size", as models, configs
+"""edgepose.core.limits: the one check of "a regular file of a sane size", as models, configs
 and file sources use it."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from edgepose.errors import ConfigError, ModelError, SourceError
-from edgepose.limits import MAX_MODEL_BYTES, check_file, file_kind, read_bounded
-from edgepose.registry import resolve_model
+from edgepose.core.errors import ConfigError, ModelError, SourceError
+from edgepose.core.limits import MAX_MODEL_BYTES, check_file, file_kind, read_bounded
+from edgepose.models.registry import resolve_model
+from edgepose.models.tflite_info import read_model_bytes
 from edgepose.sources.spec import parse_source
-from edgepose.tflite_info import read_model_bytes
 
 
 def test_kinds_are_named(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.errors import SourceError
+from edgepose.core.errors import SourceError
 from edgepose.sources import ImageSource, open_source
 from tests.conftest import shared_path
 from tests.fakes.videos import read_frames, vfr_times, write_video

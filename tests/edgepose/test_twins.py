@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.engine import open_engine, plan_model
-from edgepose.errors import ModelError
-from edgepose.manifest import load_manifest, write_manifest
-from edgepose.registry import get_manifest
+from edgepose.core.errors import ModelError
+from edgepose.inference.engine import open_engine, plan_model
+from edgepose.models.manifest import load_manifest, write_manifest
+from edgepose.models.registry import get_manifest
 from tests.conftest import REPO, shared_path
 
 CORAL = ("models", "coral")

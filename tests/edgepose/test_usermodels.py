@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from edgepose.cli.main import main
-from edgepose.errors import ModelError
-from edgepose.manifest import TopDownManifest, write_manifest
-from edgepose.registry import cache_dir, describe_model, get_manifest, user_manifest_dir
-from edgepose.usermodels import DEFAULT_PROPOSER, add_model, remove_model
+from edgepose.core.errors import ModelError
+from edgepose.models.manifest import TopDownManifest, write_manifest
+from edgepose.models.registry import cache_dir, describe_model, get_manifest, user_manifest_dir
+from edgepose.models.usermodels import DEFAULT_PROPOSER, add_model, remove_model
 from tests.conftest import REPO, shared_path
 
 CORAL = ("models", "coral")
@@ -143,10 +143,10 @@ def test_multi_pose_model_runs_whole_frame_and_refuses_topdown(tmp_path: Path) -
 def test_an_mpii_landmark_model_tracks_against_coco_proposals() -> None:
     """A user's MPII-16 model under PoseNet (COCO-17): on video its tracked people are
     compared with the proposals through the joints both schemas share."""
-    from edgepose.engine import open_engine
-    from edgepose.estimator import Job
-    from edgepose.topdown.params import TopDownParams
-    from edgepose.topdown.proposers import PoseProposer, _in_schema
+    from edgepose.estimators.base import Job
+    from edgepose.estimators.params import TopDownParams
+    from edgepose.estimators.proposers import PoseProposer, _in_schema
+    from edgepose.inference.engine import open_engine
     from tests.conftest import load_rgb
 
     image = load_rgb(shared_path(*COUPLE))

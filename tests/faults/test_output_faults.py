@@ -131,7 +131,7 @@ class _Mirror(http.server.BaseHTTPRequestHandler):
 def _mirror(tmp: Path) -> None:
     """A 127.0.0.1 mirror and manifests m-trickle, m-endless, m-liar (size and sha256 of
     DATA) in tmp/manifests; an empty cache in tmp/cache."""
-    from edgepose.registry import list_manifests, write_manifest
+    from edgepose.models.registry import list_manifests, write_manifest
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Mirror)
     httpd.daemon_threads = True

@@ -200,7 +200,7 @@ def test_malformed_requests_to_serve_leave_the_journal_quiet(tmp_path: Path) -> 
     live view keeps answering, and stderr (the journal) stays empty at WARNING level."""
     pytest.importorskip("aiohttp")
     from tests.edgepose.outputs.helpers import free_port
-    from tests.edgepose.serve.test_hostile_clients import HOSTILE, raw
+    from tests.edgepose.outputs.serve.test_hostile_clients import HOSTILE, raw
 
     port = free_port()
     cli, *args = RUN + ["--loop", "--realtime", "--serve", f"127.0.0.1:{port}"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepose.manifest import Manifest, load_manifest, write_manifest
+from edgepose.models.manifest import Manifest, load_manifest, write_manifest
 from tests.conftest import shared_path
 from tools.cli import main
 
@@ -89,7 +89,7 @@ def test_build_writes_everything_and_summarises(keras_model: Path, compiler_bin:
     tpu = load_manifest(out_dir / "tiny_int8_edgetpu.toml")
     assert tpu.cpu_twin == "tiny_int8" and load_manifest(out_dir / "tiny_int8.toml").edgetpu_twin == tpu.name
     # AP float / int8 as `evaluate` computes them on the files now in place.
-    from edgepose.estimator import open_estimator
+    from edgepose.estimators.factory import open_estimator
     from tools.evaluate import evaluate_coco
 
     engines = [open_estimator(str(out_dir / n), device="cpu") for n in ("tiny_float.tflite", "tiny_int8.tflite")]
@@ -113,7 +113,7 @@ def test_build_writes_everything_and_summarises(keras_model: Path, compiler_bin:
     layers = report["layers"]["layers"]
     assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= {lay["op"] for lay in layers}
     assert all(lay["rmse_scale"] >= 0 for lay in layers) and len(report["layers"]["worst"]) == min(5, len(layers))
-    from edgepose.imageio import read_image
+    from edgepose.core.imageio import read_image
 
     overlay = read_image(out_dir / "tiny_int8_overlay.png")
     assert overlay.shape == (320, 640, 3)  # float | int8, each enlarged from 64 px to 320

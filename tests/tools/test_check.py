@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepose.errors import ModelError
+from edgepose.core.errors import ModelError
 from tests.conftest import shared_path
 from tools import edgetpu_ops
 from tools.check import STATUS_TEXT, check_model, format_report

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from edgepose.manifest import load_manifest, write_manifest
-from edgepose.registry import get_manifest, resolve_model
+from edgepose.models.manifest import load_manifest, write_manifest
+from edgepose.models.registry import get_manifest, resolve_model
 from tests.conftest import shared_path
-from tools.compile import (
-    MAPPED, compile_model, compile_models, find_compiler, parse_operation_log, parse_report, parse_size,
-    parse_summary, shared_cache,
-)
 from tools.check import check_model
 from tools.cli import main
+from tools.compile import (
+    MAPPED,
+    compile_model,
+    compile_models,
+    find_compiler,
+    parse_operation_log,
+    parse_report,
+    parse_size,
+    parse_summary,
+    shared_cache,
+)
 from tools.errors import CompilerNotFoundError, ToolError
 
 FAKE = Path(__file__).with_name("fake_edgetpu_compiler.py")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.schemas import MPII16, Mpii
+from edgepose.core.schemas import MPII16, Mpii
 from tests.conftest import shared_path
 from tests.tools.cli_helpers import run_subcommand
 from tools import dataset

@@ -13,7 +13,7 @@ from tests.conftest import load_rgb, shared_path
 
 @pytest.mark.slow
 def test_train_quantize_check_and_run(tmp_path: Path) -> None:
-    from edgepose.engine import open_engine
+    from edgepose.inference.engine import open_engine
     from tools.check import check_model
     from tools.data.mpii import read_mpii
     from tools.data.tfrecords import write_tfrecords

@@ -69,7 +69,7 @@ def test_bad_annotations_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
 @pytest.mark.slow
 def test_float_vs_int8_agreement_of_a_tool_quantized_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("tensorflow")
-    from edgepose.manifest import Manifest, write_manifest
+    from edgepose.models.manifest import Manifest, write_manifest
     from tests.tools.tiny_models import heatmap_model
     from tools.quantize import quantize
 
@@ -117,7 +117,7 @@ def test_movenet_on_whole_images_is_what_the_default_replaced(capsys: pytest.Cap
 def test_on_one_person_images_the_default_loses_nothing(tmp_path: Path) -> None:
     """Mean OKS on the coco17_dev images showing one person: the default model against
     MoveNet Lightning run once on the whole frame (what the default was before)."""
-    from edgepose.estimator import open_estimator
+    from edgepose.estimators.factory import open_estimator
     from tools.evaluate import evaluate_coco
 
     data = shared_path("data", "coco17_dev")

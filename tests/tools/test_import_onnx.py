@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.imageio import list_images, read_image
-from edgepose.manifest import load_manifest
-from edgepose.preprocess import resize
+from edgepose.core.imageio import list_images, read_image
+from edgepose.core.preprocess import resize
+from edgepose.models.manifest import load_manifest
 from tests.conftest import shared_path
 from tests.tools.onnx_models import IMAGENET_MEAN, IMAGENET_STD, simple_baselines_onnx
 
@@ -57,7 +57,7 @@ def _cosines(model_path: Path, onnx_path: Path, feed_bgr: bool) -> list[float]:
     same resized frame, normalised with ImageNet mean/std (fed as BGR when ``feed_bgr``)."""
     import onnxruntime as ort
 
-    from edgepose.engine import open_engine
+    from edgepose.inference.engine import open_engine
 
     engine = open_engine(model_path, "cpu")
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edgepose.core.errors import ModelError
+from edgepose.core.imageio import read_image
+from edgepose.core.preprocess import resize
 from edgepose.decoders.base import OutputTensor
 from edgepose.decoders.multipose import decode_raw
-from edgepose.errors import ModelError
-from edgepose.imageio import read_image
-from edgepose.preprocess import resize
 from tests.conftest import shared_path
 
 P = "StatefulPartitionedCall/"

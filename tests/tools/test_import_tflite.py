@@ -70,8 +70,8 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_int8_landmarks_agree_with_the_float_model(landmark) -> None:  # type: ignore[no-untyped-def]
-    from edgepose.imageio import list_images, read_image
-    from edgepose.preprocess import resize
+    from edgepose.core.imageio import list_images, read_image
+    from edgepose.core.preprocess import resize
 
     src, out, _ = landmark
     err, mask, heat, world = [], [], [], []
@@ -186,8 +186,8 @@ def test_detector_with_sparse_weights_and_depth_to_space_maps_after_import(tmp_p
     TRANSPOSE_CONV (v2) computing the same; the int8 result maps fully and agrees with the
     float original on real images. Measured (6 calibration images): regressors cosine min
     0.915, scores cosine min 0.996 over the 8 coco17_dev images."""
-    from edgepose.imageio import list_images, read_image
-    from edgepose.preprocess import resize
+    from edgepose.core.imageio import list_images, read_image
+    from edgepose.core.preprocess import resize
     from tools import importers
     from tools.check import check_model
     from tools.quantize import convert_int8, load_representative

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError
 
 
 def _op_versions(keras_model: Any) -> Counter:
@@ -59,7 +59,7 @@ def test_hourglass_batch1_converts_with_one_output_per_stack() -> None:
 @pytest.mark.slow
 def test_conv2d_transpose_bn_relu_head_gives_transpose_conv_v4() -> None:
     """The reason the heads above avoid it: TF 2.21 fuses BN+ReLU into TRANSPOSE_CONV v4."""
-    from tools.models.bad import build_transpose_conv_head
+    from tests.tools.hostile_models import build_transpose_conv_head
 
     ops = _op_versions(build_transpose_conv_head((64, 64)))
     assert ("TRANSPOSE_CONV", 4) in ops

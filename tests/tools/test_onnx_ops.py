@@ -112,7 +112,7 @@ def test_op_matches_onnxruntime(name: str, tmp_path: Path) -> None:
 
 
 def test_outputs_cut_the_graph_at_named_tensors(tmp_path: Path) -> None:
-    from edgepose.errors import ModelError
+    from edgepose.core.errors import ModelError
     from tools import importers
 
     path = _model(tmp_path, "pools")

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.errors import EdgePoseError, ModelError
-from edgepose.manifest import Manifest, load_manifest, write_manifest
-from edgepose.preprocess import resize, to_input_tensor
+from edgepose.core.errors import EdgePoseError, ModelError
+from edgepose.core.preprocess import resize, to_input_tensor
+from edgepose.models.manifest import Manifest, load_manifest, write_manifest
 from tests.conftest import load_rgb, shared_path
 from tools.check import check_model
 from tools.cli import main
@@ -135,7 +135,7 @@ def test_bad_inputs_one_line_exit_2(case: str, error: type, match: str, keras_mo
 
 
 def test_progress_bar_counts_the_images_there_are(capsys: pytest.CaptureFixture[str]) -> None:
-    from edgepose.imageio import list_images
+    from edgepose.core.imageio import list_images
     from tools.quantize import available_frames
 
     folder = shared_path("images")
@@ -155,7 +155,7 @@ def test_progress_bar_counts_the_images_there_are(capsys: pytest.CaptureFixture[
 
 def test_fewer_images_than_samples_are_said(keras_model: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from edgepose.imageio import list_images
+    from edgepose.core.imageio import list_images
 
     n = len(list_images(shared_path("images")))  # 11: fewer than 50, more than the minimum of 10
     out = tmp_path / "m_int8.tflite"

@@ -45,7 +45,7 @@ def _calibration_folder(folder: Path, per_video: int = 12) -> Path:
     coco17_dev image: that set is the one the test measures on)."""
     from PIL import Image
 
-    from edgepose.imageio import IMAGE_SUFFIXES
+    from edgepose.core.imageio import IMAGE_SUFFIXES
     from tools.quantize import iter_source_frames
 
     for p in sorted(shared_path("images").iterdir()):
@@ -74,7 +74,7 @@ def _int8_only(out: Path, calib: Path, name: str, options: dict[str, Any]) -> Pa
 
 @pytest.mark.slow
 def test_lightning_int8_keeps_a_float_tail_and_agrees_with_corals_int8(quantized: Any) -> None:
-    from edgepose.estimator import open_estimator
+    from edgepose.estimators.factory import open_estimator
     from tools.check import check_model
     from tools.evaluate import evaluate_coco
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.manifest import load_manifest
+from edgepose.core.errors import ConfigError
+from edgepose.models.manifest import load_manifest
 from tests.conftest import shared_path
 from tests.tools.cli_helpers import run_subcommand
 from tools import train as train_cli
-from edgepose.errors import ConfigError
 from tools.train import TrainConfig, TrainResult, train
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError
 from tests.conftest import REPO
 from tests.tools.test_train import _config, shards, trained  # noqa: F401 (fixtures)
 from tools.distribute import read_tf_config, worker_out_dir

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from edgepose.preprocess import resize
+from edgepose.core.preprocess import resize
 from tests.conftest import load_rgb
 
 IMAGES = ("coral_squat.bmp", "posenet_test_couple.jpg", "ultralytics_zidane.jpg", "tfexamples_image1.png",

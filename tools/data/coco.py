@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepose.schemas import COCO17
+from edgepose.core.schemas import COCO17
 from tools.data.samples import PIXEL_STD, DataError, PersonSample, check_images, load_json
 
 NUM_JOINTS = COCO17.num_keypoints

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepose.schemas import MPII16
+from edgepose.core.schemas import MPII16
 from tools.data.samples import DataError, PersonSample, check_images, load_json
 
 NUM_JOINTS = MPII16.num_keypoints

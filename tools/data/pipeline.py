@@ -41,7 +41,7 @@ def check_shards(files: str | Path | Sequence[str | Path], schema: str | None = 
     DataError before training or calibration starts (not a TensorFlow error mid-run)."""
     import tensorflow as tf
 
-    from edgepose.schemas import get_schema
+    from edgepose.core.schemas import get_schema
 
     paths = resolve_shards(files)
     spec = {"visibility": tf.io.VarLenFeature(tf.float32),
@@ -153,7 +153,7 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    from edgepose.schemas import get_schema
+    from edgepose.core.schemas import get_schema
     from tools.data.heatmaps import gaussian_heatmaps, input_to_heatmap
 
     sch = get_schema(schema)

@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import ModelError
+from edgepose.core.errors import ModelError
 from tools.importers import register
 from tools.importers.base import ImportedModel, InputSpec
 

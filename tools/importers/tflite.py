@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.errors import ModelError
+from edgepose.core.errors import ModelError
 from tools.importers import register
 from tools.importers.base import ImportedModel, InputSpec
 

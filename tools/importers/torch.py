@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import ModelError
+from edgepose.core.errors import ModelError
 from tools.errors import ToolError
 from tools.importers import register
 from tools.importers.base import ImportedModel, InputSpec

@@ -9,7 +9,7 @@ MODEL_KINDS = ("simple_baselines", "hourglass")
 
 def build_model(kind: str, **kwargs: Any) -> Any:
     """Build a model by kind name; ``kwargs`` go to that kind's builder."""
-    from edgepose.errors import ConfigError
+    from edgepose.core.errors import ConfigError
 
     if kind == "simple_baselines":
         from tools.models.simple_baselines import build_simple_baselines

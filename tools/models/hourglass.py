@@ -67,7 +67,7 @@ def build_hourglass(
     import keras
     from keras import layers
 
-    from edgepose.errors import ConfigError
+    from edgepose.core.errors import ConfigError
 
     if num_filters < 8 or num_filters % 4:
         raise ConfigError(f"hourglass --filters {num_filters}: use a multiple of 4, at least 8 "

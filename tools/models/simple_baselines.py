@@ -33,7 +33,7 @@ def build_simple_baselines(
     import keras
     from keras import layers
 
-    from edgepose.errors import ConfigError
+    from edgepose.core.errors import ConfigError
 
     if interpolation not in ("bilinear", "nearest"):
         raise ConfigError(f"head interpolation {interpolation!r}; expected bilinear or nearest")

@@ -28,7 +28,7 @@ VIDEO = "sports2d_demo.mp4"
 
 @functools.lru_cache(maxsize=4)
 def _results(count: int, video: str) -> tuple[FrameResult, ...]:
-    from edgepose.engine import open_engine
+    from edgepose.inference.engine import open_engine
     from edgepose.outputs.records import frame_record
     from edgepose.sources import open_source
 
@@ -63,7 +63,7 @@ def as_json_line(record: dict[str, Any]) -> Any:
 
 def assert_config_error(spec: str, message: str) -> None:
     """``make_output(spec).check()`` fails with one ConfigError line naming the spec."""
-    from edgepose.errors import ConfigError
+    from edgepose.core.errors import ConfigError
     from edgepose.outputs import make_output
 
     with pytest.raises(ConfigError, match=message) as err:

@@ -15,8 +15,8 @@ import signal
 import sys
 
 from edgepose.cli.common import setup_logging
-from edgepose.engine import open_engine
-from edgepose.errors import OutputError
+from edgepose.core.errors import OutputError
+from edgepose.inference.engine import open_engine
 from edgepose.outputs.base import FrameResult
 from edgepose.outputs.recording import RecordingOutput
 from edgepose.outputs.records import frame_record

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from edgepose.app.config import build_config
 from edgepose.cli.run import make_outputs
-from edgepose.config import build_config
-from edgepose.errors import ConfigError, OutputError
+from edgepose.core.errors import ConfigError, OutputError
 from edgepose.outputs.jsonl import JsonLinesOutput
 from edgepose.outputs.recording import RecordingOutput
 from tests.edgepose.outputs.helpers import real_results

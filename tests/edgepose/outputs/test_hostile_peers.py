@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edgepose.errors import ConfigError
+from edgepose.core.errors import ConfigError
 from edgepose.outputs import make_output
 from edgepose.outputs.background import BackgroundOutput
 from edgepose.outputs.base import FrameResult

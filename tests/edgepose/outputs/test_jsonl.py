@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepose.errors import ConfigError, OutputError
+from edgepose.core.errors import ConfigError, OutputError
 from edgepose.outputs import make_output
 from edgepose.outputs.base import FrameResult
 from edgepose.outputs.jsonl import JsonLinesOutput
@@ -22,7 +22,7 @@ from tests.conftest import shared_path
 
 @pytest.fixture(scope="module")
 def couple():
-    from edgepose.engine import open_engine
+    from edgepose.inference.engine import open_engine
 
     path = shared_path("images", "posenet_test_couple.jpg")
     with open_source(str(path)) as src:

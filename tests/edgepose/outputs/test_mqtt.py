@@ -14,9 +14,15 @@ import pytest
 from edgepose.outputs import make_output
 from edgepose.outputs.mqtt import MqttOutput
 from tests.conftest import REPO
-from tests.edgepose.outputs.helpers import (Mosquitto, Subscriber, as_json_line,
-                                            assert_config_error, free_port, real_results,
-                                            wait_for)
+from tests.edgepose.outputs.helpers import (
+    Mosquitto,
+    Subscriber,
+    as_json_line,
+    assert_config_error,
+    free_port,
+    real_results,
+    wait_for,
+)
 
 pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (extra net)")
 

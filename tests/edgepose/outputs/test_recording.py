@@ -16,13 +16,13 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from edgepose.errors import ConfigError, OutputError
+from edgepose.core.errors import ConfigError, OutputError
+from edgepose.core.pose import Poses
 from edgepose.outputs import make_output
 from edgepose.outputs.base import FrameResult
 from edgepose.outputs.recording import RecordingOutput
 from edgepose.outputs.records import frame_record
 from edgepose.outputs.snapshots import SnapshotOutput
-from edgepose.pose import Poses
 from edgepose.render import annotate
 from edgepose.sources import open_source
 from edgepose.sources.base import Frame
@@ -40,7 +40,7 @@ RUN = [sys.executable, "-m", "edgepose.cli.run"]
 def results() -> list[FrameResult]:
     """Frames 60-104 of the clip (the runner in full view) with their poses from the
     real engine."""
-    from edgepose.engine import open_engine
+    from edgepose.inference.engine import open_engine
 
     out = []
     with open_source(str(shared_path(*VIDEO))) as src, \

@@ -13,8 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 from edgepose.outputs import make_output
-from tests.edgepose.outputs.helpers import (as_json_line, assert_config_error, free_port, real_results,
-                                            wait_for)
+from tests.edgepose.outputs.helpers import as_json_line, assert_config_error, free_port, real_results, wait_for
 
 server_mod = pytest.importorskip("websockets.sync.server", reason="websockets is not installed (extra net)")
 

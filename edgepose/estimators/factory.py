@@ -1,0 +1,50 @@
+"""``open_estimator``: the estimator for a model name or file, chosen by its manifest (a
+``kind = "topdown"`` pipeline, a multi-pose model on the whole frame, or a single-pose
+model on a crop around the person)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgepose.core.errors import ConfigError
+from edgepose.estimators.base import EngineOpener, Estimator, SingleModelEstimator
+from edgepose.models.builtin import DEFAULT_MODEL
+
+# open_engine options that describe one .tflite file; a pipeline's parts have manifests.
+_FILE_OPTIONS = ("decoder", "schema", "decoder_params", "resize", "interpolation")
+
+
+def open_estimator(model: str = DEFAULT_MODEL, device: str = "auto", *,
+                   opener: EngineOpener | None = None, crops: bool = True,
+                   **options: Any) -> Estimator:
+    """The estimator for ``model`` on ``device``: a pipeline of models when its manifest
+    is ``kind = "topdown"``, else one model: multi-pose models run on the whole frame,
+    single-pose models on a crop around the person unless ``crops`` is False.
+
+    ``opener`` opens each model (default: in this process with
+    ``edgepose.inference.engine.open_engine``); every engine comes through it, with ``options``
+    (its keyword arguments; the ones describing a single file are refused for a pipeline).
+    """
+    from edgepose.models.registry import get_pipeline, is_model_path
+
+    if opener is None:
+        from edgepose.inference.engine import open_engine
+
+        opener = open_engine
+    pipeline = None if is_model_path(model) else get_pipeline(str(model))
+    if pipeline is not None:
+        from edgepose.estimators.topdown import TopDownEstimator
+
+        given = [k for k in _FILE_OPTIONS if options.get(k) is not None]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ConfigError(f"{flag} describes one model file; {model} is a pipeline of "
+                              f"{pipeline.proposer} and {pipeline.landmark} with their own manifests")
+        rest = {k: v for k, v in options.items() if k not in _FILE_OPTIONS}
+        return TopDownEstimator.open(pipeline, device, opener, **rest)
+    engine = opener(model, device, **options)
+    if engine.multi_pose or not crops:
+        return SingleModelEstimator(engine)
+    from edgepose.estimators.single import SinglePersonEstimator
+
+    return SinglePersonEstimator(engine)

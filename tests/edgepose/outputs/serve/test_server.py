@@ -1,0 +1,214 @@
+"""The --serve routes over real HTTP and WebSocket connections on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+from edgepose.core.errors import ConfigError
+from edgepose.outputs.serve import ServeOutput, check_bind, is_loopback
+from tests.edgepose.outputs.helpers import Feeder, as_json_line, free_port, real_results, wait_for
+
+pytest.importorskip("aiohttp", reason="aiohttp is not installed (extra net)")
+from websockets.exceptions import InvalidStatus  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+TOKEN = "s3cret-token-for-the-tests"
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def ws_connect(url: str, **kwargs: Any) -> Any:
+    return connect(url, proxy=None, open_timeout=5, **kwargs).__enter__()
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[ServeOutput, list]]:
+    results = real_results(40)
+    out = ServeOutput(f"127.0.0.1:{free_port()}")
+    out.check()
+    out.open()
+    yield out, results
+    out.close()
+
+
+def base(out: ServeOutput) -> str:
+    return f"http://127.0.0.1:{out.port}"
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.0.1.1", True), ("::1", True), ("localhost", True),
+    ("0.0.0.0", False), ("192.168.1.20", False), ("::", False), ("pi.local", False),
+])
+def test_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0:8080", "[::]:8080", "192.168.1.20:80"])
+def test_beyond_loopback_without_a_token_is_refused_in_one_line(bind: str) -> None:
+    with pytest.raises(ConfigError, match="needs a token") as err:
+        ServeOutput(bind).check()
+    assert "\n" not in str(err.value) and bind in str(err.value)
+    assert check_bind(bind, TOKEN) == (bind.rpartition(":")[0].strip("[]"), int(bind.rpartition(":")[2]))
+
+
+def test_a_port_in_use_is_a_config_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = ServeOutput(f"127.0.0.1:{port}")
+        with pytest.raises(ConfigError, match=f"--serve 127.0.0.1:{port}: cannot listen there"):
+            out.open()
+        out.close()
+
+
+def test_poses_websocket_streams_the_json_lines_records(served: tuple[ServeOutput, list]) -> None:
+    out, results = served
+    ws = ws_connect(f"ws://127.0.0.1:{out.port}/poses")
+    wait_for(lambda: out._server.clients == 1, 5, "the client to be counted")
+    got = []
+    for r in results:
+        out.write(r)
+        got.append(json.loads(ws.recv(timeout=5)))
+    ws.close()
+    assert got == [as_json_line(r.record) for r in results]
+    assert out.viewers == 0  # /poses is no picture viewer: no JPEG was encoded for it
+
+
+def test_healthz_snapshot_and_meta(served: tuple[ServeOutput, list]) -> None:
+    from PIL import Image
+
+    out, results = served
+    status, _, body = get(base(out) + "/healthz")
+    assert status == 503 and json.loads(body)["status"] == "starting"
+    assert get(base(out) + "/snapshot.jpg")[0] == 503
+    for r in results[:5]:
+        out.write(r)
+    wait_for(lambda: out._server.latest() and out._server.latest().record["frame"] == 4, 5, "frame 4")
+    status, _, body = get(base(out) + "/healthz")
+    health = json.loads(body)
+    assert status == 200 and health["status"] == "ok"
+    assert health["frames"] == 5 and health["device"] == "cpu" and health["viewers"] == 0
+    assert 0 <= health["last_frame_age_s"] < 5
+    status, headers, jpeg = get(base(out) + "/snapshot.jpg")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg" and headers["X-Edgepose-Frame"] == "4"
+    shot = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    assert shot.shape == results[4].image.shape  # full size
+    raw = np.asarray(Image.open(io.BytesIO(get(base(out) + "/snapshot.jpg?raw=1")[2])).convert("RGB"))
+    assert np.abs(raw.astype(int) - results[4].image).mean() < 3  # the frame itself
+    if any(k["score"] >= 0.3 for p in results[4].record["poses"] for k in p["keypoints"]):
+        assert np.abs(shot.astype(int) - raw).max() > 100  # the skeleton drawn in
+    meta = json.loads(get(base(out) + "/meta.json")[2])
+    assert meta["keypoint_threshold"] == 0.3
+    assert meta["schemas"]["coco17"]["names"][9] == "left_wrist"
+    assert len(meta["schemas"]["coco17"]["edges"]) == len(meta["schemas"]["coco17"]["edge_colors"])
+
+
+def test_live_sends_each_record_with_its_picture(served: tuple[ServeOutput, list]) -> None:
+    from PIL import Image
+
+    out, results = served
+    ws = ws_connect(f"ws://127.0.0.1:{out.port}/live")
+    wait_for(lambda: out.viewers == 1, 5, "the viewer to be counted")
+    out.write(results[7])
+    envelope = json.loads(ws.recv(timeout=5))
+    assert envelope["picture"] is True and envelope["record"] == as_json_line(results[7].record)
+    picture = np.asarray(Image.open(io.BytesIO(ws.recv(timeout=5))))
+    h, w = results[7].image.shape[:2]
+    assert picture.shape[1] <= 960 and abs(picture.shape[0] / picture.shape[1] - h / w) < 0.01
+    ws.close()
+    wait_for(lambda: out.viewers == 0, 5, "the viewer to leave")
+
+
+def test_mjpeg_stream(served: tuple[ServeOutput, list]) -> None:
+    out, results = served
+    feeder = Feeder(out, results, fps=20)
+    try:
+        with urllib.request.urlopen(base(out) + "/stream.mjpeg", timeout=5) as r:
+            assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            data = b""
+            while data.count(b"\xff\xd9") < 2:  # two whole JPEGs
+                data += r.read1(65536)
+        assert data.startswith(b"--edgeposeframe\r\nContent-Type: image/jpeg\r\n")
+    finally:
+        feeder.stop()
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1"])
+def test_wrong_or_missing_token_is_401_and_nothing_streamed(bind: str) -> None:
+    results = real_results(10)
+    out = ServeOutput(f"{bind}:{free_port()}", token=TOKEN)
+    out.open()
+    feeder = Feeder(out, results, fps=20)
+    url = f"http://{bind}:{out.port}"
+    try:
+        for path in ("/", "/healthz", "/snapshot.jpg", "/meta.json", "/stream.mjpeg"):
+            for headers, query in [({}, ""), ({}, "?token=wrong"),
+                                   ({"Authorization": "Bearer wrong"}, ""),
+                                   ({"Authorization": f"Basic {TOKEN}"}, ""), ({}, "?token=")]:
+                status, h, body = get(url + path + query, headers)
+                assert status == 401, (path, headers, query)
+                assert body.startswith(b"401: missing or wrong token") and b"\xff\xd8" not in body
+                assert "WWW-Authenticate" in h
+        for path in ("/live", "/poses"):
+            for query in ("", "?token=wrong"):
+                with pytest.raises(InvalidStatus) as err:
+                    ws_connect(f"ws://{bind}:{out.port}{path}{query}")
+                assert err.value.response.status_code == 401
+                assert b"record" not in err.value.response.body
+        # the right token, as the query or the header, is let in
+        assert get(url + f"/healthz?token={TOKEN}")[0] == 200
+        assert get(url + "/healthz", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+        page = get(url + f"/?token={TOKEN}")[2].decode()
+        assert 'get("token")' in page and '"/live" + query' in page  # the page passes it on
+        ws = ws_connect(f"ws://{bind}:{out.port}/poses?token={TOKEN}")
+        assert json.loads(ws.recv(timeout=5))["frame"] >= 0
+        ws.close()
+    finally:
+        feeder.stop()
+        out.close()
+
+
+def test_a_client_that_never_reads_stalls_nobody(served: tuple[ServeOutput, list]) -> None:
+    """A /live client that stops reading: the other client keeps getting every frame,
+    write() never waits, and close() is bounded."""
+    out, results = served
+    stuck = socket.create_connection(("127.0.0.1", out.port))
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.sendall(b"GET /live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    wait_for(lambda: out.viewers == 1, 5, "the stuck viewer")
+    reader = ws_connect(f"ws://127.0.0.1:{out.port}/poses")
+    longest = 0.0
+    got = []
+    try:
+        for i in range(120):  # ~150 KB pictures for the stuck one: far beyond its buffers
+            r = results[i % len(results)]
+            t0 = time.monotonic()
+            out.write(r)
+            longest = max(longest, time.monotonic() - t0)
+            got.append(json.loads(reader.recv(timeout=5))["frame"])
+        assert got == [results[i % len(results)].record["frame"] for i in range(120)]
+        assert longest < 0.1
+    finally:
+        reader.close()
+        t0 = time.monotonic()
+        out.close()
+        assert time.monotonic() - t0 < 2.0
+        stuck.close()
