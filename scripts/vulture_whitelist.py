@@ -24,3 +24,6 @@ license, parameter_bytes, captured, _.sent, _.clients, _.reconnects, _.connected
 # Public API the tests and benchmarks use: Transform.identity, Engine.infer (one frame
 # in, poses out), SupervisedEngine.pids, the renderer's mapping and last screen.
 _.identity, _.infer, _.pids, _.mapping, _.last_screen
+# Called by Python itself: a module's lazy attributes (PEP 562); by aiohttp: the request
+# handler's logger.exception; by paho-mqtt: its client's suppress_exceptions switch.
+__getattr__, _.exception, _.suppress_exceptions
