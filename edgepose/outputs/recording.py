@@ -209,6 +209,7 @@ class RecordingOutput(Output):
         self._good_end = 0  # file size at the end of the last complete fragment
         self._closed = False
         self._wanted: tuple[int, int, float] = (0, 0, fps)  # the video _start set up
+        self._create_failure = ""  # why the file itself could not be created or emptied
 
     def check(self) -> None:
         if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
@@ -292,8 +293,9 @@ class RecordingOutput(Output):
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as err:
-            self.error = f"{self.flag} {self.path}: cannot create it ({describe_error(err)})"
-            raise OutputError(f"{self.error}; check the folder") from None
+            self.error = f"{self.flag} {self.path}: cannot create it ({describe_error(err)}); check the folder"
+            self._create_failure = self.error
+            raise OutputError(self.error) from None
         try:
             self._lock.adopt(fd)
             os.ftruncate(fd, 0)
@@ -301,6 +303,7 @@ class RecordingOutput(Output):
             os.close(fd)
             self.error = str(err) if isinstance(err, ConfigError) else \
                 f"{self.flag} {self.path}: cannot empty it ({describe_error(err)})"
+            self._create_failure = self.error
             raise OutputError(self.error) from None
         if self.flush == "sync":
             self._syncer = _Syncer(fd, str(self.path))
@@ -340,7 +343,9 @@ class RecordingOutput(Output):
                     os.ftruncate(raw.fd, self._good_end)
             except OSError as trunc_err:
                 log.debug("could not cut %s back: %s", self.path, trunc_err)
-        if raw is None or not raw.opened:  # the encoder or muxer could not start
+        if self._create_failure and (raw is None or not raw.opened):  # the file itself could not be made
+            self.error = self._create_failure
+        elif raw is None or not raw.opened:  # the encoder or muxer could not start
             left = "left as it was" if self.path.exists() else "not created"
             reason = re.sub(r"^\[Errno -?\d+\] ", "", str(err)).split(":")[0]
             w, h, rate = self._wanted
