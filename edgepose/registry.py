@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepose.download import CHUNK, download
+from edgepose.download import CHUNK, download, git_blob_id
 from edgepose.errors import FetchError, ModelError
 from edgepose.limits import MAX_MODEL_BYTES, check_file, read_bounded
 from edgepose.manifest import (
@@ -131,6 +131,14 @@ def sha256_file(path: Path) -> str:
     return _hash_memo[key]
 
 
+def _git_blob_file(path: Path) -> str:
+    st = path.stat()
+    key = ("git-blob:" + str(path), st.st_size, st.st_mtime_ns)
+    if key not in _hash_memo:
+        _hash_memo[key] = git_blob_id(path)
+    return _hash_memo[key]
+
+
 def _search_model_path(file_name: str) -> Path | None:
     for root in os.environ.get("EDGEPOSE_MODEL_PATH", "").split(os.pathsep):
         if root and Path(root).is_dir():
@@ -149,6 +157,10 @@ def find_model_file(m: Manifest) -> Path | None:
     if hit is None:
         cached = cache_dir() / m.file
         hit = cached if cached.is_file() else None
+    if hit is not None and not m.sha256 and m.git_blob and _git_blob_file(hit) != m.git_blob:
+        raise ModelError(f"{hit}: git blob id {_git_blob_file(hit)[:12]}… does not match manifest {m.name!r} "
+                         f"({m.git_blob[:12]}…), damaged or another version; replace it with "
+                         f"`edgepose models fetch --force {m.name}` or remove it")
     if hit is not None and m.sha256 and sha256_file(hit) != m.sha256:
         in_cache = hit.parent == cache_dir()
         fix = (f"replace it with `edgepose models fetch --force {m.name}`" if in_cache else
@@ -312,11 +324,12 @@ def fetch_model(
     src = url or m.url
     if not src:
         raise FetchError(f"model {name!r} has no url in its manifest; put {m.file} in $EDGEPOSE_MODEL_PATH")
-    if not m.sha256:
-        raise FetchError(f"model {name!r} has no sha256 in its manifest; refusing an unverified download")
+    if not m.sha256 and not m.git_blob:
+        raise FetchError(f"model {name!r} has no sha256 (or git_blob) in its manifest; refusing an "
+                         "unverified download")
     tmp = _temp_in(cache_dir(), m.file)
     try:
-        download(name, src, m.sha256, tmp, timeout, progress, size=m.size)
+        download(name, src, m.sha256, tmp, timeout, progress, size=m.size, git_blob=m.git_blob)
         dest = _install(tmp, cache_dir() / m.file)
     finally:
         tmp.unlink(missing_ok=True)
