@@ -16,8 +16,9 @@ model, and the mean OKS of the top-scored pose on the one-person images of both 
 Cost: the pipeline (this landmark) over an image of 1 person and the couple image tiled
 1, 2 and 3 times, held for ``--frames`` frames; the mean invokes per frame at the published
 Edge TPU times (PoseNet 481x641 10.3 ms, Lightning 7.1 ms, Thunder 13.8 ms) plus the wall
-ms outside the invokes (CPU work; an overestimate on a loaded machine) are the frame's ms on a calm machine. ``cost-aware``
-runs Thunder while the frame holds at most ``--thunder-max`` people and Lightning beyond.
+ms outside the invokes (CPU work; an overestimate on a loaded machine) are the frame's ms
+on the Pi with an accelerator. ``cost-aware`` runs Thunder while the frame holds at most
+``--thunder-max`` people and Lightning beyond.
 """
 
 from __future__ import annotations

@@ -131,14 +131,6 @@ def sha256_file(path: Path) -> str:
     return _hash_memo[key]
 
 
-def _git_blob_file(path: Path) -> str:
-    st = path.stat()
-    key = ("git-blob:" + str(path), st.st_size, st.st_mtime_ns)
-    if key not in _hash_memo:
-        _hash_memo[key] = git_blob_id(path)
-    return _hash_memo[key]
-
-
 def _search_model_path(file_name: str) -> Path | None:
     for root in os.environ.get("EDGEPOSE_MODEL_PATH", "").split(os.pathsep):
         if root and Path(root).is_dir():
@@ -157,8 +149,8 @@ def find_model_file(m: Manifest) -> Path | None:
     if hit is None:
         cached = cache_dir() / m.file
         hit = cached if cached.is_file() else None
-    if hit is not None and not m.sha256 and m.git_blob and _git_blob_file(hit) != m.git_blob:
-        raise ModelError(f"{hit}: git blob id {_git_blob_file(hit)[:12]}… does not match manifest {m.name!r} "
+    if hit is not None and not m.sha256 and m.git_blob and (blob := git_blob_id(hit)) != m.git_blob:
+        raise ModelError(f"{hit}: git blob id {blob[:12]}… does not match manifest {m.name!r} "
                          f"({m.git_blob[:12]}…), damaged or another version; replace it with "
                          f"`edgepose models fetch --force {m.name}` or remove it")
     if hit is not None and m.sha256 and sha256_file(hit) != m.sha256:

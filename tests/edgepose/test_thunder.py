@@ -168,3 +168,47 @@ def test_thunder_pipeline_poses_one_person_like_the_ground_truth(monkeypatch: py
         est.close()
     # the int8 Thunder stand-in built by the tools scores 0.84 over both sets' one-person images
     assert scores and float(np.mean(scores)) >= 0.7, scores
+
+
+@pytest.mark.parametrize("model", ["movenet-multipose", "movenet-lightning"])
+def test_run_says_once_when_thunder_is_available(model: str, tmp_path: Path) -> None:
+    """The default pipeline says in one line where its Thunder twin is; other models do not."""
+    import sys
+
+    from tests.conftest import REPO
+
+    image = SHARED / "images" / "posenet_test_couple.jpg"
+    if not image.is_file():
+        pytest.skip(f"{image} not found: set EDGEPOSE_SHARED to the shared data folder")
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "edgepose.cli.run", "--source", str(image), "--model", model,
+                           "--max-frames", "1", "--display", "none", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "a more precise model is available" in line]
+    if model == "movenet-multipose":
+        assert len(notes) == 1 and notes[0].startswith("INFO ")
+        assert "`edgepose models fetch movenet-multipose-thunder` (official downloads), then --model " \
+               "movenet-multipose-thunder" in notes[0]
+    else:
+        assert notes == []
+    assert len(out.read_text().splitlines()) == 1
+
+
+def test_the_note_drops_the_fetch_step_once_thunder_is_there(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgepose.better import better_model_note
+
+    models, mdir = tmp_path / "models", tmp_path / "manifests"
+    models.mkdir()
+    mdir.mkdir()
+    (models / THUNDER_FILE).write_bytes(GOOD)  # a stand-in verified by its own blob id
+    write_manifest(list_manifests()["movenet-thunder"].with_(git_blob=git_blob_id(models / THUNDER_FILE)),
+                   mdir / "movenet-thunder.toml")
+    assert "`edgepose models fetch movenet-multipose-thunder`" in str(better_model_note("movenet-multipose"))
+    monkeypatch.setenv("EDGEPOSE_MANIFEST_PATH", str(mdir))
+    monkeypatch.setenv("EDGEPOSE_MODEL_PATH", os.pathsep.join([str(models), str(SHARED / "models")]))
+    note = better_model_note("movenet-multipose")
+    assert note is not None and note.startswith("a more precise model is available: --model "
+                                                "movenet-multipose-thunder (")
+    assert better_model_note("movenet-lightning") is None
