@@ -163,7 +163,8 @@ def run_fetch(args: argparse.Namespace) -> int:
         existing = None if args.force else find_model_file(m)
         if existing is not None:
             again = "derives it again" if m.derive else "downloads again"
-            print(f"{name}: {existing} (already there, sha256 verified; --force {again})")
+            how = "sha256" if m.sha256 or not m.git_blob else "git blob"
+            print(f"{name}: {existing} (already there, {how} verified; --force {again})")
             continue
         wanted = m.source_file if m.derive else m.file
         if args.all and args.source_dir and not _in_folder(Path(args.source_dir), wanted):
