@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from edgepose.core.errors import ModelError
 from edgepose.decoders import DECODER_KINDS
@@ -165,13 +166,25 @@ def run_fetch(args: argparse.Namespace) -> int:
         existing = None if args.force else find_model_file(m)
         if existing is not None:
             again = "derives it again" if m.derive else "downloads again"
-            print(f"{name}: {existing} (already there, sha256 verified; --force {again})")
+            how = "sha256" if m.sha256 or not m.git_blob else "git blob"
+            print(f"{name}: {existing} (already there, {how} verified; --force {again})")
+            continue
+        wanted = m.source_file if m.derive else m.file
+        if args.all and args.source_dir and not _in_folder(Path(args.source_dir), wanted):
+            # --all from a folder fetches what the folder holds; the rest is a note, not a failure
+            print(f"{name}: skipped, no {wanted} under {args.source_dir} (`edgepose models fetch "
+                  f"{name}` downloads it)")
             continue
         # no verified copy (or --force): download (or derive) without looking for one again
         path = fetch_model(name, url=args.url, source_dir=args.source_dir, force=True,
                            timeout=args.timeout)
         print(f"{name}: {path}" + (f" (derived from {m.source_file}, sha256 verified)" if m.derive else ""))
     return 0
+
+
+def _in_folder(folder: Path, file_name: str) -> bool:
+    return folder.is_dir() and ((folder / file_name).is_file()
+                                or any(p.is_file() for p in folder.rglob(file_name)))
 
 
 def run_add(args: argparse.Namespace) -> int:

@@ -228,6 +228,10 @@ def run(cfg: RunConfig) -> int:
                 pipeline.stop()
             log.info("running %s on %s (%s) from %s", estimator.name, estimator.device,
                      cfg.model, source.name)
+            from edgepose.models.better import better_model_note
+
+            if note := better_model_note(str(cfg.model)):
+                log.info("%s", note)
             sdnotify.ready(status=f"{estimator.name} on {estimator.device} from {source.name}")
             try:
                 stats = pipeline.run()

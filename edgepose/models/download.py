@@ -1,4 +1,5 @@
-"""One bounded download into a file: verified by sha256, never longer than expected,
+"""One bounded download into a file: verified by sha256 (or, where upstream publishes
+none, by its git blob id: SHA-1 of ``b"blob <size>\\0" + content``), never longer than expected,
 never slower than a minimum rate, never left half-written by a signal (the caller
 removes its temporary file in a ``finally``; ``edgepose.cli.common`` turns SIGTERM and
 SIGHUP into an exception so that ``finally`` runs).
@@ -36,10 +37,24 @@ def _rate(n: float) -> str:
     return f"{n / 1024:g} KiB/s"
 
 
+def git_blob_id(path: Path) -> str:
+    """The git blob id of a file (what ``git hash-object`` prints): SHA-1 of
+    ``b"blob <size>\\0"`` followed by the content."""
+    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)  # noqa: S324 - git's id, not security
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def download(name: str, src: str, sha256: str, tmp: Path, timeout: float,
-             progress: Callable[[int, int], None] | None = None, *, size: int = 0) -> None:
+             progress: Callable[[int, int], None] | None = None, *, size: int = 0,
+             git_blob: str = "") -> None:
     """Write ``src`` into ``tmp`` within the bounds above; ``FetchError`` (one line) on a
-    short, long, slow or corrupted transfer. ``size``: the expected bytes (0: unknown)."""
+    short, long, slow or corrupted transfer. ``size``: the expected bytes (0: unknown).
+    Verified by ``sha256`` when given, by ``git_blob`` (the git blob id) otherwise."""
+    if not sha256 and not git_blob:
+        raise FetchError(f"model {name!r} has neither sha256 nor git_blob; refusing an unverified download")
     try:
         h = hashlib.sha256()
         got = 0
@@ -73,7 +88,13 @@ def download(name: str, src: str, sha256: str, tmp: Path, timeout: float,
             if expected and got != expected:
                 raise FetchError(f"download of {name!r} from {src} stopped at {got} of {expected} bytes; "
                                  "try again")
-        if h.hexdigest() != sha256:
+        if git_blob and not sha256:
+            blob = git_blob_id(tmp)
+            if blob != git_blob:
+                raise FetchError(
+                    f"download of {name!r} from {src} has git blob id {blob[:12]}…, expected "
+                    f"{git_blob[:12]}…; the file was discarded (wrong URL or a corrupted mirror?)")
+        elif h.hexdigest() != sha256:
             raise FetchError(
                 f"download of {name!r} from {src} has sha256 {h.hexdigest()[:12]}…, expected "
                 f"{sha256[:12]}…; the file was discarded (wrong URL or a corrupted mirror?)"

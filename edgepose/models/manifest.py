@@ -26,6 +26,7 @@ CHANNEL_ORDERS = ("rgb", "bgr")
 SCHEMA_NAMES = tuple(SCHEMAS)  # the keypoint schemas a manifest may name
 REQUIRED = ("name", "file", "input_size", "decoder", "schema")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_GIT_BLOB = re.compile(r"^[0-9a-f]{40}$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Manifest:
     schema: str
     url: str = ""
     sha256: str = ""
+    # where upstream publishes no sha256: the file's git blob id at a commit-pinned url
+    # (SHA-1 of b"blob <size>\0" + content, `git hash-object`); checked when sha256 is ""
+    git_blob: str = ""
     size: int = 0  # bytes of ``file`` (0: unknown); a download never writes more
     license: str = ""
     description: str = ""
@@ -106,6 +110,11 @@ def manifest_from_dict(data: dict[str, Any], origin: str = "manifest") -> Manife
         if sha and not _SHA256.match(sha):
             raise ModelError(f"{origin}: {key} {d[key]!r} is not 64 hex digits")
         d[key] = sha
+    blob = str(d.get("git_blob", "")).lower()
+    if blob and not _GIT_BLOB.match(blob):
+        raise ModelError(f"{origin}: git_blob {d['git_blob']!r} is not a git blob id (40 hex digits, "
+                         "as `git hash-object FILE` prints)")
+    d["git_blob"] = blob
     for key in ("size", "source_size"):
         v = d.get(key, 0)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:

@@ -14,7 +14,7 @@ from pathlib import Path
 from edgepose.core.errors import FetchError, ModelError
 from edgepose.core.limits import MAX_MODEL_BYTES, check_file, read_bounded
 from edgepose.models.builtin import MANIFESTS_DIR
-from edgepose.models.download import CHUNK, download
+from edgepose.models.download import CHUNK, download, git_blob_id
 from edgepose.models.manifest import (
     DECODER_KINDS,
     SCHEMA_NAMES,
@@ -148,6 +148,10 @@ def find_model_file(m: Manifest) -> Path | None:
     if hit is None:
         cached = cache_dir() / m.file
         hit = cached if cached.is_file() else None
+    if hit is not None and not m.sha256 and m.git_blob and (blob := git_blob_id(hit)) != m.git_blob:
+        raise ModelError(f"{hit}: git blob id {blob[:12]}… does not match manifest {m.name!r} "
+                         f"({m.git_blob[:12]}…), damaged or another version; replace it with "
+                         f"`edgepose models fetch --force {m.name}` or remove it")
     if hit is not None and m.sha256 and sha256_file(hit) != m.sha256:
         in_cache = hit.parent == cache_dir()
         fix = (f"replace it with `edgepose models fetch --force {m.name}`" if in_cache else
@@ -315,11 +319,12 @@ def fetch_model(
     src = url or m.url
     if not src:
         raise FetchError(f"model {name!r} has no url in its manifest; put {m.file} in $EDGEPOSE_MODEL_PATH")
-    if not m.sha256:
-        raise FetchError(f"model {name!r} has no sha256 in its manifest; refusing an unverified download")
+    if not m.sha256 and not m.git_blob:
+        raise FetchError(f"model {name!r} has no sha256 (or git_blob) in its manifest; refusing an "
+                         "unverified download")
     tmp = _temp_in(cache_dir(), m.file)
     try:
-        download(name, src, m.sha256, tmp, timeout, progress, size=m.size)
+        download(name, src, m.sha256, tmp, timeout, progress, size=m.size, git_blob=m.git_blob)
         dest = _install(tmp, cache_dir() / m.file)
     finally:
         tmp.unlink(missing_ok=True)
