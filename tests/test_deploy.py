@@ -244,7 +244,7 @@ def test_pygame_ce_runs_the_renderer() -> None:
                            capture_output=True, text=True, env=env, timeout=60)
     assert probe.stdout.strip().endswith("1"), probe.stderr
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(REPO / "tests" / "edgepose" / "test_render.py")],
+                          str(REPO / "tests" / "edgepose" / "render" / "test_render.py")],
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:]
     assert re.search(r"\d+ passed", run.stdout) and " failed" not in run.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from edgepose.cli.common import ArgumentParser, add_subcommands, run_cli, setup_logging
 from tools.errors import ToolError

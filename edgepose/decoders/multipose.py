@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edgepose.core.errors import ConfigError
 from edgepose.core.pose import Poses
 from edgepose.core.preprocess import Transform
 from edgepose.decoders.base import OutputTensor, check_params, check_schema, model_size, outputs_error
@@ -150,11 +151,24 @@ def decode_raw(outputs: Sequence[OutputTensor], max_detections: int = MAX_DETECT
 
 def decode(outputs: Sequence[OutputTensor], transform: Transform, **params: Any) -> Poses:
     """Poses (source pixels) from the six heads; poses scoring below ``min_pose_score`` are dropped."""
+    max_det, kpt_thr, min_score = _params(params)
+    return poses_from_raw(decode_raw(outputs, max_det, kpt_thr), transform, min_score)
+
+
+def _params(params: dict[str, Any]) -> tuple[int, float, float]:
+    """The checked parameters: a wrong type or range is a ConfigError naming it (a manifest typo)."""
     check_params("multipose", params, PARAMS)
     check_schema("multipose", params.get("schema", "coco17"), ("coco17",))
-    raw = decode_raw(outputs, int(params.get("max_detections", MAX_DETECTIONS)),
-                     float(params.get("keypoint_threshold", KEYPOINT_THRESHOLD)))
-    return poses_from_raw(raw, transform, float(params.get("min_pose_score", 0.0)))
+    max_det = params.get("max_detections", MAX_DETECTIONS)
+    if isinstance(max_det, bool) or not isinstance(max_det, (int, np.integer)) or max_det < 1:
+        raise ConfigError(f"multipose: max_detections must be an integer >= 1, got {max_det!r}")
+    values = []
+    for name, default in (("keypoint_threshold", KEYPOINT_THRESHOLD), ("min_pose_score", 0.0)):
+        v = params.get(name, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+            raise ConfigError(f"multipose: {name} must be a number in [0, 1), got {v!r}")
+        values.append(float(v))
+    return int(max_det), values[0], values[1]
 
 
 def poses_from_raw(raw: npt.ArrayLike, transform: Transform, min_pose_score: float = 0.0) -> Poses:

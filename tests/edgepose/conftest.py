@@ -6,7 +6,7 @@ output tensors (and their quantization parameters).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest

@@ -6,8 +6,9 @@ Kept small (32-64 px inputs, a few conv layers) so building and converting takes
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import glob
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt

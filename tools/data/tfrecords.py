@@ -12,9 +12,10 @@ import logging
 import math
 import multiprocessing
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tools.data.samples import DataError, PersonSample
 

@@ -47,7 +47,7 @@ def test_the_engine_knows_its_input_size_for_crops() -> None:
 
 def test_one_registry_of_decoder_kinds() -> None:
     assert DECODER_KINDS == tuple(DECODERS)
-    assert [k for k in DECODER_KINDS if decoder_info(k).multi_pose] == ["posenet_multi"]
+    assert [k for k in DECODER_KINDS if decoder_info(k).multi_pose] == ["posenet_multi", "multipose"]
     assert decoder_info("heatmap").schemas == ("coco17", "mpii16")
     assert get_manifest("posenet-mobilenet-v1-075-481x641").multi_pose
     assert not get_manifest("movenet-lightning").multi_pose

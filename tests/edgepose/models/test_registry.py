@@ -3,13 +3,13 @@ from __future__ import annotations
 import http.server
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from edgepose.core.errors import FetchError, ModelError
-from edgepose.models.manifest import Manifest, dumps_manifest, load_manifest, manifest_from_dict, write_manifest
+from edgepose.models.manifest import Manifest, load_manifest, manifest_from_dict, write_manifest
 from edgepose.models.registry import cache_dir, fetch_model, get_manifest, list_manifests, resolve_model, sha256_file
 from tests.conftest import shared_path
 
@@ -40,7 +40,7 @@ def test_builtin_checksums_match_the_real_files() -> None:
         if m.build:
             continue  # not a download: built on the dev PC (tests/tools/test_quantize_tfjs.py builds one)
         if not any(shared.rglob(m.source_file or m.file)):
-            continue  # not in ../shared (Coral's Thunder): tests/edgepose/test_thunder.py
+            continue  # not in ../shared (Coral's Thunder): tests/edgepose/models/test_thunder.py
         spec = resolve_model(name)
         assert sha256_file(spec.path) == m.sha256, name
         assert spec.manifest.input_size == m.input_size

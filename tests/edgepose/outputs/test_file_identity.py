@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,7 @@ def test_a_fifo_is_written_as_a_stream_without_a_lock_file(tmp_path: Path) -> No
     reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
     reader.start()
     results = real_results(2)
+    time.sleep(0.3)  # the reader waits in open(): a check that opened the FIFO would hand it an early EOF
     out = JsonLinesOutput(str(fifo))
     out.check()
     out.open()

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.models.download import git_blob_id
 from edgepose.core.errors import FetchError, ModelError
+from edgepose.models.download import git_blob_id
 from edgepose.models.registry import (
     cache_dir,
     describe_model,
