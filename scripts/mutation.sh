@@ -11,8 +11,9 @@
 # It works on a copy of the tracked files in build/mutation/ (mutmut writes mutants/
 # there, and its config, made here, stays out of the repo); the survivors are listed at
 # the end and left in build/mutation/survivors.txt (`mutmut show NAME` there for a diff).
-# MUTMUT (default .venv/bin/mutmut), EDGEPOSE_SHARED (default ../shared) and
-# MUTATION_TESTS (the test paths run against each mutant) can be set.
+# MUTMUT (default .venv/bin/mutmut), EDGEPOSE_SHARED (default ../shared), MUTATION_PATHS
+# (the files mutated), MUTATION_TESTS (the test paths run against each mutant) and
+# MUTATION_MARKERS (pytest -m, default: not slow and not edgetpu and not picamera) can be set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -24,6 +25,12 @@ tests/edgepose/inference/worker/test_policy.py tests/edgepose/inference/worker/t
 tests/edgepose/inference/worker/test_supervisor.py tests/edgepose/outputs/test_jsonl.py
 tests/edgepose/outputs/test_recording.py tests/edgepose/outputs/test_websocket.py tests/edgepose/outputs/test_osc.py}"
 
+# MUTATION_PATHS narrows what is mutated (generating mutants for everything takes minutes)
+paths="${MUTATION_PATHS:-edgepose/estimators/* edgepose/decoders/* edgepose/app/filters.py
+edgepose/inference/worker/policy.py edgepose/inference/worker/supervisor.py edgepose/outputs/*}"
+set -f  # the globs above are mutmut's, not the shell's
+
+[ -x "$mutmut" ] || { echo "mutmut is not installed: .venv/bin/pip install -e '.[mutation]'" >&2; exit 2; }
 rm -rf "$work"
 mkdir -p "$work"
 git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$work"
@@ -31,10 +38,7 @@ git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$work"
   echo "[mutmut]"
   echo "source_paths = edgepose"
   echo "only_mutate ="
-  for p in 'edgepose/estimators/*' 'edgepose/decoders/*' edgepose/app/filters.py \
-           edgepose/inference/worker/policy.py edgepose/inference/worker/supervisor.py 'edgepose/outputs/*'; do
-    echo "    $p"
-  done
+  for p in $paths; do echo "    $p"; done
   echo "do_not_mutate ="
   echo "    edgepose/outputs/serve/static/*"
   echo "pytest_add_cli_args_test_selection ="
@@ -43,7 +47,7 @@ git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$work"
   echo "    -p"
   echo "    no:cacheprovider"
   echo "    -m"
-  echo "    not slow and not edgetpu and not picamera"
+  echo "    ${MUTATION_MARKERS:-not slow and not edgetpu and not picamera}"
   echo "also_copy ="
   for p in tests models deploy pyproject.toml; do echo "    $p"; done
 } > "$work/setup.cfg"

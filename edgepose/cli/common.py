@@ -96,18 +96,13 @@ class Interrupted(KeyboardInterrupt):
         return signal.Signals(self.signum).name
 
 
-class _Interrupter:
-    """The handler ``run_cli`` installs: the first stop signal raises ``Interrupted``;
-    later ones are ignored, so that the clean-up it starts is not interrupted in turn."""
+class StopHandler:
+    """A handler of the stop signals (SIGINT, SIGTERM, SIGHUP where the OS has it):
+    ``install`` makes this object their handler, ``restore`` puts the old ones back.
+    Subclasses define ``__call__(signum, frame)``."""
 
     def __init__(self) -> None:
-        self.raised = False
         self._old: dict[int, Any] = {}
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if not self.raised:
-            self.raised = True
-            raise Interrupted(signum)
 
     def install(self) -> None:
         for name in STOP_SIGNALS:
@@ -115,7 +110,7 @@ class _Interrupter:
             if sig is None:
                 continue
             try:
-                self._old[sig] = signal.signal(sig, self)
+                self._old[sig] = signal.signal(sig, self)  # type: ignore[arg-type]
             except ValueError:  # not the main thread (embedded use): leave signals alone
                 return
 
@@ -123,6 +118,20 @@ class _Interrupter:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old.clear()
+
+
+class _Interrupter(StopHandler):
+    """The handler ``run_cli`` installs: the first stop signal raises ``Interrupted``;
+    later ones are ignored, so that the clean-up it starts is not interrupted in turn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raised = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if not self.raised:
+            self.raised = True
+            raise Interrupted(signum)
 
 
 def _flush_stdout() -> None:

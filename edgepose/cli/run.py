@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from edgepose.cli.common import EXIT_OK, EXIT_RUNTIME, ArgumentParser, run_cli, setup_logging
+from edgepose.cli.common import EXIT_OK, EXIT_RUNTIME, ArgumentParser, StopHandler, run_cli, setup_logging
 from edgepose.core.errors import ConfigError, SourceError
 
 if TYPE_CHECKING:  # numpy-backed modules load inside main(), once signals are handled
@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # numpy-backed modules load inside main(), once signals are h
 
 log = logging.getLogger("edgepose.run")
 PROG = "edgepose-run"
-STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
 def build_parser() -> ArgumentParser:
@@ -62,16 +61,16 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-class _Stopper:
+class _Stopper(StopHandler):
     """SIGINT/SIGTERM/SIGHUP handler: interrupts whatever is running (a source that is
     still opening, the pipeline) and remembers when."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.pipeline: Any = None
         self.source: Any = None
         self.signal_at: float | None = None
         self.signum = 0
-        self._old: dict[int, Any] = {}
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.signal_at is None:
@@ -85,21 +84,6 @@ class _Stopper:
     @property
     def stopped(self) -> bool:
         return self.signal_at is not None
-
-    def install(self) -> None:
-        for name in STOP_SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is None:
-                continue
-            try:
-                self._old[sig] = signal.signal(sig, self)
-            except ValueError:  # not the main thread (embedded use): no handlers
-                pass
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
 
 
 def _filters(cfg: RunConfig) -> list[Any]:

@@ -136,3 +136,37 @@ def test_bad_outputs_and_params(outputs: list[OutputTensor], params: dict, error
     with pytest.raises(error, match=expected) as info:
         get_decoder("heatmap")(outputs, Transform.identity(*INPUT), **params)
     assert "\n" not in str(info.value)
+
+
+# (peak x, peak y, the neighbour given 0.5: dx, dy) -> the quarter step expected on (x, y)
+EDGE_CASES = [
+    ((0, 5), (1, 0), (0.0, 0.0)),             # left edge: no step even toward a higher neighbour
+    ((SIZE - 1, 5), (-1, 0), (0.0, 0.0)),     # right edge
+    ((5, 0), (0, 1), (0.0, 0.0)),             # top edge
+    ((5, SIZE - 1), (0, -1), (0.0, 0.0)),     # bottom edge
+    ((1, 5), (-1, 0), (-0.25, 0.0)),          # one in from the left: the step toward column 0
+    ((SIZE - 2, 5), (1, 0), (0.25, 0.0)),     # one in from the right: toward the last column
+    ((5, 1), (0, -1), (0.0, -0.25)),          # one in from the top
+    ((5, SIZE - 2), (0, 1), (0.0, 0.25)),     # one in from the bottom
+]
+
+
+def test_the_quarter_step_at_and_next_to_the_edges() -> None:
+    """Peaks on the border take no step (there is no neighbour on one side); one cell in,
+    they step toward the border neighbour when it is the higher one."""
+    heat = np.zeros((SIZE, SIZE, 17), np.float32)
+    heat[..., len(EDGE_CASES):] = gaussians(np.full((17 - len(EDGE_CASES), 2), 30.0), 2.0)
+    expected = []
+    for k, ((x, y), (dx, dy), step) in enumerate(EDGE_CASES):
+        heat[y, x, k] = 1.0
+        heat[y + dy, x + dx, k] = 0.5
+        expected.append((x + step[0], y + step[1]))
+    poses = get_decoder("heatmap")([as_output(heat)], Transform.identity(SIZE, SIZE))
+    np.testing.assert_allclose(poses.xy[0, : len(EDGE_CASES)], np.array(expected), atol=1e-6)
+
+
+def test_negative_peaks_score_zero() -> None:
+    """A heatmap that is negative everywhere (a float model's logits) scores 0, not below."""
+    heat = gaussians(random_centers(17, 2), 2.0) - 2.0
+    poses = get_decoder("heatmap")([as_output(heat)], Transform.identity(*INPUT))
+    assert (poses.scores == 0).all() and poses.pose_scores[0] == 0

@@ -76,3 +76,18 @@ def test_bad_outputs_raise_model_error(outputs: list[OutputTensor]) -> None:
 def test_bad_params_raise_config_error(params: dict, transform: Transform, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         get_decoder("movenet")(_one((1, 1, 17, 3)), transform, **params)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 17, 3), (1, 17, 3)])
+def test_rows_become_pixels_and_clipped_scores(shape: tuple[int, ...]) -> None:
+    """Each row (y, x, score), normalised: x * input width, y * input height; the score
+    clipped to [0, 1] (a float model's raw column can stray out); pose score = their mean.
+    Both layouts MoveNet builds give (with and without the person axis) decode alike."""
+    rng = np.random.default_rng(3)
+    rows = np.stack([rng.uniform(0, 1, 17), rng.uniform(0, 1, 17), np.linspace(-0.2, 1.2, 17)], axis=-1)
+    poses = get_decoder("movenet")([OutputTensor(rows.reshape(shape).astype(np.float32))],
+                                   Transform.identity(120, 160))
+    assert len(poses) == 1 and poses.schema == "coco17"
+    np.testing.assert_allclose(poses.xy[0], np.stack([rows[:, 1] * 160, rows[:, 0] * 120], axis=-1), rtol=1e-5)
+    np.testing.assert_allclose(poses.scores[0], np.clip(rows[:, 2], 0, 1), atol=1e-6)
+    assert poses.pose_scores[0] == pytest.approx(np.clip(rows[:, 2], 0, 1).mean(), rel=1e-5)

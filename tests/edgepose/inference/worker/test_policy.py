@@ -50,3 +50,11 @@ def test_zero_restarts_gives_up_at_the_first_failure() -> None:
 def test_background_retries_double_up_to_the_cap() -> None:
     policy = FailoverPolicy(retry_first=1.0, retry_max=60.0)
     assert list(itertools.islice(policy.retry_delays(), 9)) == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+
+
+def test_a_success_on_a_lane_that_never_failed_changes_nothing() -> None:
+    """Every invoke reports success, most on lanes with no failure counted: a no-op."""
+    policy = FailoverPolicy(max_restarts=1)
+    lane = object()
+    policy.succeeded(lane)
+    assert policy.failures(lane) == 0 and policy.restart_delay(lane) == 0.0

@@ -104,7 +104,7 @@ def test_sigkill_of_the_worker_mid_run_loses_no_frame(tmp_path: Path) -> None:
     killed = []
     try:
         for after in (30, 200):
-            wait_for(lambda: _lines_so_far(out) >= after and proc.poll() is None, timeout=120)
+            wait_for(lambda n=after: _lines_so_far(out) >= n and proc.poll() is None, timeout=120)
             pid = wait_for(lambda: [p for p in workers(proc.pid, "edgepose-cpu") if p not in killed],
                            timeout=60)[0]
             os.kill(pid, signal.SIGKILL)
