@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 repo="$PWD"
 mutmut="${MUTMUT:-$repo/.venv/bin/mutmut}"
 export EDGEPOSE_SHARED="${EDGEPOSE_SHARED:-$(cd "$repo/.." && pwd)/shared}"
-work="$repo/build/mutation"
+work="${MUTATION_WORK:-$repo/build/mutation}"  # a second run at once needs its own folder
 tests="${MUTATION_TESTS:-tests/edgepose/estimators tests/edgepose/decoders tests/edgepose/app/test_filters.py
 tests/edgepose/inference/worker/test_policy.py tests/edgepose/inference/worker/test_parts.py
 tests/edgepose/inference/worker/test_supervisor.py tests/edgepose/outputs/test_jsonl.py

@@ -174,7 +174,7 @@ def _params(params: dict[str, Any]) -> tuple[int, float, float]:
 def poses_from_raw(raw: npt.ArrayLike, transform: Transform, min_pose_score: float = 0.0) -> Poses:
     """``Poses`` from MultiPose's (n, 56) rows (the float graph's [1,6,56] output or ``decode_raw``)."""
     rows = np.asarray(raw, np.float32).reshape(-1, 56)
-    rows = rows[rows[:, 55] > min_pose_score] if min_pose_score > 0 else rows[rows[:, 55] > 0]
+    rows = rows[rows[:, 55] > max(min_pose_score, 0.0)]  # a zero row is an empty top-k slot
     if not len(rows):
         return Poses.empty("coco17")
     h_in, w_in = model_size("multipose", transform)

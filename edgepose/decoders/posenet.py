@@ -61,7 +61,6 @@ class Maps:
         self.height, self.width = heat.shape[1:3]
         if self.height < 2 or self.width < 2:
             raise outputs_error(decoder, outputs, EXPECTED + " with h, w >= 2")
-        self.stride = stride
         self.heat = heat.data[0]
         self.short = short.data[0]
         self.mid = mid.data[0]

@@ -129,6 +129,9 @@ def _heat(k: int, h: int = SIZE, w: int = SIZE) -> list[OutputTensor]:
     (_heat(17), {"flipped": _heat(16)}, ModelError, "flipped outputs"),
     (_heat(17), {"flipped": _heat(17, 32, 32)}, ModelError, "same shape"),
     (_heat(17), {"schema": "body25"}, ConfigError, "unknown schema 'body25'"),
+    (_heat(17, 0, 64), {}, ModelError, r"heatmaps \[1,h,w,17\]"),
+    (_heat(17, 64, 0), {}, ModelError, r"heatmaps \[1,h,w,17\]"),
+    ([OutputTensor(np.zeros((1, 17, 64)))], {}, ModelError, r"for schema 'coco17'; pick"),  # no channels-first hint
     (_heat(17), {"flip": True}, ConfigError, "no parameter 'flip'"),
 ])
 def test_bad_outputs_and_params(outputs: list[OutputTensor], params: dict, error: type,
@@ -170,3 +173,27 @@ def test_negative_peaks_score_zero() -> None:
     heat = gaussians(random_centers(17, 2), 2.0) - 2.0
     poses = get_decoder("heatmap")([as_output(heat)], Transform.identity(*INPUT))
     assert (poses.scores == 0).all() and poses.pose_scores[0] == 0
+
+
+def test_a_one_cell_heatmap_decodes_to_its_only_cell() -> None:
+    poses = get_decoder("heatmap")([as_output(np.full((1, 1, 17), 0.7, np.float32))], Transform.identity(4, 4))
+    np.testing.assert_allclose(poses.xy[0], 0.0) and np.testing.assert_allclose(poses.scores[0], 0.7)
+
+
+def test_a_transform_without_a_model_size_is_refused() -> None:
+    from edgepose.core.preprocess import Transform as T
+
+    for size in ((0, 64), (64, 0)):
+        with pytest.raises(ConfigError, match="Transform without model_size"):
+            get_decoder("heatmap")([as_output(gaussians(random_centers(17, 0), 2.0))], T(1, 1, 0, 0, (64, 64), size))
+
+
+def test_one_in_from_the_far_edges_the_step_reads_both_neighbours() -> None:
+    """Peak one cell in from the right (bottom) edge, its inner neighbour higher than the
+    edge cell: the step goes inward, -0.25."""
+    heat = gaussians(np.full((17, 2), 30.0), 2.0)
+    heat[..., :2] = 0.0
+    heat[5, SIZE - 2, 0], heat[5, SIZE - 3, 0], heat[5, SIZE - 1, 0] = 1.0, 0.5, 0.2
+    heat[SIZE - 2, 5, 1], heat[SIZE - 3, 5, 1], heat[SIZE - 1, 5, 1] = 1.0, 0.5, 0.2
+    poses = get_decoder("heatmap")([as_output(heat)], Transform.identity(SIZE, SIZE))
+    np.testing.assert_allclose(poses.xy[0, :2], [[SIZE - 2.25, 5], [5, SIZE - 2.25]], atol=1e-6)

@@ -91,3 +91,16 @@ def test_rows_become_pixels_and_clipped_scores(shape: tuple[int, ...]) -> None:
     np.testing.assert_allclose(poses.xy[0], np.stack([rows[:, 1] * 160, rows[:, 0] * 120], axis=-1), rtol=1e-5)
     np.testing.assert_allclose(poses.scores[0], np.clip(rows[:, 2], 0, 1), atol=1e-6)
     assert poses.pose_scores[0] == pytest.approx(np.clip(rows[:, 2], 0, 1).mean(), rel=1e-5)
+
+
+def test_plain_arrays_decode_through_as_outputs() -> None:
+    """``as_outputs`` (public): plain arrays become float OutputTensors, OutputTensors pass as they are."""
+    from edgepose.decoders import as_outputs
+
+    rows = np.random.default_rng(4).uniform(0, 1, (1, 1, 17, 3)).astype(np.float32)
+    quant = OutputTensor(np.zeros((1, 9, 11, 17), np.uint8), 0.5, 3, "heat")
+    wrapped = as_outputs([rows, quant])
+    assert wrapped[1] is quant and isinstance(wrapped[0], OutputTensor)
+    np.testing.assert_array_equal(wrapped[0].dequantize(), rows)
+    poses = get_decoder("movenet")(as_outputs([rows]), Transform.identity(10, 10))
+    np.testing.assert_allclose(poses.xy[0], rows[0, 0, :, 1::-1] * 10, rtol=1e-5)

@@ -195,3 +195,10 @@ def test_candidates_are_scipy_local_maxima(run_model: RunModel, radius: int) -> 
         ys, xs, ks = _candidates(h, threshold, radius)
         assert set(zip(ys, xs, ks)) == expected and len(ys) == len(expected) > 0
         assert np.all(np.diff(h[ys, xs, ks].astype(float)) <= 0), "best first"
+
+
+@pytest.mark.parametrize("kind", ["posenet_single", "posenet_multi"])
+def test_the_smallest_grid_decodes(kind: str) -> None:
+    """2 x 2 cells is the least the decoders take (one cell is refused above)."""
+    poses = get_decoder(kind)(_posenet_outputs(h=2, w=2), Transform.identity(17, 17), output_stride=16)
+    assert poses.schema == "coco17" and np.isfinite(poses.xy).all()

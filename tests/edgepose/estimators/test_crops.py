@@ -11,7 +11,7 @@ from edgepose.core.errors import ModelError
 from edgepose.core.pose import Poses
 from edgepose.core.preprocess import resize
 from edgepose.core.schemas import Coco
-from edgepose.estimators.crops import Box, crop, crop_resize, person_boxes, pose_box, to_source, torso_box
+from edgepose.estimators.crops import Box, box_iou, crop, crop_resize, person_boxes, pose_box, to_source, torso_box
 
 
 def _image(h: int = 60, w: int = 80) -> np.ndarray:
@@ -127,3 +127,71 @@ def test_without_opencv_the_crop_is_the_same(monkeypatch: pytest.MonkeyPatch) ->
     without, t2 = crop_resize(image, box, (48, 48))
     assert t1 == t2 and without.shape == with_cv2.shape
     assert np.abs(without.astype(int) - with_cv2.astype(int)).max() <= 1  # rounding only
+
+
+def test_iou_of_boxes_that_cannot_overlap() -> None:
+    """Disjoint boxes (apart on either axis only) overlap 0, not a negative area; NaN boxes
+    (a pose with no box) and zero-area boxes overlap nothing, themselves included."""
+    a = np.array([[0, 0, 10, 10]], np.float64)
+    apart = np.array([[20, 0, 30, 10], [0, 20, 10, 30], [20, 20, 30, 30], [-15, 12, 15, 14]])
+    assert (box_iou(a, apart) == 0).all()
+    nan = np.array([[np.nan, np.nan, np.nan, np.nan]])
+    assert box_iou(nan, nan)[0, 0] == 0 and box_iou(a, nan)[0, 0] == 0 and box_iou(nan, a)[0, 0] == 0
+    dot = np.array([[5, 5, 5, 5]], np.float64)
+    assert box_iou(dot, dot)[0, 0] == 0 and box_iou(dot, a)[0, 0] == 0
+    half = np.array([[5, 0, 15, 10]], np.float64)  # a union below 1 px^2 is still a union
+    assert box_iou(a * 0.01, half * 0.01)[0, 0] == pytest.approx(50 / 150)
+    assert Box(0, 0, 10, 10).iou(Box(0, 5, 10, 15)) == pytest.approx(50 / 150)
+    # boxes wider than tall: the overlap's width from the x corners, its height from the y ones
+    assert box_iou([[0, 0, 20, 10]], [[10, 0, 30, 4]])[0, 0] == pytest.approx(40 / 240)
+    assert box_iou([[10, 0, 30, 4]], [[0, 0, 20, 10]])[0, 0] == pytest.approx(40 / 240)
+
+
+def test_torso_box_needs_both_a_hip_and_a_shoulder_and_keeps_the_pose_score() -> None:
+    pts = {Coco.LEFT_HIP: (110, 300), Coco.RIGHT_HIP: (90, 300),
+           Coco.LEFT_SHOULDER: (115, 200), Coco.RIGHT_SHOULDER: (85, 200)}
+    only_hips = {k: v for k, v in pts.items() if k in (Coco.LEFT_HIP, Coco.RIGHT_HIP)}
+    assert torso_box(*_arrays(_pose(only_hips)), (600, 400)) is None
+    p = _pose(pts, score=0.6)
+    b = torso_box(*_arrays(p), (600, 400))
+    assert b is not None and b.score == pytest.approx(float(p.scores[0].mean()))
+    # keypoints exactly at the threshold are not seen: no torso
+    assert torso_box(*_arrays(_pose(pts, score=0.2)), (600, 400), keypoint_threshold=0.2) is None
+
+
+def test_torso_box_half_side_is_capped_by_the_frame() -> None:
+    """A wide-armed pose (body reach 400 px) centred in a square frame: the half-side stops
+    at the centre's farthest distance to an edge (200 px), so the crop is the frame. (Off
+    centre that distance exceeds half the frame's longer side and the crop is refused as
+    too large anyway: the cap acts only for a centred person.)"""
+    pts = {Coco.LEFT_HIP: (205, 200), Coco.RIGHT_HIP: (195, 200),
+           Coco.LEFT_SHOULDER: (205, 190), Coco.RIGHT_SHOULDER: (195, 190),
+           Coco.LEFT_WRIST: (600, 200), Coco.RIGHT_WRIST: (200, 600)}
+    b = torso_box(*_arrays(_pose(pts)), (400, 400))
+    assert b is not None and b.width == pytest.approx(400) and b.center == pytest.approx((200, 200))
+
+
+def test_torso_box_of_a_tiny_person_is_none_but_one_just_big_enough_is_kept() -> None:
+    def at(reach: float) -> Box | None:
+        pts = {Coco.LEFT_HIP: (100 + reach / 1.9, 100), Coco.RIGHT_HIP: (100 - reach / 1.9, 100),
+               Coco.LEFT_SHOULDER: (100, 100), Coco.RIGHT_SHOULDER: (100, 100)}
+        return torso_box(*_arrays(_pose(pts)), (400, 400))
+
+    assert at(3.9) is None  # 2 x 3.9 = 7.8 px < 8 px
+    b = at(4.01)
+    assert b is not None and b.width == pytest.approx(8.02)
+
+
+def test_crop_of_a_sub_pixel_box_is_one_pixel_and_maps_to_the_frame() -> None:
+    image = _image(60, 80)
+    out, t = crop(image, Box(10.2, 20.2, 10.4, 20.4))
+    assert out.shape == (1, 1, 3) and (out[0, 0] == image[20, 10]).all()
+    assert t.source_size == (60, 80)
+    np.testing.assert_allclose(t.to_source([[0.5, 0.5]]), [[10.5, 20.5]])
+
+
+def test_to_source_keeps_the_track_ids() -> None:
+    p = _pose({Coco.NOSE: (0, 0), Coco.LEFT_HIP: (40, 40)})
+    p = Poses(p.xy, p.scores, p.pose_scores, p.schema, np.array([7]))
+    _, t = crop_resize(_image(), Box(10, 20, 30, 40), (40, 40))
+    assert to_source(p, t).track_ids.tolist() == [7]
