@@ -9,7 +9,7 @@ Configured from how picamera2 handles its buffers (its request queue, picamera2#
   written: a reader that is late, even once, costs the camera frames (up to every
   other one). Three cover the queued one, the one being written and the one
   ``capture_array`` is copying out of; four also cover a copy that lasts longer than a
-  frame (a big frame on a busy Pi). tests/edgepose/sources/test_sources.py models this.
+  frame (a big frame on a busy Pi). tests/edgepose/sources/test_picamera.py models this.
 - ``"BGR888"``, which picamera2 stores R, G, B in memory (its PIL mode "RGB"; "RGB888" is
   B, G, R): the frame is RGB as captured, so ``capture_array``'s one copy (which gives the
   buffer straight back to the camera) is the only one; "RGB888" needed a channel flip
