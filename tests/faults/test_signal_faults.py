@@ -86,7 +86,8 @@ def test_sigint_while_edgepose_run_starts_is_a_clean_stop(tmp_path: Path, delay:
     like SIGTERM, one line, the old JSON Lines file untouched."""
     (tmp_path / "old.jsonl").write_text(OLD)
     t0 = time.monotonic()
-    proc = _signal_when(RUN + ["--json", str(tmp_path / "old.jsonl")],
+    # --loop: a short video must not end on its own before the signal on a fast machine
+    proc = _signal_when(RUN + ["--loop", "--json", str(tmp_path / "old.jsonl")],
                         lambda: time.monotonic() - t0 > delay, signal.SIGINT, tmp_path)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
