@@ -272,7 +272,7 @@ def _stop(proc: subprocess.Popen[str]) -> str:
 
 
 def test_no_watchdog_ping_once_an_http_camera_stalls(tmp_path: Path) -> None:
-    from tests.edgepose.sources.test_sources import StallingServer
+    from tests.edgepose.sources.test_streams import StallingServer
 
     cv2 = pytest.importorskip("cv2")
     cap = cv2.VideoCapture(str(shared_path("videos", "sports2d_demo.mp4")))
