@@ -177,15 +177,15 @@ def test_negative_peaks_score_zero() -> None:
 
 def test_a_one_cell_heatmap_decodes_to_its_only_cell() -> None:
     poses = get_decoder("heatmap")([as_output(np.full((1, 1, 17), 0.7, np.float32))], Transform.identity(4, 4))
-    np.testing.assert_allclose(poses.xy[0], 0.0) and np.testing.assert_allclose(poses.scores[0], 0.7)
+    np.testing.assert_allclose(poses.xy[0], 0.0)
+    np.testing.assert_allclose(poses.scores[0], 0.7, rtol=1e-6)
 
 
 def test_a_transform_without_a_model_size_is_refused() -> None:
-    from edgepose.core.preprocess import Transform as T
-
     for size in ((0, 64), (64, 0)):
         with pytest.raises(ConfigError, match="Transform without model_size"):
-            get_decoder("heatmap")([as_output(gaussians(random_centers(17, 0), 2.0))], T(1, 1, 0, 0, (64, 64), size))
+            get_decoder("heatmap")([as_output(gaussians(random_centers(17, 0), 2.0))],
+                                   Transform(1, 1, 0, 0, (64, 64), size))
 
 
 def test_one_in_from_the_far_edges_the_step_reads_both_neighbours() -> None:

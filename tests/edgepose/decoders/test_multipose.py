@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from edgepose.core.errors import ConfigError, ModelError
-from edgepose.core.preprocess import Transform
+from edgepose.core.preprocess import Transform, resize
 from edgepose.decoders import get_decoder
 from edgepose.decoders.base import OutputTensor
-from edgepose.decoders.multipose import SIGMA_FACTOR, decode_raw
+from edgepose.decoders.multipose import SIGMA_FACTOR, decode_raw, poses_from_raw
 
 G = 16  # grid; input 64x64 (stride 4)
 NAMES = ("centre/Sigmoid", "box_scale_0/BiasAdd", "box_offset_0/BiasAdd", "Sigmoid_1", "kpt_regress_0/BiasAdd",
@@ -205,9 +205,6 @@ def test_decode_raw_equals_the_rules_cell_by_cell(seed: int, sparse: bool, whole
 def test_poses_from_raw_in_source_pixels_of_a_wide_frame() -> None:
     """Rows -> Poses: x from the normalised x times the input width, y times its height,
     through the letterbox back to the frame; pose scores at or below the minimum dropped."""
-    from edgepose.core.preprocess import resize
-    from edgepose.decoders.multipose import poses_from_raw
-
     raw = _naive(_random_heads(11), 3)
     assert (raw[:, 55] > 0).all()
     frame = np.zeros((90, 320, 3), np.uint8)
@@ -228,8 +225,6 @@ def test_poses_from_raw_in_source_pixels_of_a_wide_frame() -> None:
 def test_decode_passes_its_parameters_to_the_rules() -> None:
     h = _random_heads(12)
     outs, t = _outputs(h), Transform.identity(48, 64)
-    from edgepose.decoders.multipose import poses_from_raw
-
     got = get_decoder("multipose")(outs, t, max_detections=2, keypoint_threshold=0.2, min_pose_score=0.01)
     want = poses_from_raw(_naive(h, 2, 0.2), t, 0.01)
     assert len(got) == len(want) == 2
