@@ -1,29 +1,34 @@
 """Accuracy of the default multi-person model and its candidates on both dev sets, and
 what the default costs per frame with an Edge TPU stand-in for 1, 2, 4 and 6 people.
 
-    python benchmarks/bench_accuracy.py [--artifacts DIR] [--frames 30]
+    python benchmarks/bench_accuracy.py [--thunder FILE] [--artifacts DIR] [--frames 30]
 
 Hold-out discipline: the top-down parameters were chosen on coco17_dev; limbs12_dev is
 the check (its images never chose a value). For each candidate it prints AP and AR
 (pycocotools, whole images) on both sets, and the mean OKS of the top-scored pose on the
 images showing one person (both sets). Candidates:
 
-- ``default``: ``movenet-multipose`` as its manifest says;
-- ``before``: the same pipeline with this round's changes off (no whole-frame fallback,
-  landmark scores not weighted by agreement, temporal crops always re-cropped);
-- ``+proposer``: the default keeping PoseNet's own poses as candidates (weight 0.5);
+- ``default``: ``movenet-multipose`` as its manifest says (PoseNet proposals, MoveNet
+  Thunder on each person). Its Thunder is Coral's int8 file when fetched, else ``--thunder
+  FILE``: a stand-in built by the tools from TF Hub's float Thunder (``edgepose-tools
+  quantize ../shared/models/tfjs/movenet-thunder --input-size 256x256 --decoder movenet
+  --schema coco17 --representative ../shared/images``); skipped without either;
+- ``fast``: ``movenet-multipose-fast`` (MoveNet Lightning on each person; what the default
+  runs offline without Thunder); ``fast-before``: the same with the earlier round's changes
+  off (no whole-frame fallback, no agreement weighting, temporal crops always re-cropped);
 - ``posenet``: PoseNet 481x641 alone; ``lightning``: MoveNet Lightning once on the whole frame;
 - with ``--artifacts DIR`` holding float TFLite conversions of TF Hub's models (the TF.js
   importer's output; CPU only, skipped when absent, nothing in the repository needs that
   folder): ``multipose-float``, TF Hub's float MoveNet MultiPose, the anchor
   (``movenet-multipose.tflite``, [1,6,56]); ``lm=lightning-float`` and ``lm=thunder-float``,
-  the default pipeline with float MoveNet Lightning or Thunder as its landmark model
+  the default's params with float MoveNet Lightning or Thunder as the landmark model
   (``movenet-lightning.tflite``, ``movenet-thunder.tflite``).
 
-Cost: the default on an image of 1 person and on the couple image tiled 1, 2 and 3 times
-(2, 4, 6 people), held for ``--frames`` frames through the pipeline's stages, with the
-Edge TPU stand-in of ``bench_topdown.py`` (invokes sleep the published times: PoseNet
-481x641 10.3 ms, MoveNet Lightning 7.1 ms): mean ms per frame and frames/s.
+Cost: the default (and ``fast``) on an image of 1 person and on the couple image tiled
+1, 2 and 3 times (2, 4, 6 people), held for ``--frames`` frames through the pipeline's
+stages, with the Edge TPU stand-in of ``bench_topdown.py`` (invokes sleep the published
+times: PoseNet 481x641 10.3 ms, MoveNet Lightning 7.1 ms, Thunder 13.8 ms): mean ms per
+frame and frames/s.
 """
 
 from __future__ import annotations
@@ -87,15 +92,23 @@ class MultiPoseFloat:
         pass
 
 
-def _topdown(changes: dict[str, Any], landmark: Path | None = None) -> TopDownEstimator:
-    """The default pipeline with ``changes`` to its params, or another landmark file
-    (a float MoveNet conversion: raw pixels, letterboxed)."""
-    m = get_pipeline("movenet-multipose")
+def _topdown(changes: dict[str, Any], landmark: Path | None = None,
+             pipeline: str = "movenet-multipose") -> TopDownEstimator:
+    """A registered pipeline with ``changes`` to its params, and another landmark file
+    (a MoveNet .tflite: uint8 or float raw pixels, letterboxed) in place of its own."""
+    m = get_pipeline(pipeline)
     assert m is not None
     params = replace(TopDownParams.from_dict(m.params), **changes)
     lm = open_engine(m.landmark, "cpu") if landmark is None else open_engine(
         landmark, "cpu", decoder="movenet", schema="coco17", resize="letterbox")
     return TopDownEstimator(open_engine(m.proposer, "cpu"), lm, params, m.name)
+
+
+def thunder_file(given: Path | None) -> Path | None:
+    """Coral's int8 Thunder when fetched, else ``given`` (a stand-in), else None."""
+    from edgepose.models.registry import find_model_file, get_manifest
+
+    return find_model_file(get_manifest("movenet-thunder")) or given
 
 
 def _one_person_oks(est: Any, shared: Path) -> float:
@@ -125,16 +138,19 @@ def _published_ms(r: Estimate, proposer: str, landmark: str) -> float:
     return proposals * EDGETPU_MS[proposer] + (r.invokes - proposals) * EDGETPU_MS[landmark]
 
 
-def _standin_fps(people_images: dict[int, np.ndarray],
+def _standin_fps(pipeline: str, thunder: Path | None, people_images: dict[int, np.ndarray],
                  frames: int) -> dict[int, tuple[float, ...]]:
     """Per held image, means per frame: wall ms, this process's CPU ms, invokes, people
     found and the invokes' published ms. Wall time grows with other load on the machine
     (and sleeps overshoot); published invoke ms + CPU ms is the frame on a calm one."""
     out = {}
+    m = get_pipeline(pipeline)
+    assert m is not None
     for people, image in people_images.items():
-        m = get_pipeline("movenet-multipose")
-        assert m is not None
-        engines = [EdgeTpuStandIn(open_engine(n, "cpu"), EDGETPU_MS[n]) for n in (m.proposer, m.landmark)]
+        lm = open_engine(m.landmark, "cpu") if thunder is None else open_engine(
+            thunder, "cpu", decoder="movenet", schema="coco17", resize="letterbox")
+        engines = [EdgeTpuStandIn(open_engine(m.proposer, "cpu"), EDGETPU_MS[m.proposer]),
+                   EdgeTpuStandIn(lm, EDGETPU_MS[m.landmark])]
         est = TopDownEstimator(*engines, TopDownParams.from_dict(m.params), m.name)
         for recording in (True, False):
             for e in engines:
@@ -156,15 +172,21 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--artifacts", type=Path, help="a folder with float TFLite conversions (optional)")
+    ap.add_argument("--thunder", type=Path, help="an int8 MoveNet Thunder standing in for Coral's (not fetched)")
     ap.add_argument("--frames", type=int, default=60, help="frames of each held image (stand-in cost)")
     ap.add_argument("--cost-only", action="store_true", help="only the stand-in cost")
     args = ap.parse_args()
     shared = require_shared()
+    thunder = thunder_file(args.thunder)
+    fast = "movenet-multipose-fast"
     candidates: list[tuple[str, Any]] = [
-        ("default", lambda: _topdown({})), ("before", lambda: _topdown(BEFORE)),
-        ("+proposer", lambda: _topdown({"proposer_weight": 0.5})),
+        ("fast", lambda: _topdown({}, pipeline=fast)), ("fast-before", lambda: _topdown(BEFORE, pipeline=fast)),
         ("posenet", lambda: open_estimator("posenet-mobilenet-v1-075-481x641", "cpu")),
         ("lightning", lambda: open_estimator("movenet-lightning", "cpu", crops=False))]
+    if thunder is not None:
+        candidates.insert(0, ("default", lambda: _topdown({}, thunder)))
+    else:
+        print("(Coral's movenet-thunder not fetched and no --thunder: default skipped)")
     for label, file in ARTIFACTS.items():
         path = next(iter(sorted(args.artifacts.rglob(file))), None) if args.artifacts else None
         if path is None:
@@ -192,12 +214,15 @@ def main() -> None:
     couple = load_rgb(shared / "images" / "posenet_test_couple.jpg")
     images = {1: one, 2: couple, 4: np.concatenate([couple] * 2, axis=1),
               6: np.concatenate([couple] * 3, axis=1)}
-    print(f"\ndefault, Edge TPU stand-in, {args.frames} frames held: people found, invokes and ms per frame")
-    for people, (wall, cpu, invokes, found_people, inv_ms) in _standin_fps(images, args.frames).items():
-        calm = inv_ms + cpu
-        print(f"  {people} people: found {found_people:.0f}, {invokes:.2f} invokes; wall {wall:.1f} ms/frame "
-              f"({1000 / wall:.0f} frames/s); published invokes {inv_ms:.1f} + CPU {cpu:.1f} = {calm:.1f} ms "
-              f"({1000 / calm:.0f} frames/s on a calm machine)")
+    runs = [("movenet-multipose", thunder)] if thunder is not None else []
+    for pipeline, landmark in runs + [(fast, None)]:
+        print(f"\n{pipeline}, Edge TPU stand-in, {args.frames} frames held: people found, invokes and ms per frame")
+        for people, (wall, cpu, invokes, found_people, inv_ms) in _standin_fps(pipeline, landmark, images,
+                                                                               args.frames).items():
+            calm = inv_ms + cpu
+            print(f"  {people} people: found {found_people:.0f}, {invokes:.2f} invokes; wall {wall:.1f} ms/frame "
+                  f"({1000 / wall:.0f} frames/s); published invokes {inv_ms:.1f} + CPU {cpu:.1f} = {calm:.1f} ms "
+                  f"({1000 / calm:.0f} frames/s on a calm machine)")
 
 
 if __name__ == "__main__":

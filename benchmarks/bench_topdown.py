@@ -1,4 +1,6 @@
-"""What the top-down model (movenet-multipose) costs per frame for 1 to 4 people.
+"""What the top-down pipeline costs per frame for 1 to 4 people: ``movenet-multipose-fast``
+(MoveNet Lightning on each person; what the default runs offline without Thunder; the
+default with Thunder: ``bench_accuracy.py``).
 
     python benchmarks/bench_topdown.py [--repeat 15] [--frames 30]
 
@@ -38,7 +40,7 @@ from edgepose.inference.engine import open_engine
 from edgepose.models.registry import get_pipeline
 
 # Published Edge TPU invoke times (ms): Coral's model pages, USB Accelerator.
-EDGETPU_MS = {"posenet-mobilenet-v1-075-481x641": 10.3, "movenet-lightning": 7.1}
+EDGETPU_MS = {"posenet-mobilenet-v1-075-481x641": 10.3, "movenet-lightning": 7.1, "movenet-thunder": 13.8}
 IMAGES = {1: ("images", "tfexamples_image1.png"), 2: ("images", "posenet_test_couple.jpg"),
           3: ("images", "ultralytics_bus.jpg"),
           4: ("data", "coco17_dev", "images", "coco__coco__000000196141.jpg")}
@@ -79,7 +81,7 @@ class EdgeTpuStandIn:
 
 
 def _open(standin: bool) -> TopDownEstimator:
-    m = get_pipeline("movenet-multipose")
+    m = get_pipeline("movenet-multipose-fast")
     assert m is not None
     engines = [open_engine(name, "cpu") for name in (m.proposer, m.landmark)]
     if standin:

@@ -104,12 +104,31 @@ def _on_disk(name: str) -> bool:
 
 
 def _parts(m: TopDownManifest) -> list[str]:
-    """A pipeline's models and their twins (so it runs offline on either device)."""
-    names = []
-    for part in (m.proposer, m.landmark):
-        pm = get_manifest(part)
-        names += [n for n in (part, pm.edgetpu_twin, pm.cpu_twin) if n and n not in names]
+    """A pipeline's models, its fallback landmark and their twins (so it runs offline on
+    either device)."""
+    names: list[str] = []
+    for part in (m.proposer, m.landmark, m.fallback.get("landmark")):
+        names += [n for n in _with_twins(part) if n not in names]
     return names
+
+
+def _with_twins(name: str | None) -> list[str]:
+    if not name:
+        return []
+    m = get_manifest(name)
+    return [n for n in (name, m.edgetpu_twin, m.cpu_twin) if n]
+
+
+def _replaceable(pipes: dict[str, TopDownManifest], names: list[str]) -> dict[str, str]:
+    """Parts whose failed download is a note, not a failure: a requested pipeline's
+    landmark (and twins) when it has a fallback -> why ("PIPE runs FALLBACK in its place")."""
+    out = {}
+    for name in names:
+        m = pipes.get(name)
+        if m is not None and m.fallback:
+            for part in _with_twins(m.landmark):
+                out[part] = f"{m.name} runs {m.fallback['landmark']} in its place until this succeeds"
+    return out
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -154,8 +173,12 @@ def run_fetch(args: argparse.Namespace) -> int:
     if not names:
         raise ModelError("name the model(s) to fetch, or pass --all (see `edgepose models list`)")
     pipes = list_pipelines()
+    replaceable = _replaceable(pipes, names)
     names = [n for name in names for n in (_parts(pipes[name]) if name in pipes else [name])]
     names = list(dict.fromkeys(names))  # a model named twice is fetched once
+    for name in names:  # a part named on its own must be fetched
+        if name in args.names:
+            replaceable.pop(name, None)
     if args.url and len(names) > 1:
         raise ModelError("--url names one file; fetch one model at a time with --url")
     for name in names:
@@ -176,8 +199,14 @@ def run_fetch(args: argparse.Namespace) -> int:
                   f"{name}` downloads it)")
             continue
         # no verified copy (or --force): download (or derive) without looking for one again
-        path = fetch_model(name, url=args.url, source_dir=args.source_dir, force=True,
-                           timeout=args.timeout)
+        try:
+            path = fetch_model(name, url=args.url, source_dir=args.source_dir, force=True,
+                               timeout=args.timeout)
+        except ModelError as exc:
+            if name not in replaceable:
+                raise
+            print(f"{name}: not fetched ({exc}); {replaceable[name]}")
+            continue
         print(f"{name}: {path}" + (f" (derived from {m.source_file}, sha256 verified)" if m.derive else ""))
     return 0
 

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.core.errors import ConfigError
+from edgepose.core.errors import ConfigError, FetchError
 from edgepose.core.pose import Poses
 from edgepose.core.preprocess import Transform
 from edgepose.estimators.base import BaseEstimator, EngineOpener, Estimate, Job, ModelEngine, elapsed_ms
@@ -116,9 +116,23 @@ class TopDownEstimator(BaseEstimator):
         """Open the manifest's two models through ``opener`` and check they fit."""
         origin = str(manifest.source or manifest.name)
         params = TopDownParams.from_dict(manifest.params, origin)
+        fallback = manifest.fallback
+        if fallback:  # checked before anything loads, as the main params are
+            TopDownParams.from_dict({**manifest.params, **fallback.get("params", {})}, origin + " [fallback]")
         proposer = opener(manifest.proposer, device, **options)
+        landmark_name = manifest.landmark
         try:
-            landmark = opener(manifest.landmark, device, **options)
+            try:
+                landmark = opener(landmark_name, device, **options)
+            except FetchError as err:
+                if not fallback:
+                    raise
+                landmark_name = fallback["landmark"]
+                log.warning("%s: %s; running %s instead (less precise; `edgepose models fetch %s` "
+                            "once online)", manifest.name, err, landmark_name, manifest.landmark)
+                params = TopDownParams.from_dict({**manifest.params, **fallback.get("params", {})},
+                                                 origin + " [fallback]")
+                landmark = opener(landmark_name, device, **options)
         except BaseException:
             proposer.close()
             raise
@@ -127,10 +141,10 @@ class TopDownEstimator(BaseEstimator):
                 raise ConfigError(f"{origin}: proposer {manifest.proposer} finds one pose per "
                                   "frame; a proposer must be a multi-pose model (e.g. PoseNet)")
             if landmark.multi_pose:
-                raise ConfigError(f"{origin}: landmark {manifest.landmark} is a multi-pose "
+                raise ConfigError(f"{origin}: landmark {landmark_name} is a multi-pose "
                                   "model; the landmark model must be single-pose (e.g. MoveNet)")
             if landmark.schema != manifest.schema:
-                raise ConfigError(f"{origin}: landmark {manifest.landmark} gives {landmark.schema} "
+                raise ConfigError(f"{origin}: landmark {landmark_name} gives {landmark.schema} "
                                   f"keypoints but the manifest says schema = {manifest.schema!r}")
         except BaseException:
             proposer.close()

@@ -100,14 +100,21 @@ def edgetpu_model(model: str | None) -> tuple[str, Path | None]:
     name = model or runtimes.DEFAULT_MODEL
     try:
         pipeline = get_pipeline(name)
-        if pipeline is not None:  # both its models share the Edge TPU: probe with one
-            name = pipeline.landmark
-        m = get_manifest(name)
-        if m.device != "edgetpu":
-            name = m.edgetpu_twin or "movenet-lightning-edgetpu"
-        return name, resolve_model(name, fetch=False).path
     except EdgePoseError:
         return name, None
+    # a pipeline's models share the Edge TPU: probe with its landmark model, or with the
+    # fallback landmark it runs when that one is not downloaded
+    names = [pipeline.landmark, pipeline.fallback.get("landmark")] if pipeline else [name]
+    tried = []
+    for part in filter(None, names):
+        try:
+            m = get_manifest(part)
+            part = part if m.device == "edgetpu" else (m.edgetpu_twin or "movenet-lightning-edgetpu")
+            tried.append(part)
+            return part, resolve_model(part, fetch=False).path
+        except EdgePoseError:
+            continue
+    return (tried or [name])[0], None
 
 
 def check_edgetpu_runtime(kind: str, tpu: str | None, model: str | None, timeout: float,

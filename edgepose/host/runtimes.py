@@ -254,9 +254,11 @@ def compare(pair: RuntimePair | None, libedgetpu: tuple[str, str] | None,
 
 
 def models_to_fetch(config: Path | None, manifests: Path = MANIFESTS_DIR) -> list[str]:
-    """The run's model (``model`` in ``config``, else the default) and its Edge TPU / CPU
-    twins, as named in the manifests (for a top-down pipeline, each of its two models
-    and their twins); [] when the model is a file path."""
+    """What ``edgepose models fetch`` gets for the run's model (``model`` in ``config``,
+    else the default): a top-down pipeline by its own name (the fetch takes its models, its
+    fallback landmark and their twins, and a landmark that cannot be downloaded is a note
+    while its fallback is there), else the model and its Edge TPU / CPU twins, as named
+    in the manifests; [] when the model is a file path."""
     model = DEFAULT_MODEL
     if config is not None and config.is_file():
         with open(config, "rb") as fh:
@@ -269,13 +271,12 @@ def models_to_fetch(config: Path | None, manifests: Path = MANIFESTS_DIR) -> lis
             m = tomllib.load(fh)
         by_name[str(m.get("name", p.stem))] = m
     manifest = by_name.get(model, {})
-    parts = ([str(manifest.get(k, "")) for k in ("proposer", "landmark")]
-             if manifest.get("kind") == "topdown" else [model])  # a pipeline: its two models
+    if manifest.get("kind") == "topdown":
+        return [model]
     names: list[str] = []
-    for part in parts:
-        for name in (part, *(str(by_name.get(part, {}).get(t, "")) for t in ("edgetpu_twin", "cpu_twin"))):
-            if name and name not in names:
-                names.append(name)
+    for name in (model, *(str(manifest.get(t, "")) for t in ("edgetpu_twin", "cpu_twin"))):
+        if name and name not in names:
+            names.append(name)
     return names
 
 

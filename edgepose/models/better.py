@@ -7,10 +7,9 @@ from edgepose.core.errors import EdgePoseError
 
 # model run -> (the better one, why; figures from benchmarks/bench_thunder.py, README "Models")
 BETTER = {
-    "movenet-multipose": ("movenet-multipose-thunder",
-                          "MoveNet Thunder poses each person: limbs12_dev AP 0.48 vs 0.38 measured "
-                          "with an int8 stand-in, "
-                          "13.8 vs 7.1 ms per person on the Edge TPU"),
+    "movenet-multipose-fast": ("movenet-multipose",
+                               "MoveNet Thunder poses each person: limbs12_dev AP 0.53 vs 0.38 measured "
+                               "with an int8 stand-in, 13.8 vs 7.1 ms per person on the Edge TPU"),
 }
 
 

@@ -178,7 +178,10 @@ class TopDownManifest:
     """A top-down pipeline of two registered models: ``proposer`` finds the people in
     the frame (a multi-pose model), ``landmark`` estimates each one's pose on a square
     crop around it (a single-pose model). ``params`` tune the pipeline; they are checked
-    when it opens (``edgepose.estimators.topdown.TopDownParams``)."""
+    when it opens (``edgepose.estimators.topdown.TopDownParams``). ``fallback`` (optional:
+    ``landmark`` and ``params``) is the landmark model run instead, with those params over
+    ``params``, when ``landmark`` cannot be downloaded (an offline machine whose cache
+    lacks it): the pipeline then still runs, less precisely, and says so."""
 
     name: str
     proposer: str
@@ -187,6 +190,7 @@ class TopDownManifest:
     description: str = ""
     license: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    fallback: dict[str, Any] = field(default_factory=dict)
     source: Path | None = field(default=None, compare=False)
 
     kind = "topdown"
@@ -195,6 +199,8 @@ class TopDownManifest:
     def to_dict(self) -> dict[str, Any]:
         d = {"kind": self.kind, **asdict(self)}
         d.pop("source")
+        if not d["fallback"]:
+            d.pop("fallback")
         return d
 
 
@@ -220,7 +226,24 @@ def topdown_from_dict(data: dict[str, Any], origin: str = "manifest") -> TopDown
         raise ModelError(f"{origin}: schema = {d['schema']!r}; expected one of {', '.join(SCHEMA_NAMES)}")
     if not isinstance(d.get("params", {}), dict):
         raise ModelError(f"{origin}: [params] must be a table")
+    _check_fallback(d.get("fallback", {}), origin)
     return TopDownManifest(**d)
+
+
+def _check_fallback(fallback: Any, origin: str) -> None:
+    """``[fallback]``: a table with a ``landmark`` name and an optional ``params`` table."""
+    if not isinstance(fallback, dict):
+        raise ModelError(f"{origin}: [fallback] must be a table (landmark = NAME, [fallback.params])")
+    if not fallback:
+        return
+    unknown = sorted(set(fallback) - {"landmark", "params"})
+    if unknown:
+        raise ModelError(f"{origin}: unknown key(s) {', '.join(unknown)} in [fallback]; known keys: "
+                         "landmark, params")
+    if not isinstance(fallback.get("landmark"), str) or not fallback["landmark"]:
+        raise ModelError(f"{origin}: [fallback] landmark must be a non-empty string (a model name)")
+    if not isinstance(fallback.get("params", {}), dict):
+        raise ModelError(f"{origin}: [fallback.params] must be a table")
 
 
 def any_manifest_from_dict(data: dict[str, Any], origin: str = "manifest") -> AnyManifest:

@@ -152,9 +152,8 @@ def test_default_model_is_the_runs_default() -> None:
 
 
 def test_models_to_fetch(tmp_path: Path) -> None:
-    assert models_to_fetch(None) == [  # the default pipeline's two models, with their twins
-        "posenet-mobilenet-v1-075-481x641", "posenet-mobilenet-v1-075-481x641-edgetpu",
-        "movenet-lightning", "movenet-lightning-edgetpu"]
+    # a pipeline by its name: `edgepose models fetch` takes its parts, fallback and twins
+    assert models_to_fetch(None) == ["movenet-multipose"]
     cfg = tmp_path / "edgepose.toml"
     cfg.write_text('model = "movenet-lightning-edgetpu"\n')
     assert models_to_fetch(cfg) == ["movenet-lightning-edgetpu", "movenet-lightning"]

@@ -304,8 +304,9 @@ def test_pipelines_are_registered_apart_from_model_files() -> None:
     assert "movenet-multipose" in pipes and "movenet-multipose" not in list_manifests()
     p = pipes["movenet-multipose"]
     assert (p.kind, p.proposer, p.landmark) == ("topdown", "posenet-mobilenet-v1-075-481x641",
-                                                "movenet-lightning")
-    assert {p.proposer, p.landmark} <= set(list_manifests())  # its parts are registered models
+                                                "movenet-thunder")
+    # its parts are registered models
+    assert {p.proposer, p.landmark, p.fallback["landmark"]} <= set(list_manifests())
     assert describe_model("movenet-multipose") == p == get_pipeline("movenet-multipose")
     assert get_pipeline("movenet-lightning") is None
     with pytest.raises(ModelError, match="is a topdown pipeline of posenet.*not one model file"):
@@ -323,20 +324,27 @@ def test_models_cli_lists_shows_and_fetches_a_pipeline(monkeypatch: pytest.Monke
     monkeypatch.delenv("EDGEPOSE_MODEL_PATH")
     assert main(["models", "list"]) == 0
     row = [line for line in capsys.readouterr().out.splitlines() if line.split()[:1] == ["movenet-multipose"]]
-    assert len(row) == 1 and "topdown: posenet-mobilenet-v1-075-481x641 -> movenet-lightning" in row[0]
+    assert len(row) == 1 and "topdown: posenet-mobilenet-v1-075-481x641 -> movenet-thunder" in row[0]
     assert "parts not downloaded" in row[0]
     assert main(["models", "info", "movenet-multipose", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["kind"] == "topdown" and info["params"]["crop_margin"] == 1.4
+    assert info["kind"] == "topdown" and info["params"]["crop_margin"] == 1.25
+    assert info["fallback"] == {"landmark": "movenet-lightning", "params": {"crop_margin": 1.4, "refine_below": 0.3}}
     assert main(["models", "fetch", "movenet-multipose", "--from", str(shared_path("models"))]) == 0
     fetched = capsys.readouterr().out.splitlines()
     # both parts, and the Edge TPU twins a Pi with an accelerator would load
     ms = list_manifests()
-    want = [n for part in ("posenet-mobilenet-v1-075-481x641", "movenet-lightning")
+    # both parts, the fallback landmark, and the Edge TPU twins a Pi with an accelerator would load
+    want = [n for part in ("posenet-mobilenet-v1-075-481x641", "movenet-thunder", "movenet-lightning")
             for n in (part, ms[part].edgetpu_twin) if n]
     assert [line.split(":")[0] for line in fetched] == want and "movenet-lightning-edgetpu" in want
+    thunder = [line for line in fetched if line.startswith("movenet-thunder")]
+    if not any(shared_path("models").rglob(ms["movenet-thunder"].file)):  # Coral's Thunder is not in ../shared
+        assert all(" not fetched (" in line and line.endswith(
+            "movenet-multipose runs movenet-lightning in its place until this succeeds") for line in thunder)
     assert main(["models", "list"]) == 0
-    assert "parts downloaded" in capsys.readouterr().out
+    row = [line for line in capsys.readouterr().out.splitlines() if line.split()[:1] == ["movenet-multipose"]]
+    assert "parts downloaded" in row[0] or "parts not downloaded: movenet-thunder" in row[0]
 
 
 def test_a_killed_fetch_leaves_no_part_file_for_long(local_manifests: Path, server: str,

@@ -1,5 +1,5 @@
 """Coral's int8 MoveNet Thunder: fetched from a commit-pinned URL and verified by its git
-blob id (upstream publishes no sha256), and the ``movenet-multipose-thunder`` pipeline.
+blob id (upstream publishes no sha256), and the default pipeline that poses people with it.
 
 The git-blob checks run against a 127.0.0.1 HTTP server serving a small file (the
 right one and a tampered one of the same size); the pipeline test needs Coral's file in
@@ -124,10 +124,12 @@ def test_thunder_manifests_and_pipeline_resolve() -> None:
                                                                           "Apache-2.0", "")
     assert (cpu.git_blob, tpu.git_blob) == ("42330c1bcbe4daeb51f3eabd95090d854455d094",
                                             "8c74dfc6ce98dd6e1122f0ef3eeec9847f2d0e21")
-    pipe, default = get_pipeline("movenet-multipose-thunder"), get_pipeline("movenet-multipose")
-    assert pipe is not None and default is not None and describe_model(pipe.name) == pipe
-    assert (pipe.proposer, pipe.landmark) == (default.proposer, "movenet-thunder")
-    assert pipe.params == default.params and default.landmark == "movenet-lightning"
+    default, fast = get_pipeline("movenet-multipose"), get_pipeline("movenet-multipose-fast")
+    assert default is not None and fast is not None and describe_model(fast.name) == fast
+    assert (default.landmark, default.fallback["landmark"]) == ("movenet-thunder", "movenet-lightning")
+    # offline, the default runs the fast pipeline: same proposer, landmark and params
+    assert (fast.proposer, fast.landmark) == (default.proposer, "movenet-lightning")
+    assert fast.params == {**default.params, **default.fallback["params"]} != default.params
 
 
 def test_without_the_file_resolving_thunder_says_how_to_fetch_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,7 +155,7 @@ def test_thunder_pipeline_poses_one_person_like_the_ground_truth(monkeypatch: py
     monkeypatch.setenv("EDGEPOSE_MODEL_PATH", os.pathsep.join([str(folder), str(SHARED / "models")]))
     root = SHARED / "data" / "coco17_dev"
     coco = json.loads((root / "person_keypoints.json").read_text())
-    est = open_estimator("movenet-multipose-thunder", "cpu")
+    est = open_estimator("movenet-multipose", "cpu")
     try:
         scores = []
         for im in coco["images"]:
@@ -170,9 +172,10 @@ def test_thunder_pipeline_poses_one_person_like_the_ground_truth(monkeypatch: py
     assert scores and float(np.mean(scores)) >= 0.7, scores
 
 
-@pytest.mark.parametrize("model", ["movenet-multipose", "movenet-lightning"])
+@pytest.mark.parametrize("model", ["movenet-multipose-fast", "movenet-lightning"])
 def test_run_says_once_when_thunder_is_available(model: str, tmp_path: Path) -> None:
-    """The default pipeline says in one line where its Thunder twin is; other models do not."""
+    """The Lightning pipeline says in one line that the default (Thunder) is more precise;
+    other models do not."""
     import sys
 
     from tests.conftest import REPO
@@ -186,10 +189,10 @@ def test_run_says_once_when_thunder_is_available(model: str, tmp_path: Path) -> 
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     notes = [line for line in proc.stderr.splitlines() if "a more precise model is available" in line]
-    if model == "movenet-multipose":
+    if model == "movenet-multipose-fast":
         assert len(notes) == 1 and notes[0].startswith("INFO ")
-        assert "`edgepose models fetch movenet-multipose-thunder` (official downloads), then --model " \
-               "movenet-multipose-thunder" in notes[0]
+        assert "`edgepose models fetch movenet-multipose` (official downloads), then --model " \
+               "movenet-multipose (" in notes[0]
     else:
         assert notes == []
     assert len(out.read_text().splitlines()) == 1
@@ -205,10 +208,10 @@ def test_the_note_drops_the_fetch_step_once_thunder_is_there(tmp_path: Path,
     (models / THUNDER_FILE).write_bytes(GOOD)  # a stand-in verified by its own blob id
     write_manifest(list_manifests()["movenet-thunder"].with_(git_blob=git_blob_id(models / THUNDER_FILE)),
                    mdir / "movenet-thunder.toml")
-    assert "`edgepose models fetch movenet-multipose-thunder`" in str(better_model_note("movenet-multipose"))
+    assert "`edgepose models fetch movenet-multipose`" in str(better_model_note("movenet-multipose-fast"))
     monkeypatch.setenv("EDGEPOSE_MANIFEST_PATH", str(mdir))
     monkeypatch.setenv("EDGEPOSE_MODEL_PATH", os.pathsep.join([str(models), str(SHARED / "models")]))
-    note = better_model_note("movenet-multipose")
+    note = better_model_note("movenet-multipose-fast")
     assert note is not None and note.startswith("a more precise model is available: --model "
-                                                "movenet-multipose-thunder (")
+                                                "movenet-multipose (")
     assert better_model_note("movenet-lightning") is None

@@ -44,7 +44,7 @@ def _oks(poses: Poses, gt: tuple[np.ndarray, float]) -> np.ndarray:
 
 @pytest.fixture
 def topdown() -> TopDownEstimator:
-    est = open_estimator("movenet-multipose", "cpu")
+    est = open_estimator("movenet-multipose-fast", "cpu")
     assert isinstance(est, TopDownEstimator)
     yield est
     est.close()

@@ -34,7 +34,7 @@ class RecordingOpener:
 
 @pytest.fixture
 def topdown() -> TopDownEstimator:
-    est = open_estimator("movenet-multipose", "cpu")
+    est = open_estimator("movenet-multipose-fast", "cpu")
     assert isinstance(est, TopDownEstimator)
     yield est
     est.close()
@@ -46,11 +46,11 @@ def _run(e: TopDownEstimator, image: np.ndarray, t: float = 0.0) -> Estimate:
 
 def test_every_engine_comes_through_the_opener() -> None:
     opener = RecordingOpener()
-    est = open_estimator("movenet-multipose", "cpu", opener=opener, num_threads=1)
+    est = open_estimator("movenet-multipose-fast", "cpu", opener=opener, num_threads=1)
     est.close()
     assert opener.calls == [(PROPOSER, "cpu", {"num_threads": 1}),
                             ("movenet-lightning", "cpu", {"num_threads": 1})]
-    assert (est.name, est.device, est.schema, est.multi_pose) == ("movenet-multipose", "cpu", "coco17", True)
+    assert (est.name, est.device, est.schema, est.multi_pose) == ("movenet-multipose-fast", "cpu", "coco17", True)
 
 
 def test_the_couple_gives_two_poses_from_one_proposal_and_two_crops(topdown: TopDownEstimator) -> None:
@@ -145,7 +145,7 @@ def test_the_two_models_must_fit_their_roles(tmp_path: Path, monkeypatch: pytest
 
 def test_file_options_are_refused_for_a_pipeline() -> None:
     with pytest.raises(ConfigError, match="--decoder describes one model file"):
-        open_estimator("movenet-multipose", "cpu", decoder="movenet")
+        open_estimator("movenet-multipose-fast", "cpu", decoder="movenet")
 
 
 class EdgeTpuLoaded:
@@ -172,7 +172,7 @@ def test_a_pair_not_co_compiled_is_logged(caplog: pytest.LogCaptureFixture) -> N
         return EdgeTpuLoaded(open_engine(model, "cpu", **options), files[model])
 
     with caplog.at_level("WARNING", logger="edgepose.estimators.topdown"):
-        est = open_estimator("movenet-multipose", "auto", opener=opener)
+        est = open_estimator("movenet-multipose-fast", "auto", opener=opener)
     est.close()
     assert est.device == "edgetpu"
     lines = [r.getMessage() for r in caplog.records]
@@ -187,13 +187,13 @@ def test_the_pipeline_runs_its_two_models_in_one_supervised_worker() -> None:
     image = load_rgb(shared_path("images", "posenet_test_couple.jpg"))
     sup = Supervisor(num_threads=1)
     try:
-        est = open_estimator("movenet-multipose", "cpu", opener=sup.open_engine)
+        est = open_estimator("movenet-multipose-fast", "cpu", opener=sup.open_engine)
         assert isinstance(est, TopDownEstimator)
         assert est.proposer_engine.pids == est.landmark_engine.pids  # one process for both
         got = est.estimate(image)
         est.close()
     finally:
         sup.close()
-    ref = open_estimator("movenet-multipose", "cpu", num_threads=1).estimate(image)
+    ref = open_estimator("movenet-multipose-fast", "cpu", num_threads=1).estimate(image)
     assert got.invokes == ref.invokes == 3 and len(got.poses) == 2
     np.testing.assert_array_equal(got.poses.xy, ref.poses.xy)
