@@ -7,8 +7,10 @@ from __future__ import annotations
 
 _ = object()
 
-# Output plug-ins are found by make_output (their `kind`/`schemes`), never named.
-MqttOutput, OscOutput, WebSocketOutput
+# Output plug-ins are found by make_output (by kind, or a spec's scheme or suffix), never
+# named; edgepose-run's output flags read their settings by name (cli.run.OUTPUT_FLAGS).
+JsonLinesOutput, MqttOutput, OscOutput, RecordingOutput, SnapshotOutput, WebSocketOutput
+_.snapshot_every
 # Attributes third-party objects read: paho-mqtt's client, PyAV's stream/codec context,
 # argparse's subparsers, PyAV's file-object protocol.
 _.connect_timeout, _.on_connect_fail, _.on_disconnect

@@ -15,11 +15,11 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from edgepose.cli.common import EXIT_OK, EXIT_RUNTIME, ArgumentParser, StopHandler, run_cli, setup_logging
 from edgepose.core.errors import ConfigError, SourceError
@@ -94,32 +94,45 @@ def _filters(cfg: RunConfig) -> list[Any]:
     return make_filters(smooth=cfg.smooth, track=cfg.track)
 
 
+class OutputFlag(NamedTuple):
+    """An output flag: the registry kind (``edgepose.outputs.make_output``) it builds from
+    the value of the setting ``spec``, with ``options`` (option name -> setting) and
+    ``flag=`` its name for messages. On when ``spec`` and every setting in ``needs`` are
+    set; a tuple of specs (``--output``) makes one output each."""
+
+    flag: str
+    kind: str | None  # None: the kind each spec's URL scheme or file suffix selects
+    spec: str
+    options: Mapping[str, str]
+    needs: tuple[str, ...] = ()
+
+
+_THRESHOLD = {"keypoint_threshold": "keypoint_threshold"}
+#: every output flag of edgepose-run, in the order its outputs are made, opened and written
+OUTPUT_FLAGS: tuple[OutputFlag, ...] = (
+    OutputFlag("--json", "jsonl", "json", {}),  # JSON Lines whatever the file is called
+    OutputFlag("--output", None, "output", _THRESHOLD),
+    OutputFlag("--record", "mp4", "record", {"fps": "fps", **_THRESHOLD}),
+    OutputFlag("--snapshot-dir", "snapshots", "snapshot_dir", {"every": "snapshot_every", **_THRESHOLD},
+               needs=("snapshot_every",)),
+    OutputFlag("--serve", "serve", "serve", {"token": "serve_token", **_THRESHOLD}),
+)
+
+
 def make_outputs(cfg: RunConfig) -> list[Output]:
-    """Every output ``cfg`` names, checked (no side effects), one path used once."""
+    """Every output ``cfg`` names (``OUTPUT_FLAGS``), made by the outputs registry and
+    checked (no side effects), one destination used once."""
     from edgepose.outputs import make_output
     from edgepose.outputs.files import destination
-    from edgepose.outputs.jsonl import JsonLinesOutput
 
     outputs: list[Output] = []
-    if cfg.json is not None:  # JSON Lines whatever the file is called
-        outputs.append(JsonLinesOutput(cfg.json, flag="--json"))
-    outputs += [make_output(spec, flag="--output", keypoint_threshold=cfg.keypoint_threshold)
-                for spec in cfg.output]
-    if cfg.record:
-        from edgepose.outputs.recording import RecordingOutput
-
-        outputs.append(RecordingOutput(cfg.record, flag="--record", fps=cfg.fps,
-                                       keypoint_threshold=cfg.keypoint_threshold))
-    if cfg.snapshot_every and cfg.snapshot_dir:
-        from edgepose.outputs.snapshots import SnapshotOutput
-
-        outputs.append(SnapshotOutput(cfg.snapshot_dir, every=cfg.snapshot_every,
-                                      keypoint_threshold=cfg.keypoint_threshold))
-    if cfg.serve is not None:
-        from edgepose.outputs.serve import ServeOutput
-
-        outputs.append(ServeOutput(cfg.serve, token=cfg.serve_token,
-                                   keypoint_threshold=cfg.keypoint_threshold))
+    for row in OUTPUT_FLAGS:
+        value = getattr(cfg, row.spec)
+        if not (value and all(getattr(cfg, need) for need in row.needs)):
+            continue
+        options = {name: getattr(cfg, setting) for name, setting in row.options.items()}
+        for spec in value if isinstance(value, tuple) else (value,):
+            outputs.append(make_output(spec, kind=row.kind, flag=row.flag, **options))
     seen: dict[tuple[object, ...], str] = {}
     for out in outputs:
         path = getattr(out, "path", None)
@@ -138,15 +151,6 @@ def make_outputs(cfg: RunConfig) -> list[Output]:
     for out in outputs:
         out.check()
     return outputs
-
-
-def _set_frame_rate(outputs: list[Output], fps: float) -> None:
-    """Recordings play at the source's own frame rate, known once it is open."""
-    from edgepose.outputs.recording import RecordingOutput
-
-    for out in outputs:
-        if isinstance(out, RecordingOutput):
-            out.fps = fps
 
 
 def _warm_up(estimator: Any, cfg: RunConfig) -> None:
@@ -184,7 +188,9 @@ def run(cfg: RunConfig) -> int:
                     raise
             if stopper.stopped:
                 return EXIT_OK
-            _set_frame_rate(outputs, getattr(source, "frame_rate", 0.0) or cfg.fps)
+            source_fps = getattr(source, "frame_rate", 0.0) or cfg.fps
+            for out in outputs:  # a recording plays at the source's own frame rate
+                out.set_frame_rate(source_fps)
             threads = cfg.num_threads or usable_cores()
             opener = None
             if cfg.worker:  # the interpreter in a child process: its crash is not ours

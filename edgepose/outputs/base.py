@@ -6,7 +6,8 @@ through four steps, so that a run never damages anything before it has really st
 1. ``__init__(spec)`` parses the spec; no side effects.
 2. ``check()`` validates everything it can without side effects (folder exists and is
    writable, URL well formed, port a number) and raises ``ConfigError`` naming the spec
-   and the fix. The run checks every output before it opens any.
+   and the fix. The run checks every output before it opens any. Once the source is
+   open, ``set_frame_rate(fps)`` tells each output the source's frame rate.
 3. ``open()`` acquires what the output needs (a lock, a connection thread). A file
    output does not create or truncate its file here: that happens at the first
    ``write``, so a run that fails to start leaves existing files untouched.
@@ -64,6 +65,10 @@ class Output(ABC):
 
     def check(self) -> None:  # noqa: B027  (optional hook: most outputs have nothing to check)
         """Raise ``ConfigError`` if this output cannot work; no side effects."""
+
+    def set_frame_rate(self, fps: float) -> None:  # noqa: B027  (optional hook)
+        """The source's frames per second, known once it is open, before ``open()``; an
+        output whose file has a rate (a recording) takes it, the others ignore it."""
 
     @abstractmethod
     def open(self) -> None:

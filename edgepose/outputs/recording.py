@@ -227,6 +227,10 @@ class RecordingOutput(Output):
         check_writable_file(self.path, self.flag, (".mp4",))
         pick_codec(import_av(), self.codec)
 
+    def set_frame_rate(self, fps: float) -> None:
+        """Recordings play at the source's own frame rate."""
+        self.fps = fps
+
     def open(self) -> None:
         """Picks the encoder and locks the file against a second writer; the file itself
         is created (replacing an existing one) at the first frame."""

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -219,6 +220,63 @@ def test_track_and_smooth_give_stable_track_ids(tmp_path: Path) -> None:
     assert all(len(s) == len(r["poses"]) for s, r in zip(ids, recs))  # unique per frame
     # the people of the first frame are still followed in the next one
     assert len(ids[0] & ids[1]) >= 1
+
+
+def _sink_class(made: list[Any]) -> Any:
+    """A third party's output, defined when needed (this module imports no output code);
+    each one made is appended to ``made`` and keeps what it is told."""
+    from edgepose.outputs.base import FrameResult, Output
+    from edgepose.outputs.records import record_text
+
+    class Sink(Output):
+        kind = "sink"
+
+        def __init__(self, spec: str, **options: Any) -> None:
+            super().__init__(spec)
+            self.options, self.events, self.lines = options, [], []
+            made.append(self)
+
+        def check(self) -> None:
+            self.events.append("check")
+
+        def set_frame_rate(self, fps: float) -> None:
+            self.events.append(f"fps {fps:g}")
+
+        def open(self) -> None:
+            self.events.append("open")
+
+        def write(self, result: FrameResult) -> None:
+            self.lines.append(record_text(result.record) + "\n")
+            self.written += 1
+
+        def close(self) -> None:
+            self.events.append("close")
+
+    return Sink
+
+
+def test_a_registered_plugin_is_an_output_of_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """``register_output("sink", factory)``: ``--output sink://...`` is made by it, checked,
+    told the source's frame rate, opened, fed every frame's record (the --json lines, byte
+    for byte), closed and summed up, like the built-ins."""
+    import edgepose.outputs as registry
+
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+    monkeypatch.setattr(registry, "_SPEC_KINDS", dict(registry._SPEC_KINDS))
+    made: list[Any] = []
+    registry.register_output("sink", _sink_class(made))
+    video = shared_path("videos", "mmpose_demo.mp4")  # 5 frames at 5 frames/s
+    out = tmp_path / "out.jsonl"
+    rc = main(["--source", str(video), "--display", "none", "--device", "cpu", "--json", str(out),
+               "--output", "sink://anywhere/poses", "--keypoint-threshold", "0.4",
+               "--log-level", "INFO"])
+    assert rc == 0
+    [sink] = made
+    assert sink.options == {"flag": "--output", "keypoint_threshold": 0.4}
+    assert sink.events == ["check", "fps 5", "open", "close"]
+    assert "".join(sink.lines) == out.read_text() and len(sink.lines) == 5
+    assert "output sink://anywhere/poses: 5 frame(s)" in caplog.messages
 
 
 # --- the watchdog means progress ---------------------------------------------------------
