@@ -4,7 +4,8 @@ Per frame (``invoke``, in frame order):
 
 1. **Temporal crops.** Each person tracked from the previous frame is cropped around
    their previous keypoints (box grown by ``crop_margin``, squared) and the landmark
-   model (MoveNet Lightning) runs on the crop. A crop whose pose scores below
+   model (MoveNet Thunder in the default; Lightning in ``movenet-multipose-fast``) runs
+   on the crop. A crop whose pose scores below
    ``min_pose_score`` lost its person. The crop is **held** while a new one would barely
    differ (IoU >= ``steady_iou``), so identical frames give identical poses; a crop that
    moved and posed ``steady_drop`` worse than the previous frame is run again where it
@@ -32,14 +33,21 @@ Per frame (``invoke``, in frame order):
 ``estimate`` (a still image) runs the proposals and the crops once, with no tracks in or
 out. Costs per frame: one proposer invoke on proposal frames, one landmark invoke per
 person, now and then one more when a moved crop is run again (see
-``benchmarks/bench_topdown.py``, ``benchmarks/bench_accuracy.py``). Tuned on coco17_dev
-(CPU, ``edgepose-tools evaluate``): PoseNet alone AP 0.489; PoseNet proposals + MoveNet
-crops 0.679 with a 1.4x margin (1.3x 0.627, 1.5x 0.616); adding the full-frame MoveNet
-pose as a proposal (``full_frame_proposal``) costs an invoke and gave 0.664;
+``benchmarks/bench_topdown.py``, ``benchmarks/bench_accuracy.py``).
+
+A manifest's ``[fallback]`` names the landmark model opened instead, with its own params
+over the pipeline's, when the landmark cannot be downloaded (``FetchError``): the default
+(Thunder) then runs Lightning as ``movenet-multipose-fast`` does, with one warning line.
+
+Tuned on coco17_dev (CPU, ``edgepose-tools evaluate``; README "Accuracy on people we did
+not tune on" has the tables). With Lightning: PoseNet alone AP 0.489; PoseNet proposals +
+MoveNet crops 0.679 with a 1.4x margin (1.3x 0.627, 1.5x 0.616); adding the full-frame
+MoveNet pose as a proposal (``full_frame_proposal``) costs an invoke and gave 0.664;
 ``agreement_weight`` 0 / 0.3 / 0.5 / 1.0: 0.679 / 0.679 / 0.679 / 0.672 (0.3: no extra
 invoke); ``proposer_weight`` 0.5: 0.673 with agreement on. ``steady_iou`` (0.7-0.9 alike
-on coco17_dev's held stills) is 0.8 by the held-still rule on both sets. Checked on
-limbs12_dev: AP 0.369 before this round's changes, 0.381 with them.
+on coco17_dev's held stills) is 0.8 by the held-still rule on both sets. With Thunder (an
+int8 stand-in built by the tools): margin x refine_below grid, 0.708 at 1.25 / 0.4 (0.692
+at Lightning's 1.4 / 0.3). Checked on limbs12_dev: Lightning 0.381, Thunder 0.533.
 """
 
 from __future__ import annotations

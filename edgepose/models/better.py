@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from edgepose.core.errors import EdgePoseError
 
-# model run -> (the better one, why; figures from benchmarks/bench_thunder.py, README "Models")
+# model run -> (the better one, why; figures from benchmarks/bench_accuracy.py, README "Models")
 BETTER = {
     "movenet-multipose-fast": ("movenet-multipose",
                                "MoveNet Thunder poses each person: limbs12_dev AP 0.53 vs 0.38 measured "

@@ -64,7 +64,7 @@ def stills_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[t
     return path, truth
 
 
-@pytest.mark.parametrize("model", ["movenet-multipose", "movenet-lightning"])
+@pytest.mark.parametrize("model", ["movenet-multipose-fast", "movenet-lightning"])
 def test_temporal_crops_on_a_held_image(stills_video: tuple[Path, list], tmp_path: Path, model: str) -> None:
     """From the second frame of each held image on, the crop comes from the previous
     frame's pose. The single-person model sharpens its pose that way (the last frame of
