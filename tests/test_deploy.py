@@ -117,9 +117,8 @@ def test_dry_run_prints_the_pair_and_its_verification(tmp_path: Path, codename: 
     ]:
         assert expected in out, expected
     default = load_toml(DEPLOY / "edgepose.toml")["model"]
-    pipeline = get_pipeline(default)  # the default pipeline: both its models and their twins
-    parts = [pipeline.proposer, pipeline.landmark] if pipeline else [default]
-    fetched = [n for p in parts for n in (p, get_manifest(p).edgetpu_twin) if n]
+    # a pipeline by its name (the fetch takes its models, fallback and twins), a model with its twin
+    fetched = [default] if get_pipeline(default) else [n for n in (default, get_manifest(default).edgetpu_twin) if n]
     assert f"{prefix}/.venv/bin/edgepose models fetch {' '.join(fetched)}\n" in out
     assert "coral-edgetpu-stable" not in out and "libedgetpu1-max" not in out and "hot" not in out
     mismatch = system_python() != pair.python

@@ -355,6 +355,10 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"--{'coco' if args.coco else 'mpii'}: also give --images DIR (the folder of its images)")
         if not args.images.is_dir():
             raise DataError(f"--images {args.images}: no such folder")
+        flag, ann_file = ("--coco", args.coco) if args.coco else ("--mpii", args.mpii)
+        if not ann_file.is_file():  # before any model loads (or downloads)
+            what = "is a folder; pass the annotation JSON file" if ann_file.is_dir() else "annotation file not found"
+            raise DataError(f"{flag} {ann_file}: {what}")
     engines = []
     try:
         for m in (args.model, args.model2):

@@ -324,8 +324,10 @@ def check_models(model: str | None) -> list[Check]:
                 checks.append(Check("model", "ok", f"{label} -> {spec.path}"))
             except EdgePoseError as err:
                 known = part in manifests
-                checks.append(Check("model", "warn" if known else "fail", str(err),
-                                    "it will be downloaded at start (needs internet)" if known else "",
+                hint = "it will be downloaded at start (needs internet)" if known else ""
+                if known and pipeline and part == pipeline.landmark and pipeline.fallback:
+                    hint += f"; offline, {model} runs {pipeline.fallback['landmark']} in its place"
+                checks.append(Check("model", "warn" if known else "fail", str(err), hint,
                                     blocking=not known))
     return checks
 

@@ -21,8 +21,10 @@ from tests.faults.harness import Case, assert_one_line, run_case
 OLD_JSONL = '{"frame": 0, "old": true}\n' * 10
 OLD_MP4 = b"an old recording that must survive" * 100
 SQUAT = "{shared}/images/coral_squat.bmp"
+# the Lightning pipeline: the default would first try to download Thunder (offline here: one
+# more warning line) and these rows are about faults, not models
 RUN = ["edgepose-run", "--source", "{video}", "--display", "none", "--device", "cpu",
-       "--log-level", "WARNING"]
+       "--model", "movenet-multipose-fast", "--log-level", "WARNING"]
 FAST = ["--model", "movenet-lightning"]  # for rows that run frames: 2 ms an invoke
 
 
@@ -205,7 +207,7 @@ CASES = [
                      _blank_png("imgs__c.png", 20000, 20000)),
          check=_outputs_untouched),
     Case("detect-jpeg-cut-in-data-streamed", ["edgepose", "detect", SQUAT, "{tmp}/cut.jpg", "--device", "cpu",
-                                              "--json"], 2,
+                                              "--model", "movenet-multipose-fast", "--json"], 2,
          r"cut\.jpg is not a readable image \(OSError: image file is truncated",
          setup=lambda t: (t / "cut.jpg").write_bytes((SHARED / "images/posenet_test_couple.jpg").read_bytes()[:30000])),
     Case("run-truncated-mkv", RUN + FAST + ["--source", "{tmp}/cut.mkv", "--json", "{tmp}/p.jsonl"], 1,
@@ -245,8 +247,9 @@ def _cli(*args: str, prog: str = "edgepose.cli.main") -> subprocess.CompletedPro
 
 
 def _detect(*images: Path) -> dict[str, list[dict]]:
-    """``edgepose detect --json`` (movenet-multipose, CPU): poses scoring >= 0.2 per file."""
-    proc = _cli("detect", "--device", "cpu", "--json", "--pose-threshold", "0.2", *map(str, images))
+    """``edgepose detect --json`` (movenet-multipose-fast, CPU): poses scoring >= 0.2 per file."""
+    proc = _cli("detect", "--device", "cpu", "--model", "movenet-multipose-fast", "--json", "--pose-threshold",
+                "0.2", *map(str, images))
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
     found: dict[str, list[dict]] = {str(p): [] for p in images}
     for r in json.loads(proc.stdout):

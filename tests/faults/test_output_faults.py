@@ -26,8 +26,10 @@ from tests.faults.harness import Case, assert_one_line, run_case
 
 OLD = '{"frame": 0, "old": true}\n' * 20
 OLD_MP4 = b"an earlier recording" * 500
+# the Lightning pipeline: the default would first try to download Thunder (offline here: one
+# more warning line) and these rows are about faults, not models
 RUN = ["edgepose-run", "--source", "{video}", "--display", "none", "--device", "cpu",
-       "--log-level", "WARNING"]
+       "--model", "movenet-multipose-fast", "--log-level", "WARNING"]
 POSENET = "models/coral/posenet_mobilenet_v1_075_481_641_quant.tflite"
 _KEEP: list[object] = []  # holders and servers live until the session ends
 
@@ -238,7 +240,7 @@ CASES = [
          check=lambda tmp: (tmp / "old.jsonl").read_text() == OLD or pytest.fail("old.jsonl changed")),
     Case("out-recording-cannot-start-keeps-old-file",
          ["edgepose-run", "--source", "{tmp}/strip.png", "--display", "none", "--device", "cpu",
-          "--log-level", "WARNING", "--record", "{tmp}/old.mp4"], 1,
+          "--model", "movenet-multipose-fast", "--log-level", "WARNING", "--record", "{tmp}/old.mp4"], 1,
          r"old.mp4: the recording could not start: \w+ cannot encode 20000x2 frames .*the file was left as it was",
          setup=_strip_and_old_mp4, check=_mp4_untouched),
     # ---- edgepose-tools compile: exit 0 is not success without an Edge TPU model

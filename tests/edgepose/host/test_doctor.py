@@ -406,6 +406,22 @@ def test_models_check_finds_shared_models() -> None:
     assert model.status == "ok" and model.detail.endswith("movenet_single_pose_lightning_ptq.tflite")
 
 
+def test_a_missing_landmark_with_a_fallback_is_a_warning_that_names_it(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default's Thunder not downloaded: a warning (it downloads at start, and runs
+    Lightning in its place offline), not a blocking failure."""
+    models = tmp_path / "models"
+    models.mkdir()  # Lightning and PoseNet only, as on an offline Pi without Thunder
+    for name in ("movenet_single_pose_lightning_ptq.tflite", "posenet_mobilenet_v1_075_481_641_quant.tflite"):
+        (models / name).symlink_to(shared_path("models", "coral", name))
+    monkeypatch.setenv("EDGEPOSE_MODEL_PATH", str(models))
+    monkeypatch.setenv("EDGEPOSE_CACHE_DIR", str(tmp_path / "cache"))
+    _, proposer, landmark = check_models("movenet-multipose")
+    assert proposer.status == "ok" and landmark.status == "warn" and not landmark.blocking
+    assert "movenet-thunder" in landmark.detail
+    assert landmark.hint.endswith("offline, movenet-multipose runs movenet-lightning in its place")
+
+
 def test_unknown_model_blocks_the_run() -> None:
     [_, model] = check_models("no-such-model")
     assert model.status == "fail" and model.blocking and "no-such-model" in model.detail

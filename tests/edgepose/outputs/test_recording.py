@@ -279,7 +279,8 @@ def test_edgepose_run_on_a_full_disk_exits_1_with_one_line(small_disk: tuple[Pat
         pytest.skip("no tmpfs could be mounted here")
     path, json_path = disk / "run.mp4", tmp_path / "run.jsonl"
     proc = subprocess.run(RUN + ["--source", str(shared_path(*VIDEO)), "--display", "none",
-                                 "--device", "cpu", "--model", "movenet-multipose-fast", "--record", str(path), "--json", str(json_path),
+                                 "--device", "cpu", "--model", "movenet-multipose-fast",
+                                 "--record", str(path), "--json", str(json_path),
                                  "--log-level", "WARNING"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1

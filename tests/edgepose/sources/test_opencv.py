@@ -170,6 +170,7 @@ def test_edgepose_run_on_a_truncated_video_names_the_last_good_frame(
     out = tmp_path / "out.jsonl"
     proc = subprocess.run([sys.executable, "-m", "edgepose.cli.run", "--source", str(path),
                            "--display", "none", "--device", "cpu", "--json", str(out),
+                           "--model", "movenet-multipose-fast",
                            "--log-level", "WARNING"] + (["--allow-truncated"] if allow else []),
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == (0 if allow else 1), proc.stderr

@@ -92,13 +92,14 @@ def test_device_edgetpu_exits_within_10_s_with_one_line(
     assert not out.exists()  # no output was opened for a run that never started
 
 
-DEFAULT_MODELS = ("posenet-mobilenet-v1-075-481x641", "movenet-lightning")  # movenet-multipose's
+DEFAULT_MODELS = ("posenet-mobilenet-v1-075-481x641", "movenet-lightning")  # movenet-multipose-fast's
+FAST = ["--model", "movenet-multipose-fast"]  # the default would first try to download Thunder
 
 
 def test_sigkill_of_the_worker_mid_run_loses_no_frame(tmp_path: Path) -> None:
     video, out = shared_path(*VIDEO), tmp_path / "out.jsonl"
     frames = 460  # the video twice: time for two kills
-    proc = subprocess.Popen(RUN + ["--source", str(video), "--loop", "--max-frames", str(frames),
+    proc = subprocess.Popen(RUN + FAST + ["--source", str(video), "--loop", "--max-frames", str(frames),
                                    "--display", "none", "--json", str(out)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = []
@@ -218,8 +219,8 @@ def test_systemd_stopping_the_whole_group_is_a_clean_stop(tmp_path: Path) -> Non
     """systemd's stop signals every process of the service (KillMode=control-group): the
     workers ignore SIGTERM and are closed by edgepose-run, which exits 0 within a second."""
     video, out = shared_path(*VIDEO), tmp_path / "out.jsonl"
-    proc = subprocess.Popen(RUN + ["--source", str(video), "--loop", "--display", "none",
-                                   "--json", str(out)],
+    proc = subprocess.Popen(RUN + FAST + ["--source", str(video), "--loop", "--display", "none",
+                                          "--json", str(out)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
