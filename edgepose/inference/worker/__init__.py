@@ -3,7 +3,7 @@ runtime or libedgetpu (a bad runtime pairing, an unplugged accelerator, a power 
 ends a worker, never ``edgepose-run``; the frame is retried and the worker restarted,
 or its model's CPU twin takes over.
 
-``Supervisor().open_engine`` is the ``opener`` of ``edgepose.estimators.base.open_estimator``.
+``Supervisor().open_engine`` is the ``opener`` of ``edgepose.estimators.factory.open_estimator``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 USB Edge TPU), behind engines that look like ``edgepose.inference.engine.Engine``.
 
 ``Supervisor.open_engine`` has the signature of ``edgepose.inference.engine.open_engine`` and is
-the ``opener`` of ``edgepose.estimators.base.open_estimator``: every model of an estimator
+the ``opener`` of ``edgepose.estimators.factory.open_estimator``: every model of an estimator
 lands in the same worker. Frames are prepared and poses decoded in this process; only
 the invoke crosses over (``edgepose.inference.worker.process``).
 

@@ -20,7 +20,7 @@ from edgepose.models.registry import get_manifest
 
 
 @pytest.mark.parametrize("model, options, kind", [
-    ("movenet-multipose", {}, TopDownEstimator),
+    ("movenet-multipose-fast", {}, TopDownEstimator),
     ("posenet-mobilenet-v1-075-481x641", {}, SingleModelEstimator),  # finds everyone itself
     ("movenet-lightning", {}, SinglePersonEstimator),
     ("movenet-lightning", {"crops": False}, SingleModelEstimator),
@@ -31,6 +31,29 @@ def test_each_model_gets_its_estimator(model: str, options: dict[str, Any], kind
         assert type(est) is kind and isinstance(est, Estimator) and est.name == model
     finally:
         est.close()
+
+
+def test_a_pipeline_kind_is_opened_by_its_registered_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PIPELINE_KINDS`` picks the class by the manifest's kind (no if-chain): a class
+    registered for ``topdown`` opens every top-down manifest, with the opener and options."""
+    from edgepose.estimators import factory
+
+    seen: list[tuple[str, str, dict[str, Any]]] = []
+
+    class Counting(TopDownEstimator):
+        @classmethod
+        def open(cls, manifest: Any, device: str, opener: Any, **options: Any) -> TopDownEstimator:
+            seen.append((manifest.name, device, options))
+            return super().open(manifest, device, opener, **options)
+
+    monkeypatch.setitem(factory.PIPELINE_KINDS, "topdown", "edgepose.estimators.topdown:TopDownEstimator")
+    factory.register_pipeline_kind("topdown", Counting)
+    est = open_estimator("movenet-multipose-fast", "cpu", num_threads=1)
+    est.close()
+    assert type(est) is Counting and seen == [("movenet-multipose-fast", "cpu", {"num_threads": 1})]
+    monkeypatch.delitem(factory.PIPELINE_KINDS, "topdown")
+    with pytest.raises(ConfigError, match="no estimator for pipeline kind 'topdown'; known kinds: "):
+        open_estimator("movenet-multipose-fast", "cpu")
 
 
 def test_the_default_is_the_multi_person_pipeline() -> None:
