@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgepose.estimators.factory import open_estimator
 from edgepose.estimators.params import TopDownParams
 from edgepose.estimators.topdown import TopDownEstimator
 from edgepose.inference.engine import open_engine
 from edgepose.models.registry import get_pipeline
-from tests.conftest import load_rgb, shared_path
-from tests.edgepose.estimators.topdown.test_accuracy import _held, _oks, _people
+from tests.conftest import shared_path
+from tests.edgepose.estimators.topdown.test_accuracy import _held, one_person_oks
 
 # reached: coco17_dev AP 0.708 / AR 0.726, limbs12_dev 0.533 / 0.585 (MultiPose float: 0.477 / 0.523)
 FLOORS = {"coco17_dev": (0.69, 0.71), "limbs12_dev": (0.51, 0.56)}
@@ -72,17 +71,8 @@ def test_the_lightning_margin_costs_thunder_accuracy(default: TopDownEstimator) 
 
 def test_one_person_images_beat_lightning_on_the_whole_frame(default: TopDownEstimator) -> None:
     """The 6 one-person images of both sets: the top-scored pose is better on average than
-    MoveNet Lightning once on the whole frame (0.895 vs 0.655 reached), and never far below it."""
-    lightning = open_estimator("movenet-lightning", "cpu", crops=False)
-    ours, theirs = [], []
-    for name in ("coco17_dev", "limbs12_dev"):
-        for path, gts in _people(name):
-            if len(gts) == 1:
-                image = load_rgb(path)
-                poses = default.estimate(image).poses
-                ours.append(_oks(poses, gts[0])[int(np.argmax(poses.pose_scores))] if len(poses) else 0.0)
-                theirs.append(_oks(lightning.estimate(image).poses, gts[0]).max())
-    lightning.close()
+    MoveNet Lightning once on the whole frame (0.895 vs 0.655 reached)."""
+    ours, theirs = one_person_oks(default)
     assert len(ours) == 6 and np.mean(ours) >= np.mean(theirs) + 0.15, (ours, theirs)
 
 

@@ -223,34 +223,22 @@ def test_track_and_smooth_give_stable_track_ids(tmp_path: Path) -> None:
 
 
 def _sink_class(made: list[Any]) -> Any:
-    """A third party's output, defined when needed (this module imports no output code);
-    each one made is appended to ``made`` and keeps what it is told."""
-    from edgepose.outputs.base import FrameResult, Output
+    """A third party's output (the outputs tests' ``Plugin``), defined when needed (this
+    module imports no output code); each one made is appended to ``made`` and keeps the
+    record lines it is fed."""
+    from edgepose.outputs.base import FrameResult
     from edgepose.outputs.records import record_text
+    from tests.edgepose.outputs.test_registry import Plugin
 
-    class Sink(Output):
-        kind = "sink"
-
+    class Sink(Plugin):
         def __init__(self, spec: str, **options: Any) -> None:
-            super().__init__(spec)
-            self.options, self.events, self.lines = options, [], []
+            super().__init__(spec, **options)
+            self.lines: list[str] = []
             made.append(self)
-
-        def check(self) -> None:
-            self.events.append("check")
-
-        def set_frame_rate(self, fps: float) -> None:
-            self.events.append(f"fps {fps:g}")
-
-        def open(self) -> None:
-            self.events.append("open")
 
         def write(self, result: FrameResult) -> None:
             self.lines.append(record_text(result.record) + "\n")
-            self.written += 1
-
-        def close(self) -> None:
-            self.events.append("close")
+            super().write(result)
 
     return Sink
 

@@ -105,6 +105,23 @@ def test_small_images_keep_their_person(topdown: TopDownEstimator) -> None:
     assert len(tops) == 3 and np.mean(tops) >= 0.45 and min(tops) >= 0.35, tops
 
 
+def one_person_oks(est: TopDownEstimator) -> tuple[list[float], list[float]]:
+    """On each one-person image of both sets: the OKS of ``est``'s top-scored pose, and
+    of MoveNet Lightning's pose once on the whole frame."""
+    lightning = open_estimator("movenet-lightning", "cpu", crops=False)
+    ours, theirs = [], []
+    for name in ("coco17_dev", "limbs12_dev"):
+        for path, gts in _people(name):
+            if len(gts) != 1:
+                continue
+            image = load_rgb(path)
+            poses = est.estimate(image).poses
+            ours.append(float(_oks(poses, gts[0])[int(np.argmax(poses.pose_scores))]) if len(poses) else 0.0)
+            theirs.append(float(_oks(lightning.estimate(image).poses, gts[0]).max()))
+    lightning.close()
+    return ours, theirs
+
+
 def _held(topdown: TopDownEstimator, name: str) -> np.ndarray:
     """OKS of the top-scored pose on each of 5 identical frames, per one-person image."""
     rows = []
@@ -155,15 +172,5 @@ def test_tracked_people_are_not_cropped_again_on_proposal_frames(
 def test_one_person_images_of_both_sets_lose_nothing_to_a_whole_frame_pass(topdown: TopDownEstimator) -> None:
     """The 6 one-person images of both sets: the default's top-scored pose is on average
     at least as good as MoveNet Lightning once on the whole frame (0.694 vs 0.655)."""
-    lightning = open_estimator("movenet-lightning", "cpu", crops=False)
-    ours, theirs = [], []
-    for name in ("coco17_dev", "limbs12_dev"):
-        for path, gts in _people(name):
-            if len(gts) != 1:
-                continue
-            image = load_rgb(path)
-            poses = topdown.estimate(image).poses
-            ours.append(_oks(poses, gts[0])[int(np.argmax(poses.pose_scores))] if len(poses) else 0.0)
-            theirs.append(_oks(lightning.estimate(image).poses, gts[0]).max())
-    lightning.close()
+    ours, theirs = one_person_oks(topdown)
     assert len(ours) == 6 and np.mean(ours) >= np.mean(theirs) + 0.02, (ours, theirs)
