@@ -176,9 +176,8 @@ def run_fetch(args: argparse.Namespace) -> int:
     replaceable = _replaceable(pipes, names)
     names = [n for name in names for n in (_parts(pipes[name]) if name in pipes else [name])]
     names = list(dict.fromkeys(names))  # a model named twice is fetched once
-    for name in names:  # a part named on its own must be fetched
-        if name in args.names:
-            replaceable.pop(name, None)
+    for name in args.names:  # a part named on its own must be fetched
+        replaceable.pop(name, None)
     if args.url and len(names) > 1:
         raise ModelError("--url names one file; fetch one model at a time with --url")
     for name in names:

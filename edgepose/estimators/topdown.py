@@ -124,22 +124,20 @@ class TopDownEstimator(BaseEstimator):
         """Open the manifest's two models through ``opener`` and check they fit."""
         origin = str(manifest.source or manifest.name)
         params = TopDownParams.from_dict(manifest.params, origin)
-        fallback = manifest.fallback
-        if fallback:  # checked before anything loads, as the main params are
-            TopDownParams.from_dict({**manifest.params, **fallback.get("params", {})}, origin + " [fallback]")
+        fallback = manifest.fallback  # checked before anything loads, as the main params are
+        fallback_params = TopDownParams.from_dict({**manifest.params, **fallback.get("params", {})},
+                                                  origin + " [fallback]") if fallback else None
         proposer = opener(manifest.proposer, device, **options)
         landmark_name = manifest.landmark
         try:
             try:
                 landmark = opener(landmark_name, device, **options)
             except FetchError as err:
-                if not fallback:
+                if fallback_params is None:
                     raise
-                landmark_name = fallback["landmark"]
+                landmark_name, params = fallback["landmark"], fallback_params
                 log.warning("%s: %s; running %s instead (less precise; `edgepose models fetch %s` "
                             "once online)", manifest.name, err, landmark_name, manifest.landmark)
-                params = TopDownParams.from_dict({**manifest.params, **fallback.get("params", {})},
-                                                 origin + " [fallback]")
                 landmark = opener(landmark_name, device, **options)
         except BaseException:
             proposer.close()
