@@ -54,6 +54,7 @@ class EdgeTpuStandIn:
         self.engine, self.invoke_ms = engine, invoke_ms
         self.recording = True
         self.bookkeeping_s = 0.0  # CPU seconds the replay's lookups took (not the Pi's work)
+        self.slept_s = 0.0  # wall seconds the replay's invokes slept
         self._outputs: dict[bytes, list[Any]] = {}
         self.name, self.schema, self.multi_pose = engine.name, engine.schema, engine.multi_pose
         self.input_size = engine.input_size
@@ -78,7 +79,9 @@ class EdgeTpuStandIn:
                              "replayed frames must be the recorded ones") from None
         # the lookup is the stand-in's own CPU work, not the Pi's: kept apart
         self.bookkeeping_s += time.process_time() - c0
+        t0 = time.perf_counter()
         time.sleep(self.invoke_ms / 1e3)
+        self.slept_s += time.perf_counter() - t0  # the sleep as it happened (it overshoots)
         return outputs
 
     def close(self) -> None:

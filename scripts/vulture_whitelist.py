@@ -29,3 +29,5 @@ _.identity, _.infer, _.pids, _.mapping, _.last_screen
 # Called by Python itself: a module's lazy attributes (PEP 562); by aiohttp: the request
 # handler's logger.exception; by paho-mqtt: its client's suppress_exceptions switch.
 __getattr__, _.exception, _.suppress_exceptions
+# Plug-in API for third-party code (like register_output): a new pipeline kind's estimator.
+register_pipeline_kind

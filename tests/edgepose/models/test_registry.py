@@ -329,7 +329,8 @@ def test_models_cli_lists_shows_and_fetches_a_pipeline(monkeypatch: pytest.Monke
     assert main(["models", "info", "movenet-multipose", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "topdown" and info["params"]["crop_margin"] == 1.25
-    assert info["fallback"] == {"landmark": "movenet-lightning", "params": {"crop_margin": 1.4, "refine_below": 0.3}}
+    assert info["fallback"] == {"landmark": "movenet-lightning",
+                                "params": {"proposal_interval": 5, "crop_margin": 1.4, "refine_below": 0.3}}
     assert main(["models", "fetch", "movenet-multipose", "--from", str(shared_path("models"))]) == 0
     fetched = capsys.readouterr().out.splitlines()
     # both parts, and the Edge TPU twins a Pi with an accelerator would load
