@@ -200,3 +200,29 @@ def test_backends_are_imported_only_when_used(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           timeout=60, check=True)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+# ---- what a spec selects, and what an unknown one is told --------------------------------
+
+@pytest.mark.parametrize("spec, kind", [
+    ("-", "-"), (" - ", "-"),
+    ("ws://host:8765/a.b", "ws"), ("MQTT://host/t", "mqtt"),
+    ("a://b://c", "a"),                      # the first scheme, not the last
+    ("my-out://host/p.x", ".x"),             # not a scheme: only letters and digits name one
+    ("dir.d/poses.JSONL", ".jsonl"),         # the last dot, lower case
+    ("x/a.b/c", ""), ("runs.2024/poses", ""),  # a dot in a folder is no suffix
+    ("poses", ""), (".hidden", ".hidden"),
+])
+def test_output_kind_of_a_spec(spec: str, kind: str) -> None:
+    assert registry.output_kind(spec) == kind
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("   ", r"^output '   ' is empty: pass FILE\.jsonl"),
+    ("poses.txt", r"^output poses\.txt: suffix \.txt is not an output edgepose knows; pass FILE\.jsonl"),
+    ("poses", r"^output poses: no suffix is not an output edgepose knows"),
+    ("zz://host/p.jsonl", r"^output zz://host/p\.jsonl: scheme zz:// is not an output edgepose knows"),
+])
+def test_an_unknown_spec_is_told_what_would_do(spec: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        registry.make_output(spec)
