@@ -516,9 +516,16 @@ def test_configured_outputs_are_listed_and_probed(tmp_path: Path) -> None:
 
 
 def test_the_default_pipeline_is_probed_with_its_landmark_model() -> None:
+    """With its landmark's Edge TPU build (Thunder's) when downloaded, else with its
+    fallback's (Lightning's, here: Thunder is not in ../shared)."""
     from edgepose.host.doctor import edgetpu_model as probe_model
+    from edgepose.models.registry import find_model_file, get_manifest
 
     edgetpu_model()
+    thunder = find_model_file(get_manifest("movenet-thunder-edgetpu"))
     for model in (None, "movenet-multipose"):  # the run's default is the top-down pipeline
         name, path = probe_model(model)
-        assert name == "movenet-lightning-edgetpu" and path is not None and path.name == EDGETPU_MODEL
+        if thunder is not None:
+            assert (name, path) == ("movenet-thunder-edgetpu", thunder)
+        else:
+            assert name == "movenet-lightning-edgetpu" and path is not None and path.name == EDGETPU_MODEL
