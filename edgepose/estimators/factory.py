@@ -7,10 +7,10 @@ a class whose ``open(manifest, device, opener, **options)`` builds the estimator
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Protocol
 
 from edgepose.core.errors import ConfigError
+from edgepose.core.plugins import load_reference
 from edgepose.estimators.base import EngineOpener, Estimator, SingleModelEstimator
 from edgepose.models.builtin import DEFAULT_MODEL
 
@@ -38,8 +38,7 @@ def _pipeline_class(kind: str) -> PipelineOpener:
     if entry is None:
         raise ConfigError(f"no estimator for pipeline kind {kind!r}; known kinds: {', '.join(PIPELINE_KINDS)}")
     if isinstance(entry, str):
-        module, _, name = entry.partition(":")
-        entry = PIPELINE_KINDS[kind] = getattr(importlib.import_module(module), name)
+        entry = PIPELINE_KINDS[kind] = load_reference(entry)
     return entry
 
 

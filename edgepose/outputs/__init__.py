@@ -14,11 +14,11 @@ opened and closed exactly like the built-ins. Backends are imported only when us
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from edgepose.core.errors import ConfigError
+from edgepose.core.plugins import load_reference
 from edgepose.outputs.base import FrameResult, Output
 
 __all__ = ["FrameResult", "Output", "OUTPUT_HELP", "make_output", "output_kind", "register_output"]
@@ -74,8 +74,7 @@ def _factory(kind: str) -> Callable[..., Output] | None:
     target = _BACKENDS.get(kind)
     if target is None:
         return None
-    module, _, attr = target.partition(":")
-    factory: Callable[..., Output] = getattr(importlib.import_module(module), attr)
+    factory: Callable[..., Output] = load_reference(target)
     _FACTORIES[kind] = factory
     return factory
 
