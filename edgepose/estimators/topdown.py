@@ -38,6 +38,8 @@ person, now and then one more when a moved crop is run again (see
 A manifest's ``[fallback]`` names the landmark model opened instead, with its own params
 over the pipeline's, when the landmark cannot be downloaded (``FetchError``): the default
 (Thunder) then runs Lightning as ``movenet-multipose-fast`` does, with one warning line.
+Such a landmark is fetched with a short timeout and a failure is remembered for an hour
+(``edgepose.models.recall``), so an offline start does not wait on the network each time.
 
 Tuned on coco17_dev (CPU, ``edgepose-tools evaluate``; README "Accuracy on people we did
 not tune on" has the tables). With Lightning: PoseNet alone AP 0.489; PoseNet proposals +
@@ -127,18 +129,20 @@ class TopDownEstimator(BaseEstimator):
         fallback = manifest.fallback  # checked before anything loads, as the main params are
         fallback_params = TopDownParams.from_dict({**manifest.params, **fallback.get("params", {})},
                                                   origin + " [fallback]") if fallback else None
-        proposer = opener(manifest.proposer, device, **options)
+        from edgepose.models.recall import fetch_or_recall
+        from edgepose.models.registry import is_model_path
+
         landmark_name = manifest.landmark
-        try:
-            try:
-                landmark = opener(landmark_name, device, **options)
+        if fallback_params is not None and not is_model_path(landmark_name):
+            try:  # a short timeout, and a failure remembered for a while (models/recall.py)
+                fetch_or_recall(landmark_name)
             except FetchError as err:
-                if fallback_params is None:
-                    raise
                 landmark_name, params = fallback["landmark"], fallback_params
                 log.warning("%s: %s; running %s instead (less precise; `edgepose models fetch %s` "
                             "once online)", manifest.name, err, landmark_name, manifest.landmark)
-                landmark = opener(landmark_name, device, **options)
+        proposer = opener(manifest.proposer, device, **options)
+        try:
+            landmark = opener(landmark_name, device, **options)
         except BaseException:
             proposer.close()
             raise

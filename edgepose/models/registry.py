@@ -33,7 +33,7 @@ __all__ = [
     "Manifest", "ModelSpec", "TopDownManifest", "cache_dir", "describe_model", "dumps_manifest",
     "fetch_model", "find_model_file", "get_pipeline", "is_model_path", "list_manifests",
     "list_pipelines", "load_manifest", "manifest_dirs", "resolve_model", "sha256_file",
-    "user_manifest_dir", "write_manifest",
+    "unreachable_mark", "user_manifest_dir", "write_manifest",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,11 @@ def cache_dir() -> Path:
         return Path(os.environ["EDGEPOSE_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "edgepose" / "models"
+
+
+def unreachable_mark(name: str) -> Path:
+    """Where a failed download of ``name`` is remembered (``edgepose.models.recall``)."""
+    return cache_dir() / ".unreachable" / name
 
 
 def user_manifest_dir() -> Path:
@@ -306,7 +311,9 @@ def fetch_model(
         if existing is not None:
             return existing
     if m.derive:
-        return _derive_model(m, url, source_dir, timeout, progress)
+        derived = _derive_model(m, url, source_dir, timeout, progress)
+        _forget_failure(name)
+        return derived
     if m.build and source_dir is None and url is None:
         raise FetchError(f"model {name!r} is built on the dev PC, not downloaded: run the `build` command in "
                          f"{m.source or 'its manifest'} there (README: Import from TF.js) and copy {m.file} "
@@ -329,7 +336,15 @@ def fetch_model(
     finally:
         tmp.unlink(missing_ok=True)
     log.info("fetched %s into %s", name, dest)
+    _forget_failure(name)
     return dest
+
+
+def _forget_failure(name: str) -> None:
+    try:
+        unreachable_mark(name).unlink(missing_ok=True)
+    except OSError:  # a read-only cache: nothing was remembered there either
+        pass
 
 
 def is_model_path(model: str | Path) -> bool:

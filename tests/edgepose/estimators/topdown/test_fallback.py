@@ -5,7 +5,12 @@ the landmark's manifest points at a port on 127.0.0.1 that nothing listens on.""
 from __future__ import annotations
 
 import logging
+import os
+import re
 import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ from edgepose.core.errors import ConfigError, FetchError, ModelError
 from edgepose.estimators.factory import open_estimator
 from edgepose.estimators.topdown import TopDownEstimator
 from edgepose.models.manifest import any_manifest_from_dict
+from edgepose.models.registry import fetch_model
 from tests.conftest import load_rgb, shared_path
 from tests.edgepose.estimators.topdown.test_multi import PROPOSER, RecordingOpener
 
@@ -57,12 +63,14 @@ def test_the_fallback_landmark_runs_when_the_landmark_cannot_be_downloaded(
         est = open_estimator("mine", "cpu", opener=opener)
     try:
         assert isinstance(est, TopDownEstimator)
-        assert [c[0] for c in opener.calls] == [PROPOSER, "far-thunder", "movenet-lightning"]
+        # the landmark's download failed before any engine opened: the fallback opens instead
+        assert [c[0] for c in opener.calls] == [PROPOSER, "movenet-lightning"]
         assert est.landmark_engine.input_size == (192, 192)
         # the fallback's params over the pipeline's: its margin, the pipeline's refine threshold
         assert (est.params.crop_margin, est.params.refine_below) == (1.4, 0.4)
         lines = [r.getMessage() for r in caplog.records]
         assert len(lines) == 1 and lines[0].startswith("mine: could not download 'far-thunder' from http://127.0.0.1:")
+        assert "ago; next try" not in lines[0]  # tried now, not recalled
         assert lines[0].endswith("running movenet-lightning instead (less precise; `edgepose models fetch "
                                  "far-thunder` once online)")
         image = load_rgb(shared_path("images", "posenet_test_couple.jpg"))
@@ -130,3 +138,110 @@ def test_fetching_the_pipeline_offline_notes_the_missing_landmark(
     assert any(line.startswith("movenet-lightning: ") for line in out.splitlines())
     # named on its own, the landmark is wanted: its failure is the command's
     assert main(["models", "fetch", "mine", "far-thunder", "--from", str(shared_path("models"))]) == 2
+
+
+class _Peer:
+    """A 127.0.0.1 HTTP peer for the landmark's URL that counts connections and either
+    refuses at once (503) or stalls (accepts and never answers)."""
+
+    def __init__(self, stall: bool) -> None:
+        self.connections = 0
+        self._stall = stall
+        self._held: list[socket.socket] = []
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._sock.getsockname()[1])
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            if self._stall:
+                self._held.append(conn)
+                continue
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            conn.close()
+
+    def close(self) -> None:
+        self._sock.close()
+        for conn in self._held:
+            conn.close()
+
+
+@pytest.fixture
+def peer(request: pytest.FixtureRequest, unreachable: Path) -> Iterator[_Peer]:
+    p = _Peer(stall=request.param == "stall")
+    toml = unreachable / "far-thunder.toml"
+    toml.write_text(re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{p.port}", toml.read_text()))
+    _pipeline(unreachable, FALLBACK)
+    yield p
+    p.close()
+
+
+def _open_and_warn(caplog: pytest.LogCaptureFixture) -> str:
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "edgepose.estimators.topdown"):
+        open_estimator("mine", "cpu", opener=RecordingOpener()).close()
+    (line,) = [r.getMessage() for r in caplog.records]
+    return line
+
+
+@pytest.mark.parametrize("peer", ["refuse"], indirect=True)
+def test_a_failed_landmark_download_is_not_retried_at_every_start(
+        peer: _Peer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    first = _open_and_warn(caplog)
+    assert peer.connections == 1 and "Service Unavailable" in first and "next try" not in first
+    mark = tmp_path / "cache" / ".unreachable" / "far-thunder"
+    assert "Service Unavailable" in mark.read_text()
+    # the next starts go straight to the fallback, saying when it failed and when it is tried
+    second = _open_and_warn(caplog)
+    assert peer.connections == 1
+    assert "Service Unavailable" in second
+    assert "(1 min ago; next try in 60 min or by `edgepose models fetch far-thunder`)" in second
+    assert second.endswith("running movenet-lightning instead (less precise; `edgepose models fetch "
+                           "far-thunder` once online)")
+    # an hour later it is tried again, and so is a clock set back before the failure
+    for shift in (-3601, +3600):
+        os.utime(mark, (time.time() + shift,) * 2)
+        _open_and_warn(caplog)
+    assert peer.connections == 3
+    # `models fetch` always tries, whatever was remembered
+    with pytest.raises(FetchError, match="Service Unavailable"):
+        fetch_model("far-thunder", force=True)
+    assert peer.connections == 4
+
+
+def test_a_successful_fetch_forgets_the_failure(unreachable: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgepose.models.recall import fetch_or_recall
+
+    monkeypatch.delenv("EDGEPOSE_MODEL_PATH", raising=False)  # only the cache holds models here
+    lightning = shared_path("models", "coral", "movenet_single_pose_lightning_ptq.tflite")
+    (unreachable / "far-lightning.toml").write_text(
+        (Path(__file__).parents[4] / "models" / "movenet-lightning.toml").read_text()
+        .replace('name = "movenet-lightning"', 'name = "far-lightning"'))
+    mark = tmp_path / "cache" / ".unreachable" / "far-lightning"
+    mark.parent.mkdir(parents=True)
+    mark.write_text("could not download 'far-lightning' from somewhere: timed out\n")
+    with pytest.raises(FetchError, match=r"timed out \(1 min ago; next try in 60 min"):
+        fetch_or_recall("far-lightning")
+    path = fetch_model("far-lightning", source_dir=lightning.parent, force=True)
+    assert not mark.exists() and fetch_or_recall("far-lightning") == path
+
+
+@pytest.mark.parametrize("peer", ["stall"], indirect=True)
+def test_a_stalling_network_holds_the_start_only_for_the_short_timeout(
+        peer: _Peer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer that accepts and never answers (a black-holed proxy): the landmark's
+    download gives up after FALLBACK_TIMEOUT_S, not the 30 s a model without a fallback
+    waits (set to 0.5 s here so that the test is quick)."""
+    from edgepose.models import recall
+
+    assert recall.FALLBACK_TIMEOUT_S < 30
+    monkeypatch.setattr(recall, "FALLBACK_TIMEOUT_S", 0.5)
+    line = _open_and_warn(caplog)
+    assert peer.connections == 1 and "timed out" in line
