@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -73,6 +73,25 @@ def check_schema(decoder: str, schema: str, supported: Sequence[str]) -> None:
             f"decoder {decoder!r} produces {' or '.join(supported)} keypoints, not schema "
             f"{schema!r}; set schema = \"{supported[0]}\" in the model's manifest"
         )
+
+
+def int_param(decoder: str, params: dict[str, Any], name: str, default: int, minimum: int) -> int:
+    """``params[name]`` (else ``default``) as an integer >= ``minimum``; a ConfigError
+    naming it otherwise (``true`` is not an integer here, though Python says so)."""
+    v = params.get(name, default)
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise ConfigError(f"{decoder}: {name} must be an integer >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def number_param(decoder: str, params: dict[str, Any], name: str, default: float,
+                 fits: Callable[[float], bool], expected: str) -> float:
+    """``params[name]`` (else ``default``) as a float that ``fits``; a ConfigError saying
+    it must be ``expected`` otherwise."""
+    v = params.get(name, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not fits(v):
+        raise ConfigError(f"{decoder}: {name} must be {expected}, got {v!r}")
+    return float(v)
 
 
 def by_channels(

@@ -22,10 +22,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgepose.core.errors import ConfigError
 from edgepose.core.pose import Poses
 from edgepose.core.preprocess import Transform
-from edgepose.decoders.base import OutputTensor, check_params, check_schema, model_size, outputs_error
+from edgepose.decoders.base import (
+    OutputTensor,
+    check_params,
+    check_schema,
+    int_param,
+    model_size,
+    number_param,
+    outputs_error,
+)
 
 EXPECTED = ("the six MultiPose heads [1,h,w,c]: centre (1), box scale (2), box offset (2), keypoint heatmaps "
             "(17), keypoint regression (34), keypoint offsets (34), named like the TF Hub graph's nodes "
@@ -159,16 +166,12 @@ def _params(params: dict[str, Any]) -> tuple[int, float, float]:
     """The checked parameters: a wrong type or range is a ConfigError naming it (a manifest typo)."""
     check_params("multipose", params, PARAMS)
     check_schema("multipose", params.get("schema", "coco17"), ("coco17",))
-    max_det = params.get("max_detections", MAX_DETECTIONS)
-    if isinstance(max_det, bool) or not isinstance(max_det, (int, np.integer)) or max_det < 1:
-        raise ConfigError(f"multipose: max_detections must be an integer >= 1, got {max_det!r}")
-    values = []
-    for name, default in (("keypoint_threshold", KEYPOINT_THRESHOLD), ("min_pose_score", 0.0)):
-        v = params.get(name, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
-            raise ConfigError(f"multipose: {name} must be a number in [0, 1), got {v!r}")
-        values.append(float(v))
-    return int(max_det), values[0], values[1]
+    max_det = int_param("multipose", params, "max_detections", MAX_DETECTIONS, 1)
+    kpt_thr, min_score = (number_param("multipose", params, name, default, lambda v: 0.0 <= v < 1.0,
+                                       "a number in [0, 1)")
+                          for name, default in (("keypoint_threshold", KEYPOINT_THRESHOLD),
+                                                ("min_pose_score", 0.0)))
+    return max_det, kpt_thr, min_score
 
 
 def poses_from_raw(raw: npt.ArrayLike, transform: Transform, min_pose_score: float = 0.0) -> Poses:

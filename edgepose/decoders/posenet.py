@@ -81,7 +81,7 @@ def sigmoid(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 def check_stride(decoder: str, stride: Any) -> int:
-    if not isinstance(stride, (int, np.integer)) or stride <= 0:
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride <= 0:
         raise ConfigError(
             f"decoder {decoder!r}: output_stride must be a positive integer, got {stride!r} "
             "(Coral's PoseNet models use 16)"

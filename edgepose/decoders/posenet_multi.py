@@ -46,7 +46,7 @@ import numpy.typing as npt
 from edgepose.core.errors import ConfigError
 from edgepose.core.pose import Poses
 from edgepose.core.preprocess import Transform
-from edgepose.decoders.base import OutputTensor, check_params, check_schema
+from edgepose.decoders.base import OutputTensor, check_params, check_schema, int_param, number_param
 from edgepose.decoders.posenet import (
     EDGES,
     NUM_EDGES,
@@ -264,23 +264,17 @@ def _candidates(heat: npt.NDArray[Any], threshold: float, radius: int) -> tuple[
 def _params(params: dict[str, Any]) -> tuple[int, float, float, int, int, int, bool]:
     check_params("posenet_multi", params, MULTI_PARAMS)
     check_schema("posenet_multi", params.get("schema", "coco17"), ("coco17",))
-    max_det = params.get("max_detections", 10)
-    thr = params.get("score_threshold", 0.5)
-    radius = params.get("nms_radius", 20.0)
-    local = params.get("local_maximum_radius", 1)
-    steps = params.get("refine_steps", 5)
-    if not isinstance(max_det, (int, np.integer)) or max_det < 1:
-        raise ConfigError(f"posenet_multi: max_detections must be an integer >= 1, got {max_det!r}")
-    if not isinstance(thr, (int, float)) or not 0.0 < thr < 1.0:
-        raise ConfigError(f"posenet_multi: score_threshold must be in (0, 1), got {thr!r}")
-    if not isinstance(radius, (int, float)) or radius < 0:
-        raise ConfigError(f"posenet_multi: nms_radius must be >= 0 input pixels, got {radius!r}")
-    for name, v in (("local_maximum_radius", local), ("refine_steps", steps)):
-        if not isinstance(v, (int, np.integer)) or v < 0:
-            raise ConfigError(f"posenet_multi: {name} must be an integer >= 0, got {v!r}")
+    name = "posenet_multi"
+    max_det = int_param(name, params, "max_detections", 10, 1)
+    thr = number_param(name, params, "score_threshold", 0.5, lambda v: 0.0 < v < 1.0, "in (0, 1)")
+    radius = number_param(name, params, "nms_radius", 20.0, lambda v: v >= 0, ">= 0 input pixels")
+    local = int_param(name, params, "local_maximum_radius", 1, 0)
+    steps = int_param(name, params, "refine_steps", 5, 0)
     stride = check_stride("posenet_multi", params.get("output_stride", 16))
-    quirk = bool(params.get("coral_edge16", False))
-    return int(max_det), float(thr), float(radius), stride, int(local), int(steps), quirk
+    quirk = params.get("coral_edge16", False)
+    if not isinstance(quirk, bool):
+        raise ConfigError(f"{name}: coral_edge16 must be true or false, got {quirk!r}")
+    return max_det, thr, radius, stride, local, steps, quirk
 
 
 def decode_multi(outputs: Sequence[OutputTensor], transform: Transform, **params: Any) -> Poses:
