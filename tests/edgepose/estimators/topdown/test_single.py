@@ -57,3 +57,31 @@ def test_a_lost_person_is_looked_for_in_the_whole_frame_at_once(
     assert lost.invokes == 2  # the crop found no torso: the same frame again, whole
     assert _run(est, blank).invokes == 1  # nothing to follow: whole frame only
     assert _run(est, pose2sim_frames[3]).invokes == 1
+
+
+def test_reset_starts_the_next_frame_on_the_whole_frame(
+        est: SinglePersonEstimator, pose2sim_frames: list[np.ndarray]) -> None:
+    for f in pose2sim_frames[:3]:
+        _run(est, f)
+    est.reset()
+    after = _run(est, pose2sim_frames[5])
+    whole = SingleModelEstimator(open_engine("movenet-lightning", "cpu")).estimate(pose2sim_frames[5])
+    assert after.invokes == 1 and after.device == "cpu"
+    np.testing.assert_allclose(after.poses.xy, whole.poses.xy, atol=1e-3)  # not the old crop
+
+
+def test_keypoint_threshold_decides_which_keypoints_place_the_crop(
+        pose2sim_frames: list[np.ndarray]) -> None:
+    """Above every keypoint's score no torso is ever found: each frame runs whole, so the
+    poses are the whole-frame model's; at the default the frames after the first are crops."""
+    whole = SingleModelEstimator(open_engine("movenet-lightning", "cpu"))
+    strict = SinglePersonEstimator(open_engine("movenet-lightning", "cpu"), keypoint_threshold=0.999)
+    try:
+        for f in pose2sim_frames[:4]:
+            got = _run(strict, f)
+            assert got.invokes == 1
+            np.testing.assert_allclose(got.poses.xy, whole.estimate(f).poses.xy, atol=1e-3)
+        assert strict.estimate(pose2sim_frames[0]).invokes == 1  # a still: no crop to refine on
+    finally:
+        strict.close()
+        whole.close()
