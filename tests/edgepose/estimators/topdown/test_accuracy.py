@@ -174,3 +174,25 @@ def test_one_person_images_of_both_sets_lose_nothing_to_a_whole_frame_pass(topdo
     at least as good as MoveNet Lightning once on the whole frame (0.694 vs 0.655)."""
     ours, theirs = one_person_oks(topdown)
     assert len(ours) == 6 and np.mean(ours) >= np.mean(theirs) + 0.02, (ours, theirs)
+
+
+def test_the_whole_frame_pass_crops_by_the_pipelines_threshold_and_is_followed(
+        topdown: TopDownEstimator) -> None:
+    """The upside-down skier again. With keypoint_threshold 0.9 the whole-frame pose has
+    too few keypoints that sure to crop around: one invoke for it, none for a crop. Held
+    for three frames at the default threshold, the person found on the whole frame is
+    then followed on their crop: one invoke a frame, still the skier."""
+    path, (gt,) = next((p, g) for p, g in _people("coco17_dev") if p.name == "coco__coco__000000000785.jpg")
+    image = np.ascontiguousarray(load_rgb(path)[::-1, ::-1])
+    h, w = image.shape[:2]
+    g = gt[0].copy()
+    g[:, 0], g[:, 1] = w - 1 - g[:, 0], h - 1 - g[:, 1]
+    default = topdown.params
+    strict = [_with(topdown, keypoint_threshold=0.9, full_frame_fallback=on).estimate(image).invokes
+              for on in (True, False)]
+    assert strict[0] - strict[1] == 1
+    _with(topdown, **vars(default))
+    frames = [topdown.finish(topdown.invoke(topdown.prepare(image, t / 30))) for t in range(3)]
+    assert frames[0].invokes >= 3 and [f.invokes for f in frames[2:]] == [1]
+    for f in frames:
+        assert _oks(f.poses, (g, gt[1])).max() >= 0.5

@@ -197,3 +197,50 @@ def test_the_pipeline_runs_its_two_models_in_one_supervised_worker() -> None:
     ref = open_estimator("movenet-multipose-fast", "cpu", num_threads=1).estimate(image)
     assert got.invokes == ref.invokes == 3 and len(got.poses) == 2
     np.testing.assert_array_equal(got.poses.xy, ref.poses.xy)
+
+
+def _pose(scores: list[float], pose_score: float) -> Any:
+    """One coco17 pose: keypoint i at (100 + 20 i, 80 + 15 i), scored as given (0 after)."""
+    from edgepose.core.pose import Poses
+
+    k = np.arange(17, dtype=np.float32)
+    xy = np.stack([100 + 20 * k, 80 + 15 * k], -1)[None]
+    s = np.zeros((1, 17), np.float32)
+    s[0, :len(scores)] = scores
+    return Poses(xy, s, np.array([pose_score], np.float32))
+
+
+def test_the_next_crop_box_is_the_pose_box_unless_the_crop_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a tracked person is cropped next (``_next_box``): around the keypoints that
+    score at least the pipeline's keypoint_threshold (not person_box's default, nor the
+    pose score); a held crop, or one the new box barely moves (IoU >= steady_iou), stays;
+    no box (too few keypoints) is no box, held or not."""
+    from edgepose.estimators.crops import person_box
+    from edgepose.estimators.topdown import _Crop
+
+    est = open_estimator("movenet-multipose-fast", "cpu")
+    assert isinstance(est, TopDownEstimator)
+    try:
+        est.params = TopDownParams.from_dict({"keypoint_threshold": 0.25, "crop_margin": 1.2}, "test")
+        size = (720, 1280)
+        # four tight keypoints at 0.9, two farther at 0.3 (>= 0.25, < the pose score 0.6),
+        # the farthest at 0.22 (counted from person_box's default 0.2 only)
+        pose = _pose([0.9, 0.9, 0.9, 0.9, 0, 0, 0.3, 0, 0, 0, 0, 0, 0.3, 0, 0, 0, 0.22], 0.6)
+        want = person_box(pose.xy[0], pose.scores[0], size, 1.2, 0.25)
+        assert want is not None
+        for other in (0.2, 0.6):  # person_box's default threshold, the pose score: other boxes
+            other_box = person_box(pose.xy[0], pose.scores[0], size, 1.2, other)
+            assert other_box is not None and other_box.as_array().tolist() != want.as_array().tolist()
+        got = est._next_box(pose, None, size)  # a pose with no crop (the whole frame's)
+        assert got is not None and got.as_array().tolist() == want.as_array().tolist()
+        far = _Crop(want.scaled(0.5))
+        assert est._next_box(pose, far, size) == got  # moved: the new box
+        assert est._next_box(pose, _Crop(far.box, held=True), size) == far.box  # held
+        near = _Crop(want.scaled(1.02))
+        assert want.iou(near.box) >= est.params.steady_iou
+        assert est._next_box(pose, near, size) == near.box  # barely moved: stays
+        lost = _pose([0.9, 0.1], 0.5)  # one keypoint says where, not how big: no box
+        assert est._next_box(lost, _Crop(far.box, held=True), size) is None
+        assert est._next_box(lost, None, size) is None
+    finally:
+        est.close()
