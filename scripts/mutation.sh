@@ -48,6 +48,7 @@ git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$work"
   echo "    no:cacheprovider"
   echo "    -m"
   echo "    ${MUTATION_MARKERS:-not slow and not edgetpu and not picamera}"
+  echo "use_setproctitle = false"  # its titles hid the worker processes test_supervisor.py finds by name
   echo "also_copy ="
   for p in tests models deploy pyproject.toml; do echo "    $p"; done
 } > "$work/setup.cfg"
