@@ -327,6 +327,11 @@ def check_models(model: str | None) -> list[Check]:
                 hint = "it will be downloaded at start (needs internet)" if known else ""
                 if known and pipeline and part == pipeline.landmark and pipeline.fallback:
                     hint += f"; offline, {model} runs {pipeline.fallback['landmark']} in its place"
+                    from edgepose.models.recall import remembered_failure
+
+                    if (failed := remembered_failure(part)) is not None:
+                        hint = f"not tried at start: {failed}; until then {model} runs " \
+                               f"{pipeline.fallback['landmark']} in its place"
                 checks.append(Check("model", "warn" if known else "fail", str(err), hint,
                                     blocking=not known))
     return checks

@@ -34,30 +34,39 @@ def fetch_or_recall(name: str, *, timeout: float | None = None, retry_after: flo
     default ``FALLBACK_TIMEOUT_S``).
 
     ``FetchError`` when the download fails, and for ``retry_after`` seconds (default
-    ``RETRY_AFTER_S``) after a
-    failure without trying again (its message says when it failed and when the next
-    attempt is). A clock set back past the failure counts as stale: the download is tried.
+    ``RETRY_AFTER_S``) after a failure without trying again (its message says when it
+    failed and when the next attempt is). A clock set back past the failure counts as
+    stale: the download is tried.
     """
     timeout = FALLBACK_TIMEOUT_S if timeout is None else timeout
-    retry_after = RETRY_AFTER_S if retry_after is None else retry_after
     existing = find_model_file(get_manifest(name))
     if existing is not None:
         return existing
+    note = remembered_failure(name, retry_after)
+    if note is not None:
+        raise FetchError(note)
+    try:
+        return fetch_model(name, timeout=timeout)
+    except FetchError as err:
+        _remember(unreachable_mark(name), str(err))
+        raise
+
+
+def remembered_failure(name: str, retry_after: float | None = None) -> str | None:
+    """The remembered failure of ``name``'s download with when it happened and when it is
+    tried again, while it holds (``retry_after``, default ``RETRY_AFTER_S``); else None."""
+    retry_after = RETRY_AFTER_S if retry_after is None else retry_after
     mark = unreachable_mark(name)
     try:
         age = time.time() - mark.stat().st_mtime
         with open(mark, "rb") as f:
             note = f.read(_MAX_NOTE).decode("utf-8", "replace").strip()
     except OSError:
-        age, note = -1.0, ""
-    if note and 0 <= age < retry_after:
-        raise FetchError(f"{note} ({_minutes(age)} ago; next try in {_minutes(retry_after - age)} "
-                         f"or by `edgepose models fetch {name}`)")
-    try:
-        return fetch_model(name, timeout=timeout)
-    except FetchError as err:
-        _remember(mark, str(err))
-        raise
+        return None
+    if not note or not 0 <= age < retry_after:
+        return None
+    return (f"{note} ({_minutes(age)} ago; next try in {_minutes(retry_after - age)} "
+            f"or by `edgepose models fetch {name}`)")
 
 
 def _remember(mark: Path, note: str) -> None:

@@ -204,6 +204,12 @@ def test_a_failed_landmark_download_is_not_retried_at_every_start(
     assert "(1 min ago; next try in 60 min or by `edgepose models fetch far-thunder`)" in second
     assert second.endswith("running movenet-lightning instead (less precise; `edgepose models fetch "
                            "far-thunder` once online)")
+    # doctor says why the start will not try, and what runs meanwhile
+    from edgepose.host.doctor import check_models
+
+    (check,) = [c for c in check_models("mine") if c.detail.startswith("model 'far-thunder'")]
+    assert check.status == "warn" and check.hint.startswith("not tried at start: could not download")
+    assert check.hint.endswith("until then mine runs movenet-lightning in its place")
     # an hour later it is tried again, and so is a clock set back before the failure
     for shift in (-3601, +3600):
         os.utime(mark, (time.time() + shift,) * 2)
