@@ -132,16 +132,16 @@ class TopDownEstimator(BaseEstimator):
         from edgepose.models.recall import fetch_or_recall
         from edgepose.models.registry import is_model_path
 
+        proposer = opener(manifest.proposer, device, **options)  # a bad device fails here first
         landmark_name = manifest.landmark
-        if fallback_params is not None and not is_model_path(landmark_name):
-            try:  # a short timeout, and a failure remembered for a while (models/recall.py)
-                fetch_or_recall(landmark_name)
-            except FetchError as err:
-                landmark_name, params = fallback["landmark"], fallback_params
-                log.warning("%s: %s; running %s instead (less precise; `edgepose models fetch %s` "
-                            "once online)", manifest.name, err, landmark_name, manifest.landmark)
-        proposer = opener(manifest.proposer, device, **options)
         try:
+            if fallback_params is not None and not is_model_path(landmark_name):
+                try:  # a short timeout, and a failure remembered for a while (models/recall.py)
+                    fetch_or_recall(landmark_name)
+                except FetchError as err:
+                    landmark_name, params = fallback["landmark"], fallback_params
+                    log.warning("%s: %s; running %s instead (less precise; `edgepose models fetch %s` "
+                                "once online)", manifest.name, err, landmark_name, manifest.landmark)
             landmark = opener(landmark_name, device, **options)
         except BaseException:
             proposer.close()

@@ -74,3 +74,32 @@ def mount_tmpfs(path: Path, size: str = "64k", readonly: bool = False) -> bool:
 
 def umount(path: Path) -> None:
     subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+# ---- other writers of a file, and what a case leaves running -------------------------
+
+_LEFT: list[Callable[[], None]] = []  # how to stop what setups started; release() runs them
+
+
+def hold_output(path: Path) -> None:
+    """Another process writing ``path`` through the real output (its locks) until the
+    test ends (``release``: killed and reaped, so no process outlives its test)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time; from edgepose.outputs.jsonl import JsonLinesOutput as J;"
+         f"o = J({str(path)!r}); o.open(); print('ok', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, cwd=REPO)
+    _LEFT.append(lambda: (proc.kill(), proc.wait(), proc.stdout and proc.stdout.close()))
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ok"
+
+
+def on_release(stop: Callable[[], object]) -> None:
+    """Run ``stop`` when the test ends (a server a setup started)."""
+    _LEFT.append(stop)
+
+
+def release() -> None:
+    """Stop everything the setups started, newest first."""
+    while _LEFT:
+        _LEFT.pop()()
+

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SHARED
-from tests.faults.harness import Case, assert_one_line, mount_tmpfs, run_case, umount
+from tests.faults.harness import Case, assert_one_line, hold_output, mount_tmpfs, release, run_case, umount
 
 OLD_JSONL = '{"frame": 0, "old": true}\n' * 100
 
@@ -83,17 +82,7 @@ def _absent(*names: str):
 
 def _holder(tmp: Path) -> None:
     """Another process writing tmp/held.jsonl (its lock), for the second-writer case."""
-    import sys
-    proc = subprocess.Popen(
-        [sys.executable, "-c",
-         "import time; from edgepose.outputs.jsonl import JsonLinesOutput as J;"
-         f"o = J({str(tmp / 'held.jsonl')!r}); o.open(); print('ok', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ok"
-    _HOLDERS.append(proc)
-
-
-_HOLDERS: list[subprocess.Popen[str]] = []
+    hold_output(tmp / "held.jsonl")
 
 
 def _mpii_like_coco(tmp: Path) -> None:
@@ -263,10 +252,7 @@ CASES = [
 @pytest.fixture(autouse=True)
 def _cleanup(tmp_path: Path):
     yield
-    for proc in _HOLDERS:
-        proc.kill()
-        proc.wait()
-    _HOLDERS.clear()
+    release()
     for name in ("disk", "ro"):
         if (tmp_path / name).is_mount():
             umount(tmp_path / name)

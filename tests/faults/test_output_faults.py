@@ -13,16 +13,16 @@ import json
 import os
 import socket
 import stat
-import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SHARED
-from tests.faults.harness import Case, assert_one_line, run_case
+from tests.conftest import SHARED
+from tests.faults.harness import Case, assert_one_line, hold_output, on_release, release, run_case
 
 OLD = '{"frame": 0, "old": true}\n' * 20
 OLD_MP4 = b"an earlier recording" * 500
@@ -31,35 +31,22 @@ OLD_MP4 = b"an earlier recording" * 500
 RUN = ["edgepose-run", "--source", "{video}", "--display", "none", "--device", "cpu",
        "--model", "movenet-multipose-fast", "--log-level", "WARNING"]
 POSENET = "models/coral/posenet_mobilenet_v1_075_481_641_quant.tflite"
-_KEEP: list[object] = []  # holders and servers live until the session ends
 
 
 # ---- setups and checks ---------------------------------------------------------------
-
-def _hold(path: Path) -> None:
-    """Another process writing ``path`` through the real output (its locks), until the
-    session ends."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c",
-         "import time; from edgepose.outputs.jsonl import JsonLinesOutput as J;"
-         f"o = J({str(path)!r}); o.open(); print('ok', flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True, cwd=REPO)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ok"
-    _KEEP.append(proc)
-
 
 def _linked_and_held(tmp: Path) -> None:
     """held.jsonl (old records), a hard link and a symlink to it; a writer holds it."""
     (tmp / "held.jsonl").write_text(OLD)
     os.link(tmp / "held.jsonl", tmp / "hard.jsonl")
     (tmp / "soft.jsonl").symlink_to(tmp / "held.jsonl")
-    _hold(tmp / "held.jsonl")
+    hold_output(tmp / "held.jsonl")
 
 
 def _new_file_held(tmp: Path) -> None:
     """A writer holds new.jsonl before it exists; soft.jsonl points at it."""
     (tmp / "soft.jsonl").symlink_to(tmp / "new.jsonl")
-    _hold(tmp / "new.jsonl")
+    hold_output(tmp / "new.jsonl")
 
 
 def _old_untouched(tmp: Path) -> None:
@@ -138,7 +125,8 @@ def _mirror(tmp: Path) -> None:
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Mirror)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    _KEEP.append(httpd)
+    on_release(httpd.shutdown)
+    on_release(httpd.server_close)
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
     (tmp / "manifests").mkdir()
     base = list_manifests()["movenet-lightning"].with_(
@@ -159,7 +147,7 @@ def _garbage_peer(tmp: Path) -> None:
     """A TCP server on 127.0.0.1 answering every WebSocket upgrade with random bytes;
     its port goes to tmp/port for the URL."""
     server = socket.create_server(("127.0.0.1", 0))
-    _KEEP.append(server)
+    on_release(server.close)
 
     def serve() -> None:
         while True:
@@ -292,6 +280,12 @@ CASES = [
     Case("dataset-mpii-inf-center", DATASET, 2, r"record 0: center holds NaN or infinity",
          setup=_mpii("inf-center"), check=_absent("shards"), needs=("data/mpii_sample",)),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_setups_started() -> Iterator[None]:
+    yield
+    release()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
