@@ -13,6 +13,7 @@ model forgets the failure (``registry.fetch_model``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -77,4 +78,5 @@ def _remember(mark: Path, note: str) -> None:
         tmp.write_text(" ".join(note.split())[:_MAX_NOTE] + "\n", encoding="utf-8")
         os.replace(tmp, mark)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not there, or its folder could not be made
+            tmp.unlink()

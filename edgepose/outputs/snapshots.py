@@ -7,6 +7,7 @@ file and raises ``OutputError`` naming it. The folder is created at the first sn
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,8 @@ class SnapshotOutput(Output):
                 f.write(data)
             os.replace(tmp, path)
         except OSError as err:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not there, or its folder could not be made
+                tmp.unlink()
             self.error = f"snapshot {path}: {describe_error(err)} after {self.written} snapshot(s)"
             raise OutputError(f"{self.error}; the earlier ones are complete") from None
         self.saved.append(path)

@@ -251,3 +251,14 @@ def test_a_stalling_network_holds_the_start_only_for_the_short_timeout(
     monkeypatch.setattr(recall, "FALLBACK_TIMEOUT_S", 0.5)
     line = _open_and_warn(caplog)
     assert peer.connections == 1 and "timed out" in line
+
+
+def test_a_cache_where_the_failure_cannot_be_written_still_falls_back(
+        unreachable: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``.unreachable`` is a file in the way: nothing is remembered, each start tries."""
+    _pipeline(unreachable, FALLBACK)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / ".unreachable").write_text("in the way")
+    for _ in range(2):
+        assert "next try" not in _open_and_warn(caplog)
+    assert (tmp_path / "cache" / ".unreachable").read_text() == "in the way"
