@@ -29,18 +29,19 @@ def check_writable_file(path: Path, what: str, suffixes: tuple[str, ...] = ()) -
         raise ConfigError(f"{what} {path}: expected a {' or '.join(suffixes)} file name")
     if path.is_dir():
         raise ConfigError(f"{what} {path} is a directory; pass a file name")
+    if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+        # a FIFO or device is a stream: opening it to probe would hand its reader an end
+        # of file, so only its permission bits are checked; nothing is made beside it, so
+        # its folder need not take files (bash's >(...) gives /dev/fd/63)
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{what} {path} exists and cannot be written (permission denied); "
+                              "pass another file name")
+        return
     folder = path.parent
     if not folder.is_dir():
         raise ConfigError(f"{what} {path}: folder {folder} does not exist; create it first")
     check_writable_folder(folder, f"{what} {path}")
     if path.exists():
-        if not stat.S_ISREG(path.stat().st_mode):
-            # a FIFO or device is a stream: opening it to probe would hand its reader an
-            # end of file, so only its permission bits are checked
-            if not os.access(path, os.W_OK):
-                raise ConfigError(f"{what} {path} exists and cannot be written (permission denied); "
-                                  "pass another file name")
-            return
         try:  # opened for writing, not truncated: the file is left as it is
             open(path, "r+b").close()
         except OSError as err:

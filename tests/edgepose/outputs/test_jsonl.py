@@ -158,3 +158,80 @@ def test_dash_writes_to_stdout_and_leaves_it_open(capsys: pytest.CaptureFixture[
     print("still open")
     out = capsys.readouterr().out.splitlines()
     assert json.loads(out[0])["frame"] == couple[0].index and out[1] == "still open"
+
+
+def test_stdout_counts_its_records(capsys: pytest.CaptureFixture[str], couple) -> None:
+    sink = make_output("-")
+    sink.open()
+    for _ in range(3):
+        sink.write(_result(couple))
+    sink.close()
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert sink.summary() == "--json -: 3 record(s)"
+
+
+def test_the_file_is_made_rw_r_r_and_the_summary_names_the_flag(tmp_path: Path, couple) -> None:
+    out = tmp_path / "poses.jsonl"
+    old = os.umask(0)
+    try:
+        sink = JsonLinesOutput(str(out), flag="--output")
+        sink.open()
+        sink.write(_result(couple))
+        sink.close()
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert sink.summary() == f"--output {out}: 1 record(s)"
+
+
+def test_a_folder_gone_before_the_first_record_is_one_output_error(tmp_path: Path, couple) -> None:
+    (tmp_path / "d").mkdir()
+    out = tmp_path / "d" / "poses.jsonl"
+    sink = JsonLinesOutput(str(out))
+    sink.check()
+    sink.open()
+    (tmp_path / "d" / ".poses.jsonl.lock").unlink()
+    (tmp_path / "d").rmdir()
+    with pytest.raises(OutputError) as info:
+        sink.write(_result(couple))
+    assert str(info.value) == f"--json {out}: cannot open for writing (No such file or directory)"
+    sink.close()
+
+
+def test_a_pipe_nobody_reads_is_a_stream_error_not_a_full_disk(couple) -> None:
+    """A path to a pipe (here this process's own, by /proc/self/fd, as bash's ``>(...)``
+    gives /dev/fd/63): checked and written as a stream, no lock file, though no file can be
+    made in its folder; its reader gone, the write fails with EPIPE, which is no full disk."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        sink = JsonLinesOutput(f"/proc/self/fd/{w}")
+        sink.check()
+        sink.open()  # a stream: no lock file to make beside /proc/self/fd/N
+        with pytest.raises(OutputError) as info:
+            sink.write(_result(couple))
+        sink.close()
+    finally:
+        os.close(w)
+    assert str(info.value) == (f"--json /proc/self/fd/{w}: write failed: Broken pipe; it holds the "
+                               "first 0 records, each complete")
+
+
+def test_disk_full_says_so_and_the_summary_keeps_one_flag(tmp_path: Path, couple) -> None:
+    disk = tmp_path / "small"
+    if not _mount_tmpfs(disk, "16k"):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        out = disk / "poses.jsonl"
+        sink = JsonLinesOutput(str(out))
+        sink.open()
+        with pytest.raises(OutputError) as info:
+            for _ in range(10_000):
+                sink.write(_result(couple))
+        sink.error = str(info.value)  # as the pipeline records it
+        sink.close()
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+    assert str(info.value).endswith(f"write failed: No space left on device (disk full); it holds the first "
+                                    f"{sink.written} records, each complete")
+    assert sink.summary() == f"--json {out}: {sink.written} record(s), stopped: {info.value}"
