@@ -172,16 +172,30 @@ def test_a_folder_gone_before_the_first_frame_is_one_line(results: list[FrameRes
     ("<tmp>/out.mp4", {"fps": float("nan")}, "fps nan must be a positive"),
     ("<tmp>/out.mp4", {"keypoint_threshold": 1.5}, "keypoint_threshold 1.5"),
     ("<tmp>/out.mp4", {"codec": "nosuchcodec"}, "has no such encoder"),
+    ("<tmp>/out.mp4", {"fps": 0}, r"^--record <tmp>/out.mp4: fps 0 must be a positive number of frames per "
+                                  r"second$"),
+    ("<tmp>/out.mp4", {"keypoint_threshold": -0.1}, r"^keypoint_threshold -0.1 must be between 0 and 1$"),
+    ("<tmp>/out.mp4", {"keyframe_interval": 0}, r"^--record <tmp>/out.mp4: keyframe_interval 0 must be a "
+                                                r"positive number of seconds$"),
+    ("<tmp>/out.mp4", {"flush": "never"}, r"^--record <tmp>/out.mp4: flush 'never': expected one of sync, "
+                                          r"fragment, buffered$"),
+    ("out.avi", {}, r"^--record out.avi: expected a \.mp4 file name$"),
 ])
 def test_check_refuses_bad_targets_without_side_effects(tmp_path: Path, spec: str, options: dict,
                                                         match: str) -> None:
     (tmp_path / "dir.mp4").mkdir()
     before = sorted(tmp_path.iterdir())
     out = RecordingOutput(spec.replace("<tmp>", str(tmp_path)), **options)
-    with pytest.raises(ConfigError, match=match) as info:
+    with pytest.raises(ConfigError, match=match.replace("<tmp>", str(tmp_path))) as info:
         out.check()
     assert "\n" not in str(info.value)
     assert sorted(tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("options", [{"fps": 0.5}, {"keypoint_threshold": 0.0}, {"keypoint_threshold": 1.0},
+                                     {"keyframe_interval": 0.01}, {"flush": "fragment"}])
+def test_check_takes_values_at_the_edges(tmp_path: Path, options: dict) -> None:
+    RecordingOutput(str(tmp_path / "out.mp4"), **options).check()
 
 
 def test_mp4_outputs_are_recordings() -> None:
@@ -270,6 +284,40 @@ def test_disk_full_is_one_line_naming_the_file_and_what_fitted_plays(
     assert 0 < written < given < 230  # the disk filled up mid-run
     assert len(decoded(path)) == written  # every frame that fitted, and it plays
     assert "Traceback" not in proc.stderr and proc.stderr.strip() == ""
+
+
+def test_a_full_disk_in_this_process_cuts_back_to_the_last_fragment(
+        small_disk: tuple[Path, list[str]], results: list[FrameResult]) -> None:
+    """The same fault as above with the output in this process (so that what it keeps
+    and says is checked where mutation testing can see it): one OutputError naming the
+    file, every later frame refused with the same words, the file cut back to what plays."""
+    disk, extra = small_disk
+    if extra:
+        pytest.skip("no tmpfs could be mounted here")
+    path = disk / "here.mp4"
+    out = RecordingOutput(str(path), fps=30.0)
+    out.check()
+    out.open()
+    given = 0
+    with pytest.raises(OutputError) as info:
+        for _ in range(10):
+            for r in results:
+                out.write(r)
+                given += 1
+    message = str(info.value)
+    assert message == out.error
+    # the frame whose write failed counts among the encoded ones
+    assert message.startswith(f"--record {path}: No space left on device (ENOSPC) after {given + 1} frame(s); "
+                              "the file keeps the first ")
+    kept = int(message.split("the file keeps the first ")[1].split(",")[0])
+    assert message.endswith(f"the file keeps the first {kept}, playable") and 0 < kept < given
+    with pytest.raises(OutputError) as again:
+        out.write(results[0])
+    assert str(again.value) == message
+    out.close()
+    out.close()
+    assert len(decoded(path)) == kept
+    assert not [p.name for p in disk.iterdir() if p.name != "here.mp4"]  # no lock or part left
 
 
 def test_edgepose_run_on_a_full_disk_exits_1_with_one_line(small_disk: tuple[Path, list[str]],
