@@ -294,7 +294,8 @@ def test_a_full_disk_in_this_process_cuts_back_to_the_last_fragment(
     disk, extra = small_disk
     if extra:
         pytest.skip("no tmpfs could be mounted here")
-    path = disk / "here.mp4"
+    path, filler = disk / "here.mp4", disk / "filler"
+    filler.write_bytes(b"\0" * (256 << 10))  # removed after the failure: room again at close
     out = RecordingOutput(str(path), fps=30.0)
     out.check()
     out.open()
@@ -314,8 +315,12 @@ def test_a_full_disk_in_this_process_cuts_back_to_the_last_fragment(
     with pytest.raises(OutputError) as again:
         out.write(results[0])
     assert str(again.value) == message
+    cut = path.stat().st_size
+    filler.unlink()
     out.close()
     out.close()
+    assert path.stat().st_size == cut  # the muxer's last words after the failure went nowhere,
+    # though there was room for them again
     assert len(decoded(path)) == kept
     assert not [p.name for p in disk.iterdir() if p.name != "here.mp4"]  # no lock or part left
 
