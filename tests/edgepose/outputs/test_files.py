@@ -11,8 +11,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgepose.outputs.files import destination
-from edgepose.outputs.lock import flock_holder
+import pytest
+
+from edgepose.core.errors import ConfigError
+from edgepose.outputs.files import check_writable_file, destination
+from edgepose.outputs.lock import OutputLock, flock_holder
 
 
 @contextlib.contextmanager
@@ -86,3 +89,71 @@ def test_the_flock_holder_is_found_by_the_files_device_and_inode(tmp_path: Path)
         child.kill()
         child.wait()
         child.stdout and child.stdout.close()
+
+
+@pytest.mark.parametrize("name, suffixes, message", [
+    ("a.avi", (".mp4",), "--out <tmp>/a.avi: expected a .mp4 file name"),
+    ("a.avi", (".mp4", ".mkv"), "--out <tmp>/a.avi: expected a .mp4 or .mkv file name"),
+    ("dir", (), "--out <tmp>/dir is a directory; pass a file name"),
+    ("none/a.jsonl", (), "--out <tmp>/none/a.jsonl: folder <tmp>/none does not exist; create it first"),
+])
+def test_check_writable_file_says_what_and_the_fix(tmp_path: Path, name: str, suffixes: tuple[str, ...],
+                                                   message: str) -> None:
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(ConfigError) as info:
+        check_writable_file(tmp_path / name, "--out", suffixes)
+    assert str(info.value) == message.replace("<tmp>", str(tmp_path))
+
+
+def test_a_folder_that_takes_no_file_is_named_with_the_reason() -> None:
+    with pytest.raises(ConfigError) as info:
+        check_writable_file(Path("/proc/self/a.jsonl"), "--out")
+    text = str(info.value)
+    assert text.startswith("--out /proc/self/a.jsonl: cannot write into /proc/self, it is not writable (")
+    assert text.endswith("); pass a writable folder") and "(None)" not in text
+
+
+def test_check_writable_file_opens_an_existing_file_without_changing_it(tmp_path: Path) -> None:
+    path = tmp_path / "old.jsonl"
+    path.write_text("kept\n")
+    check_writable_file(path, "--out", (".jsonl",))
+    assert path.read_text() == "kept\n" and sorted(p.name for p in tmp_path.iterdir()) == ["old.jsonl"]
+
+
+def test_the_lock_file_says_who_holds_it_or_unknown(tmp_path: Path) -> None:
+    """The lock file is rw-r--r-- and holds its writer's PID; a holder whose PID is not
+    on record (a full disk when it wrote it) is "unknown"."""
+    path = tmp_path / "out.jsonl"
+    old = os.umask(0)
+    try:
+        lock = OutputLock(path)
+        lock.acquire()
+    finally:
+        os.umask(old)
+    lp = tmp_path / ".out.jsonl.lock"
+    assert lp.stat().st_mode & 0o777 == 0o644 and lp.read_text() == f"{os.getpid()}\n"
+    lock.release()
+    assert not lp.exists()
+    lp.write_text("")
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1]);"
+         "fcntl.flock(f, fcntl.LOCK_EX); print('ok', flush=True); time.sleep(60)", str(lp)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ok"
+        with pytest.raises(ConfigError) as info:
+            OutputLock(path).acquire()
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout and child.stdout.close()
+    assert str(info.value) == (f"output {path} is being written by another process (PID unknown); "
+                               "stop it or pick another file")
+
+
+def test_a_lock_file_that_cannot_be_made_is_one_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        OutputLock(Path("/proc/self/out.jsonl"), "--json").acquire()
+    text = str(info.value)
+    assert text.startswith("--json /proc/self/out.jsonl: cannot create its lock file /proc/")
+    assert text.endswith("; pass a writable folder")
