@@ -118,7 +118,7 @@ class Mosquitto:
     """Debian's mosquitto on 127.0.0.1 with its own config file and a persistence folder,
     so that a persistent subscriber's session survives a restart of the broker."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, users: dict[str, str] | None = None) -> None:
         exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
         if exe is None:
             pytest.skip("mosquitto is not installed (apt install mosquitto; scripts/setup.sh does it as root)")
@@ -128,7 +128,8 @@ class Mosquitto:
         self.config = folder / "mosquitto.conf"
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            + (f"allow_anonymous false\npassword_file {self._passwords(users)}\n" if users else
+               "allow_anonymous true\n") +
             "persistence true\n"
             f"persistence_location {folder}/\n"
             "autosave_interval 0\n"
@@ -139,6 +140,18 @@ class Mosquitto:
             # as root, mosquitto would switch to its own user, who cannot write here
             + ("user root\n" if os.geteuid() == 0 else ""))
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _passwords(self, users: dict[str, str]) -> Path:
+        """A mosquitto password file for ``users`` (made by mosquitto_passwd)."""
+        tool = shutil.which("mosquitto_passwd")
+        if tool is None:
+            pytest.skip("mosquitto_passwd is not installed (apt install mosquitto)")
+        path = self.folder / "passwords"
+        path.write_text("")
+        for user, password in users.items():
+            subprocess.run([tool, "-b", str(path), user, password], check=True, capture_output=True)
+        path.chmod(0o600)
+        return path
 
     def start(self) -> None:
         self.proc = subprocess.Popen([self.exe, "-c", str(self.config)], stdout=subprocess.DEVNULL,

@@ -77,3 +77,52 @@ def test_serve() -> None:
         busy.listen()
         ok, detail = probe_serve(f"127.0.0.1:{busy.getsockname()[1]}", None)
         assert not ok and "cannot listen there" in detail
+
+
+def test_mqtt_credentials_go_with_the_probe(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path, users={"pi": "s3cret"})
+    broker.start()
+    try:
+        good = f"mqtt://pi:s3cret@127.0.0.1:{broker.port}/edgepose/poses"
+        assert probe_output(good) == (True, f"{good}: the broker accepted a connection")
+        for bad in (f"mqtt://pi:wrong@127.0.0.1:{broker.port}/t", f"mqtt://127.0.0.1:{broker.port}/t"):
+            ok, detail = probe_output(bad)
+            assert not ok and detail.startswith(f"{bad}: the broker refused the connection (")
+            assert detail.endswith("); check user and password")
+    finally:
+        broker.stop()
+    ok, detail = probe_output(good)
+    assert (ok, detail) == (False, f"{good}: connection refused at 127.0.0.1:{broker.port}; is the broker "
+                                   "running (sudo systemctl status mosquitto)?")
+
+
+def test_a_web_server_that_is_no_websocket_is_named_by_its_http_status() -> None:
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # what a WebSocket client reads
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        spec = f"ws://127.0.0.1:{httpd.server_address[1]}/nothing"
+        assert probe_output(spec, timeout=2.0) == (
+            False, f"{spec}: the server answered HTTP 404, not a WebSocket; check the path")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_osc_is_resolved_and_an_unknown_host_is_reported() -> None:
+    assert probe_output("osc://127.0.0.1:9000/td") == (
+        True, "UDP to 127.0.0.1:9000 (127.0.0.1); OSC sends no reply, so whether something listens cannot "
+              "be checked")
+    ok, detail = probe_output("osc://nosuch.invalid:9000/td")
+    assert not ok and detail.startswith("osc://nosuch.invalid:9000/td: ") and "None" not in detail
