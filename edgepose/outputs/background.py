@@ -87,10 +87,12 @@ NICENESS = 10
 
 
 def lower_priority(niceness: int = NICENESS) -> None:
-    """Make the calling thread nicer (Linux: nice is per thread, and threads it starts
-    inherit it); silently nothing where that is not possible."""
+    """Make the calling thread ``niceness`` nicer than it is (Linux: nice is per thread,
+    and threads it starts inherit it; a run started with ``nice`` stays below its
+    pipeline, not at the absolute value); silently nothing where that is not possible."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
     except (AttributeError, OSError):
         pass
 
