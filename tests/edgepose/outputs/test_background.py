@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
+from edgepose.core.errors import ConfigError
 from edgepose.core.pose import Poses
-from edgepose.outputs.background import BackgroundOutput, Backoff, url_port
+from edgepose.outputs import background
+from edgepose.outputs.background import BackgroundOutput, Backoff, parse_url, url_port
 from edgepose.outputs.base import FrameResult
 
 
@@ -38,8 +40,12 @@ class Scripted(BackgroundOutput):
     retry_initial = 0.01
     retry_max = 0.02
 
-    def __init__(self, refuse: int = 0, break_on: tuple[int, ...] = (), niceness: int = 0) -> None:
+    def __init__(self, refuse: int = 0, break_on: tuple[int, ...] = (), niceness: int = 0,
+                 stuck: str = "", idle_error: bool = False) -> None:
         self.refuse, self.break_on, self.niceness = refuse, break_on, niceness
+        self.stuck = stuck  # "": sends return; "abortable": block until _abort; "deaf": block regardless
+        self.unstuck = threading.Event()
+        self.idle_error = idle_error
         self.calls: list[str] = []
         self.sent: list[int] = []
         self.sends = 0
@@ -62,11 +68,15 @@ class Scripted(BackgroundOutput):
 
     def _send(self, result: FrameResult) -> None:
         self.sends += 1
+        if self.stuck:
+            self.unstuck.wait(10 if self.stuck == "abortable" else 2)
         if self.sends in self.break_on:
             raise BrokenPipeError(32, "Broken pipe")
         self.sent.append(result.record["frame"])
 
     def _idle(self) -> None:
+        if self.idle_error:
+            raise RuntimeError("a bug in the backend")
         if self.hold_idle:
             self.idling.set()
             self.idle_gate.wait(5)
@@ -79,6 +89,8 @@ class Scripted(BackgroundOutput):
 
     def _abort(self) -> None:
         self.calls.append("abort")
+        if self.stuck == "abortable":
+            self.unstuck.set()
 
 
 def test_backoff_doubles_to_its_cap_and_resets() -> None:
@@ -159,3 +171,111 @@ def test_a_heavy_output_runs_nicer_than_the_pipeline() -> None:
     light.close()
     heavy.close()
     assert light.nice_in_thread == base and heavy.nice_in_thread == min(base + 5, 19)
+
+
+def _messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level]
+
+
+def test_a_peer_that_breaks_each_connection_at_once_is_one_outage(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Breaking within STABLE_S of connecting, again and again, is the same outage (one
+    warning, quiet reconnections); stable for STABLE_S, a new break is a new outage."""
+    monkeypatch.setattr(background, "STABLE_S", 0.3)
+    with caplog.at_level(logging.DEBUG, "edgepose.outputs.background"):
+        out = Scripted(break_on=(1, 2, 3, 4))
+        for i in range(4):
+            out.write(_result(i))
+            _until(lambda i=i: out.calls.count("connect") == i + 2, f"reconnection {i + 1}")
+        assert out.outages == 1 and len(_messages(caplog, logging.WARNING)) == 1
+        assert _messages(caplog, logging.INFO) == ["scripted://peer: connected again"]
+        out.write(_result(4))
+        _until(lambda: out.sent == [4], "a frame through")
+        time.sleep(0.4)  # stable now
+        out.write(_result(5))
+        _until(lambda: out.sent == [4, 5], "a second frame through")
+        out.break_on = (7,)
+        out.write(_result(6))
+        _until(lambda: out.calls.count("connect") == 6, "the last reconnection")
+        out.close()
+    assert out.outages == 2 and len(_messages(caplog, logging.WARNING)) == 2
+    assert out.dropped == 5  # the five frames whose sends broke
+
+
+def test_a_last_frame_that_cannot_be_sent_is_counted_lost() -> None:
+    out = Scripted(break_on=(1,))
+    out.hold_idle = True
+    _until(out.idling.is_set, "the thread to idle")
+    out.write(_result(7))
+    threading.Timer(0.05, out.idle_gate.set).start()
+    out.close()
+    assert out.sent == [] and (out.written, out.dropped) == (0, 1) and out.calls == ["connect", "disconnect"]
+
+
+def test_a_send_stuck_at_close_is_aborted(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "edgepose.outputs.background"):
+        out = Scripted(stuck="abortable")
+        out.close_timeout = 0.3
+        out.write(_result(1))
+        _until(lambda: out.sends == 1, "the send to start")
+        out.close()
+    assert "abort" in out.calls and _messages(caplog, logging.WARNING) == []
+
+
+def test_a_send_deaf_to_abort_is_left_behind_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "edgepose.outputs.background"):
+        out = Scripted(stuck="deaf")
+        out.close_timeout = 0.3
+        out.write(_result(1))
+        _until(lambda: out.sends == 1, "the send to start")
+        out.close()
+    assert _messages(caplog, logging.WARNING) == ["scripted://peer: still busy after 0.3 s at shutdown; left behind"]
+    out.unstuck.set()
+
+
+def test_an_error_in_idle_is_a_lost_connection(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "edgepose.outputs.background"):
+        out = Scripted(idle_error=True)
+        _until(lambda: out.calls.count("connect") >= 2, "a reconnection")
+        out.close()
+    assert out.outages == 1 and "reset" in out.calls
+    assert _messages(caplog, logging.WARNING) == ["scripted://peer: a bug in the backend; the run goes on, "
+                                                 "retrying in the background"]
+
+
+class Buggy(Scripted):
+    """An error where the thread expects none (outside the connect/send calls)."""
+
+    def _connected(self) -> None:
+        raise RuntimeError("a bug in the thread")
+
+
+def test_a_bug_in_the_thread_stops_the_output_with_one_error_line(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, "edgepose.outputs.background"):
+        out = Buggy()
+        _until(lambda: "abort" in out.calls, "the output to stop")
+        out.write(_result(1))
+        out.close()
+    assert _messages(caplog, logging.ERROR) == ["scripted://peer: the output stopped (a bug in the thread); the "
+                                               "run goes on without it"]
+    assert out.last_error == "a bug in the thread" and out.sent == []
+
+
+@pytest.mark.parametrize("spec, kwargs, problem", [
+    ("http://h:1/x", {}, "the scheme is not ws:// or wss://"),
+    ("ws:///x", {}, "no host"),
+    ("ws://h:99999/x", {}, "the port is not a number from 1 to 65535"),
+    ("ws://h/x", {}, "no port"),
+    ("ws://h:0/x", {}, "port 0 is not a port to send to"),
+    ("ws://h:1/", {"need_path": True}, "no path"),
+])
+def test_parse_url_names_the_problem_and_the_form(spec: str, kwargs: dict[str, object], problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_url(spec, ("ws", "wss"), "ws://HOST:PORT/PATH", **kwargs)  # type: ignore[arg-type]
+    assert str(info.value) == f"output {spec}: {problem}; expected ws://HOST:PORT/PATH"
+
+
+def test_parse_url_takes_a_default_port_and_a_path() -> None:
+    url = parse_url("WS://h/x", ("ws",), "f", default_port=80, need_path=True)
+    assert (url.hostname, url.port, url.path) == ("h", None, "/x")
+    assert parse_url("ws://h:1/", ("ws",), "f").port == 1
