@@ -148,12 +148,15 @@ def test_the_last_frame_is_sent_at_close() -> None:
     """The thread is held in ``_idle`` while a frame arrives and close() begins: the
     frame is then sent by the goodbye, not by the loop."""
     out = Scripted()
+    for i in range(2):
+        out.write(_result(i))
+        _until(lambda i=i: out.sent[-1:] == [i], f"frame {i}")
     out.hold_idle = True
     _until(out.idling.is_set, "the thread to idle")
     out.write(_result(7))
     threading.Timer(0.05, out.idle_gate.set).start()  # let it go once close() has begun
     out.close()
-    assert out.sent == [7] and out.written == 1 and out.calls == ["connect", "disconnect"]
+    assert out.sent == [0, 1, 7] and out.written == 3 and out.calls == ["connect", "disconnect"]
 
 
 def test_never_connected_at_close_forgets_the_connection() -> None:
@@ -203,13 +206,17 @@ def test_a_peer_that_breaks_each_connection_at_once_is_one_outage(
 
 
 def test_a_last_frame_that_cannot_be_sent_is_counted_lost() -> None:
-    out = Scripted(break_on=(1,))
+    out = Scripted(break_on=(1, 3))
+    for i in range(2):  # the first is lost to a broken send, the second goes
+        out.write(_result(i))
+        _until(lambda i=i: out.sends == i + 1 and out.calls.count("connect") == 2, f"frame {i}")
     out.hold_idle = True
     _until(out.idling.is_set, "the thread to idle")
     out.write(_result(7))
     threading.Timer(0.05, out.idle_gate.set).start()
     out.close()
-    assert out.sent == [] and (out.written, out.dropped) == (0, 1) and out.calls == ["connect", "disconnect"]
+    assert out.sent == [1] and (out.written, out.dropped) == (1, 2)
+    assert out.calls == ["connect", "reset", "connect", "disconnect"]
 
 
 def test_a_send_stuck_at_close_is_aborted(caplog: pytest.LogCaptureFixture) -> None:
