@@ -157,3 +157,31 @@ def test_a_lock_file_that_cannot_be_made_is_one_config_error() -> None:
     text = str(info.value)
     assert text.startswith("--json /proc/self/out.jsonl: cannot create its lock file /proc/")
     assert text.endswith("; pass a writable folder")
+
+
+def test_locking_a_fifo_does_not_block(tmp_path: Path) -> None:
+    """A FIFO with no writer: opening it to lock would block without O_NONBLOCK; the
+    lock keeps nothing open on a FIFO (a stream), only on a file."""
+    import threading
+
+    fifo, plain = tmp_path / "pipe.mp4", tmp_path / "plain.mp4"
+    os.mkfifo(fifo)
+    plain.write_bytes(b"old")
+    locks = [OutputLock(fifo), OutputLock(plain)]
+    done = threading.Event()
+
+    def acquire() -> None:
+        for lock in locks:
+            lock.acquire()
+        done.set()
+
+    threading.Thread(target=acquire, daemon=True).start()
+    assert done.wait(5), "acquire blocked on the FIFO"
+    try:
+        kept = [int(fd) for fd in os.listdir("/proc/self/fd")
+                if os.path.realpath(f"/proc/self/fd/{fd}") in (str(plain), str(fifo),
+                                                             str(tmp_path / ".plain.mp4.lock"))]
+        assert len(kept) == 2  # the lock file and the file itself; nothing on the FIFO's own inode
+    finally:
+        for lock in locks:
+            lock.release()

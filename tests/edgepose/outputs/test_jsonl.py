@@ -90,7 +90,8 @@ def test_a_second_process_is_refused_with_the_holders_pid(tmp_path: Path) -> Non
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[3])
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(ConfigError, match=rf"being written by another process \(PID {holder.pid}\)"):
+        with pytest.raises(ConfigError, match=rf"^--json {out} is being written by another process "
+                                              rf"\(PID {holder.pid}\)"):
             JsonLinesOutput(str(out)).open()
     finally:
         holder.kill()
@@ -108,7 +109,7 @@ def test_unwritable_targets_are_config_errors_without_side_effects(tmp_path: Pat
                                                                    match: str) -> None:
     with pytest.raises(ConfigError, match=match) as info:
         JsonLinesOutput(str(tmp_path / target)).check()
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and str(info.value).startswith("--json ")
     assert not (tmp_path / "missing-dir").exists()
 
 

@@ -126,3 +126,14 @@ def test_osc_is_resolved_and_an_unknown_host_is_reported() -> None:
               "be checked")
     ok, detail = probe_output("osc://nosuch.invalid:9000/td")
     assert not ok and detail.startswith("osc://nosuch.invalid:9000/td: ") and "None" not in detail
+
+
+def test_serve_on_ipv6_and_a_busy_port_with_its_reason() -> None:
+    port = free_port()
+    assert probe_serve(f"[::1]:{port}", None) == (True, f"--serve [::1]:{port}: port {port} is free on ::1")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        bind = f"127.0.0.1:{busy.getsockname()[1]}"
+        assert probe_serve(bind, None) == (False, f"--serve {bind}: cannot listen there (Address already in use "
+                                                  "(EADDRINUSE)); pick another port, or stop what uses it")

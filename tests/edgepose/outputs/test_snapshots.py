@@ -142,3 +142,10 @@ def test_a_failed_write_keeps_the_earlier_snapshots_and_stops(tmp_path: Path, im
     moved.folder = tmp_path / "f" / "snaps"
     with pytest.raises(OutputError, match=r"after 0 snapshot\(s\); the earlier ones are complete$"):
         moved.write(_result(image, frame=0))
+
+
+def test_the_folder_and_its_parents_are_made_at_the_first_snapshot(tmp_path: Path, image: np.ndarray) -> None:
+    out = _opened(tmp_path / "new" / "deeper")
+    assert not (tmp_path / "new").exists()
+    out.write(_result(image, frame=3))
+    assert [p.relative_to(tmp_path).as_posix() for p in out.saved] == ["new/deeper/snapshot_000003.jpg"]
