@@ -144,6 +144,25 @@ def test_nothing_is_created_before_the_first_frame(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.mp4"]
 
 
+def test_an_encoder_that_cannot_start_says_why_in_one_short_clause(tmp_path: Path) -> None:
+    """No H.264 encoder takes 20000x2 frames: the message names the encoder, the size, the
+    rate and FFmpeg's reason without its errno prefix or its detail after a colon, and
+    that no file was made."""
+    path = tmp_path / "new.mp4"
+    rec = RecordingOutput(str(path), fps=30.0)
+    rec.check()
+    rec.open()
+    with pytest.raises(OutputError) as info:
+        rec.write(FrameResult({"frame": 0}, np.zeros((2, 20000, 3), np.uint8), Poses.empty()))
+    rec.close()
+    head = f"--record {path}: the recording could not start: {rec.codec_name} cannot encode 20000x2 frames at 30 fps ("
+    message = str(info.value)
+    assert message.startswith(head) and message.endswith("); the file was not created"), message
+    reason = message[len(head):-len("); the file was not created")]
+    assert reason and len(reason) <= 80 and "Errno" not in reason and ":" not in reason, reason
+    assert sorted(tmp_path.iterdir()) == []
+
+
 def test_a_folder_gone_before_the_first_frame_is_one_line(results: list[FrameResult],
                                                          tmp_path: Path) -> None:
     folder = tmp_path / "gone"
