@@ -295,6 +295,7 @@ def check_display(display: str, environ: Mapping[str, str], dev_root: Path) -> C
 
 
 def check_models(model: str | None) -> list[Check]:
+    from edgepose.models.recall import remembered_failure
     from edgepose.models.registry import find_model_file, list_manifests, resolve_model
 
     try:
@@ -327,8 +328,6 @@ def check_models(model: str | None) -> list[Check]:
                 hint = "it will be downloaded at start (needs internet)" if known else ""
                 if known and pipeline and part == pipeline.landmark and pipeline.fallback:
                     hint += f"; offline, {model} runs {pipeline.fallback['landmark']} in its place"
-                    from edgepose.models.recall import remembered_failure
-
                     if (failed := remembered_failure(part)) is not None:
                         hint = f"not tried at start: {failed}; until then {model} runs " \
                                f"{pipeline.fallback['landmark']} in its place"

@@ -34,6 +34,23 @@ def stdout_pipe() -> Iterator[int]:
             os.close(fd)
 
 
+@contextlib.contextmanager
+def flocked_by_a_child(path: Path) -> Iterator[int]:
+    """``path`` flocked by a child process while it lasts; yields the child's PID."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1]);"
+         "fcntl.flock(f, fcntl.LOCK_EX); print('ok', flush=True); time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ok"
+        yield child.pid
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
 def test_stdout_by_any_name_is_one_destination() -> None:
     assert destination(None) == ("stdout",)
     with stdout_pipe() as w:
@@ -74,21 +91,11 @@ def test_the_flock_holder_is_found_by_the_files_device_and_inode(tmp_path: Path)
     held, mine, free = (tmp_path / n for n in ("held", "mine", "free"))
     for p in (held, mine, free):
         p.write_text("")
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1]);"
-         "fcntl.flock(f, fcntl.LOCK_EX); print('ok', flush=True); time.sleep(60)", str(held)],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "ok"
-        with open(mine) as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            assert flock_holder(held.stat()) == str(child.pid)
-            assert flock_holder(mine.stat()) == str(os.getpid())
-            assert flock_holder(free.stat()) == "unknown"
-    finally:
-        child.kill()
-        child.wait()
-        child.stdout and child.stdout.close()
+    with flocked_by_a_child(held) as pid, open(mine) as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        assert flock_holder(held.stat()) == str(pid)
+        assert flock_holder(mine.stat()) == str(os.getpid())
+        assert flock_holder(free.stat()) == "unknown"
 
 
 @pytest.mark.parametrize("name, suffixes, message", [
@@ -135,18 +142,8 @@ def test_the_lock_file_says_who_holds_it_or_unknown(tmp_path: Path) -> None:
     lock.release()
     assert not lp.exists()
     lp.write_text("")
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1]);"
-         "fcntl.flock(f, fcntl.LOCK_EX); print('ok', flush=True); time.sleep(60)", str(lp)],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "ok"
-        with pytest.raises(ConfigError) as info:
-            OutputLock(path).acquire()
-    finally:
-        child.kill()
-        child.wait()
-        child.stdout and child.stdout.close()
+    with flocked_by_a_child(lp), pytest.raises(ConfigError) as info:
+        OutputLock(path).acquire()
     assert str(info.value) == (f"output {path} is being written by another process (PID unknown); "
                                "stop it or pick another file")
 
