@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edgepose.cli.common import check_stop
 from edgepose.core.errors import ModelError
 from edgepose.core.imageio import IMAGE_SUFFIXES, list_images, read_image
 from edgepose.core.preprocess import resize
@@ -228,9 +229,12 @@ def input_semantics(imported: Any, src_m: Manifest | None, mean: Any, std: Any, 
 
 
 def _convert(conv: Any, what: str) -> bytes:
+    printed = io.StringIO()
     try:
-        # Keras export prints "Saved artifact at ..."; TF warns of "Statistics for quantized inputs": to the log
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(record=True) as caught:
+        # Keras export prints "Saved artifact at ..."; TF warns of "Statistics for quantized inputs";
+        # its C++ side prints the traceback of a Python error it swallows (Ctrl-C mid-call): to the log
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed), \
+                warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             data = bytes(conv.convert())
         for w in caught:
@@ -245,6 +249,9 @@ def _convert(conv: Any, what: str) -> bytes:
             lines = [ln.strip() for ln in text.splitlines() if ln.strip()] or [type(err).__name__]
             why = next((ln for ln in lines if "error" in ln.lower()), lines[0]).split("error: ")[-1]
         raise ConversionError(f"{what} failed: {why[:300]}; replace that op or layer") from None
+    finally:
+        if printed.getvalue().strip():
+            log.debug("converter printed: %s", printed.getvalue().strip())
 
 
 def _check_int8(model_bytes: bytes, io_dtype: str, source: Path, float_tail: bool = False) -> None:
@@ -458,6 +465,7 @@ def quantize(model: str | Path, representative: str | Path, output: str | Path |
     rep_path, fig_path = out.with_name(out.stem + "_report.json"), out.with_name(out.stem + "_report.png")
     overlay_path = out.with_name(out.stem + "_overlay.png")
     report["overlay"] = overlay_path.name
+    check_stop()  # a Ctrl-C that TensorFlow swallowed mid-conversion still stops before any file
     written: list[Path] = []
     try:
         for path, data in ((out, int8_bytes), (float_path, float_bytes)):

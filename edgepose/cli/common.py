@@ -127,11 +127,25 @@ class _Interrupter(StopHandler):
     def __init__(self) -> None:
         super().__init__()
         self.raised = False
+        self.signum: int | None = None  # the signal whose ``Interrupted`` was raised
 
     def __call__(self, signum: int, frame: Any) -> None:
         if not self.raised:
             self.raised = True
+            self.signum = signum
             raise Interrupted(signum)
+
+
+_running: list[_Interrupter] = []  # the handler of the ``run_cli`` now running, if any
+
+
+def check_stop() -> None:
+    """Raise ``Interrupted`` again if a stop signal came during this ``run_cli`` and the
+    exception its handler raised was swallowed (native code that calls back into Python,
+    TensorFlow's converter and AutoGraph, can catch it and carry on). Call it before a
+    command writes what it made, so that a stop is never followed by new files."""
+    if _running and _running[-1].signum is not None:
+        raise Interrupted(_running[-1].signum)
 
 
 def _flush_stdout() -> None:
@@ -189,35 +203,53 @@ def run_cli(prog: str, func: Callable[[], int | None], *, interrupted: int = EXI
     sys.stdout = _NamedStdout(real_stdout)
     interrupter = _Interrupter()
     interrupter.install()
+    _running.append(interrupter)
     try:
         rc = func()
         _flush_stdout()
         return EXIT_OK if rc is None else int(rc)
-    except BrokenPipeError:
-        silence_stdout()
-        return EXIT_OK
-    except OutputError as err:
-        _error(prog, str(err))
-        return EXIT_RUNTIME
-    except EdgePoseError as err:
-        _error(prog, str(err))
-        return EXIT_USAGE
     except KeyboardInterrupt as err:
         interrupter.raised = True  # a second signal now is ignored
-        name = err.name if isinstance(err, Interrupted) else "SIGINT"
-        _error(prog, f"stopped by {name} before it finished", "")
-        return interrupted
-    except OSError as err:
-        if err.filename == "stdout":
-            silence_stdout()
-        _error(prog, describe_os_error(err))
-        logging.getLogger(prog).debug("traceback", exc_info=True)
-        return EXIT_USAGE if err.errno in _INPUT_ERRNOS else EXIT_RUNTIME
+        return _stopped(prog, err.name if isinstance(err, Interrupted) else "SIGINT", interrupted)
+    except Exception as err:
+        if interrupter.signum is not None:
+            # native code (TensorFlow's converter, a C extension calling back into Python)
+            # turned the ``Interrupted`` into an error of its own: the stop is what happened
+            logging.getLogger(prog).debug("the stop signal surfaced as: %s", err, exc_info=True)
+            return _stopped(prog, signal.Signals(interrupter.signum).name, interrupted)
+        return _failed(prog, err)
     finally:
+        _running.remove(interrupter)
         sys.stdout = real_stdout
         interrupter.raised = True
         if not final:
             interrupter.restore()
+
+
+def _stopped(prog: str, name: str, code: int) -> int:
+    _error(prog, f"stopped by {name} before it finished", "")
+    return code
+
+
+def _failed(prog: str, err: Exception) -> int:
+    """One line and the exit code for a failure ``run_cli`` knows; anything else (a bug)
+    propagates with its traceback."""
+    if isinstance(err, BrokenPipeError):
+        silence_stdout()
+        return EXIT_OK
+    if isinstance(err, OutputError):
+        _error(prog, str(err))
+        return EXIT_RUNTIME
+    if isinstance(err, EdgePoseError):
+        _error(prog, str(err))
+        return EXIT_USAGE
+    if isinstance(err, OSError):
+        if err.filename == "stdout":
+            silence_stdout()
+        _error(prog, describe_os_error(err))
+        logging.getLogger(prog).debug("traceback", exc_info=err)
+        return EXIT_USAGE if err.errno in _INPUT_ERRNOS else EXIT_RUNTIME
+    raise err
 
 
 def _error(prog: str, message: str, kind: str = "error: ") -> None:

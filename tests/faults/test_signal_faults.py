@@ -125,7 +125,7 @@ def test_sigint_during_quantize_is_one_line_and_leaves_no_files(tmp_path: Path) 
     scratch = tmp_path / "tmp"  # TensorFlow's converter writes its first temporary folder here
     scratch.mkdir()
     proc = _signal_when(["edgepose-tools", "quantize", str(model), "--representative", str(images),
-                         "--samples", "8", "--held-out", "2", "--decoder", "heatmap", "--schema", "coco17",
+                         "--samples", "32", "--held-out", "2", "--decoder", "heatmap", "--schema", "coco17",
                          "--no-progress", "--output", str(out / "tiny_int8.tflite")],
                         lambda: any(scratch.iterdir()), signal.SIGINT, tmp_path, {"TMPDIR": str(scratch)})
     _one_line(proc, 1, "edgepose-tools: stopped by SIGINT before it finished")

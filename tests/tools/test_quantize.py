@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from tests.conftest import load_rgb, shared_path
 from tools.check import check_model
 from tools.cli import main
 from tools.errors import ConversionError, DataError, ToolError
-from tools.quantize import load_representative, quantize
+from tools.quantize import _convert, load_representative, quantize
 
 pytestmark = pytest.mark.slow
 SIZE = 64
@@ -167,3 +169,23 @@ def test_fewer_images_than_samples_are_said(keras_model: Path, tmp_path: Path,
     report = json.loads(out.with_name("m_int8_report.json").read_text())
     assert (report["num_samples"], report["requested_samples"], report["held_out"]) == (n, 50, 2)
     assert "verdict: " in text and "layer CONV_2D" in text
+
+
+class _PrintingConverter:
+    """What TensorFlow's converter did when Ctrl-C came mid-call: it printed the
+    traceback of the error it swallowed to sys.stderr, then raised an error of its own."""
+
+    def convert(self) -> bytes:
+        sys.stderr.write("Traceback (most recent call last):\n"
+                         "SystemError: <built-in function __import__> returned a result with an exception set\n")
+        print("Saved artifact at /tmp/x")
+        raise AttributeError("'dict' object has no attribute '_type_spec'")
+
+
+def test_what_the_converter_prints_goes_to_the_debug_log(capsys, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="tools.quantize")
+    with pytest.raises(ConversionError, match=r"^float conversion of m\.keras failed: 'dict' object has no "
+                       r"attribute '_type_spec'; replace that op or layer$"):
+        _convert(_PrintingConverter(), "float conversion of m.keras")
+    assert capsys.readouterr() == ("", "")
+    assert "SystemError: <built-in function __import__>" in caplog.text and "Saved artifact" in caplog.text
