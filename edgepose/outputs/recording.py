@@ -372,7 +372,6 @@ class RecordingOutput(Output):
             return
         self._closed = True
         container, raw = self._container, self._file
-        self._container = None
         try:
             if container is not None and not self.error:
                 try:
@@ -387,6 +386,7 @@ class RecordingOutput(Output):
                 except Exception as err:
                     self._fail(err)
         finally:
+            self._container = None
             if container is not None and self.error:
                 try:
                     container.close()  # frees FFmpeg's state; its writes are discarded

@@ -4,6 +4,7 @@ test mounts, else a file-size limit), bad targets, and FFmpeg kept off stderr.""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -142,6 +143,66 @@ def test_nothing_is_created_before_the_first_frame(tmp_path: Path) -> None:
     out.close()  # a run that failed to start
     assert old.read_bytes() == b"an earlier recording" and out.written == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.mp4"]
+
+
+def _noise(n: int, shape: tuple[int, int] = (480, 640)) -> list[FrameResult]:
+    """Frames of random pixels: every one costs the encoder, none resembles the last."""
+    rng = np.random.default_rng(7)
+    return [FrameResult({"frame": i}, rng.integers(0, 256, (*shape, 3), dtype=np.uint8), Poses.empty())
+            for i in range(n)]
+
+
+def test_each_frame_leaves_the_encoder_as_it_comes(tmp_path: Path) -> None:
+    """libx264 tuned for zero latency hands back each frame's packet at once (no look-ahead,
+    no frame threads): with a keyframe on every frame, each frame closes the previous
+    frame's fragment, so the file holds every frame but the newest."""
+    out = RecordingOutput(str(tmp_path / "out.mp4"), fps=30.0, keyframe_interval=1 / 30, flush="fragment")
+    out.check()
+    out.open()
+    held = []
+    for result in _noise(5):
+        out.write(result)
+        held.append(out.written)
+    out.close()
+    assert out.codec_name == "libx264"
+    assert held == [0, 1, 2, 3, 4] and out.written == 5
+
+
+def _x264_options(path: Path) -> dict[str, str]:
+    """The settings libx264 writes into the stream (its SEI "options:" line)."""
+    found = re.search(rb"x264 - core .*? options: ([^\x00]*)", path.read_bytes())
+    assert found, "no x264 settings in the file"
+    return dict(item.split("=", 1) for item in found.group(1).decode().split())
+
+
+def test_libx264_runs_its_cheapest_preset_with_keyframes_only_on_time(tmp_path: Path) -> None:
+    """ultrafast (the Pi's CPU encodes while it infers): no CABAC, one reference, no
+    sub-pixel search, no B-frames; keyframes every second (``keyint``), none added at
+    scene cuts (``scenecut=0``: fragments, and so what a kill loses, stay one second)."""
+    path = tmp_path / "out.mp4"
+    record(path, _noise(3, (120, 160)), fps=12.5, keyframe_interval=2.0)
+    options = _x264_options(path)
+    assert {k: options[k] for k in ("cabac", "ref", "subme", "me", "bframes", "scenecut", "keyint")} == \
+        {"cabac": "0", "ref": "1", "subme": "0", "me": "dia", "bframes": "0", "scenecut": "0", "keyint": "25"}
+
+
+@pytest.mark.parametrize("codec", ["libvpx-vp9"])
+def test_an_encoder_that_holds_frames_back_gives_them_all_up_at_close(tmp_path: Path, codec: str) -> None:
+    """Encoders with a look-ahead (``codec`` in the Python API) return their last frames
+    only when flushed: ``close`` muxes them into the file."""
+    try:
+        av.codec.Codec(codec, "w")
+    except Exception:
+        pytest.skip(f"the FFmpeg inside PyAV has no {codec}")
+    path = tmp_path / "out.mp4"
+    out = RecordingOutput(str(path), fps=30.0, codec=codec)
+    out.check()
+    out.open()
+    for result in _noise(12, (120, 160)):
+        out.write(result)
+    assert out.written == 0  # all twelve are still in the encoder or the open fragment
+    out.close()
+    assert out.error is None and out.written == len(decoded(path)) == 12
 
 
 def test_an_encoder_that_cannot_start_says_why_in_one_short_clause(tmp_path: Path) -> None:
