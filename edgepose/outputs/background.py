@@ -232,6 +232,8 @@ class BackgroundOutput(Output):
     def _finish(self, connected: bool) -> None:
         """Send what is pending (the run's last frame), then say goodbye."""
         if not connected:
+            if self._slot.take(timeout=0) is not None:
+                self._lost += 1  # the run's last frame, with no peer to take it
             self._drop()
             return
         item = self._slot.take(timeout=0)

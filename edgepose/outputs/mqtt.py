@@ -110,8 +110,11 @@ class MqttOutput(BackgroundOutput):
         self._up.set()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        # paho also calls this when a broker refuses the run (a wrong password) and hangs
+        # up: the refusal is what the user needs to read, not "lost the connection"
+        if self._up.is_set():
+            self._reason = f"lost the connection to the broker ({reason})"
         self._up.clear()
-        self._reason = f"lost the connection to the broker ({reason})"
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self._up.clear()

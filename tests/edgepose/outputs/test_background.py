@@ -165,6 +165,8 @@ def test_never_connected_at_close_forgets_the_connection() -> None:
     out.write(_result(1))
     out.close()
     assert out.sent == [] and out.calls[-1] == "reset" and "disconnect" not in out.calls
+    # the frame left waiting for a peer that never came is counted: nothing goes unsaid
+    assert (out.written, out.dropped) == (0, 1)
 
 
 def test_a_heavy_output_runs_nicer_than_the_pipeline() -> None:

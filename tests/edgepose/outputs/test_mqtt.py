@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ import pytest
 
 from edgepose.outputs import make_output
 from edgepose.outputs.mqtt import MqttOutput
+from edgepose.outputs.records import record_text
 from tests.conftest import REPO
 from tests.edgepose.outputs.helpers import (
     Mosquitto,
@@ -23,6 +26,7 @@ from tests.edgepose.outputs.helpers import (
     real_results,
     wait_for,
 )
+from tests.edgepose.outputs.mqtt_wire import Connect, Publish, WireBroker
 
 pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (extra net)")
 
@@ -32,6 +36,14 @@ PERIOD = 0.08  # 12.5 frames/s: the output keeps up even on a busy machine
 
 def frames_of(payloads: list[bytes]) -> list[int]:
     return [json.loads(p)["frame"] for p in payloads]
+
+
+def stream_when_connected(out: MqttOutput, results: list) -> None:
+    """Wait for the connection, then write ``results`` at the test's frame rate."""
+    wait_for(lambda: out.connected_at, 10, "the output to connect")
+    for r in results:
+        out.write(r)
+        time.sleep(PERIOD)
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -63,10 +75,7 @@ def test_one_message_per_frame_with_the_json_lines_content(broker: Mosquitto) ->
     out.check()
     out.open()
     try:
-        wait_for(lambda: out.connected_at, 10, "the output to connect")
-        for r in results:
-            out.write(r)
-            time.sleep(PERIOD)
+        stream_when_connected(out, results)
     finally:
         out.close()
     wait_for(lambda: len(sub.payloads(TOPIC)) >= len(results), 5, "all frames at the subscriber")
@@ -199,3 +208,67 @@ def test_close_is_bounded_while_the_broker_is_unreachable() -> None:
     t0 = time.monotonic()
     out.close()
     assert time.monotonic() - t0 < 1.5
+
+
+def test_on_the_wire_who_the_run_is_its_last_will_and_each_message_s_qos_and_retain() -> None:
+    """What the output says to the broker, read off the wire by a stand-in broker: a
+    clean MQTT 3.1.1 session with the credentials of the URL and a retained QoS 1 last
+    will; a retained QoS 1 "online", each frame at QoS 0 not retained, a retained
+    "offline" and a DISCONNECT at the end."""
+    wire = WireBroker()
+    results = real_results(4)
+    out = MqttOutput(f"mqtt://me:s%40cret@127.0.0.1:{wire.port}/{TOPIC}", client_id="pi-kitchen")
+    out.open()
+    try:
+        stream_when_connected(out, results)
+        wait_for(lambda: len(wire.publishes(TOPIC)) == len(results), 5, "all frames at the broker")
+    finally:
+        out.close()
+        wire.close()
+    status = TOPIC + "/status"
+    assert wire.session.connects == [Connect("MQTT", 4, True, 15, "pi-kitchen", (status, b"offline", 1, True),
+                                             "me", b"s@cret")]
+    frames = [Publish(TOPIC, record_text(r.record).encode(), 0, False) for r in results]
+    assert wire.session.publishes == [Publish(status, b"online", 1, True), *frames,
+                                      Publish(status, b"offline", 0, True)]
+    assert wire.session.disconnected
+
+
+def test_without_credentials_none_are_sent_and_each_run_names_itself() -> None:
+    wire = WireBroker()
+    spec = f"mqtt://127.0.0.1:{wire.port}/{TOPIC}"
+    out = make_output(spec)
+    assert isinstance(out, MqttOutput)
+    out.open()
+    try:
+        wait_for(lambda: out.connected_at, 10, "the output to connect")
+    finally:
+        out.close()
+        wire.close()
+    (connect,) = wire.session.connects
+    assert connect.username is None and connect.password is None
+    # the host and the process in the id (which run is which on the broker), and a
+    # random part, so two runs on one machine never throw each other off the broker
+    assert connect.client_id == out.client_id
+    assert out.client_id.startswith(f"edgepose-{socket.gethostname()}-{os.getpid()}-")
+    assert make_output(spec).client_id != out.client_id
+
+
+def test_a_broker_that_refuses_the_run_is_one_warning_saying_so(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="edgepose")
+    wire = WireBroker(connack=5)  # not authorized
+    spec = f"mqtt://127.0.0.1:{wire.port}/{TOPIC}"
+    out = make_output(spec)
+    out.open()
+    try:
+        for r in real_results(20):
+            out.write(r)
+            time.sleep(PERIOD)
+        wait_for(lambda: len(wire.session.connects) >= 2, 10, "paho to try again")
+    finally:
+        out.close()
+        wire.close()
+    assert out.written == 0 and out.dropped == 20 and wire.session.publishes == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and spec in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "the broker refused the connection (Not authorized)" in warnings[0]
