@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from typing import Any
@@ -71,3 +72,13 @@ def test_documented_address_scheme(prefix: str) -> None:
                             pytest.approx(kp["score"], rel=1e-5)]
             assert 0.0 <= args[0] <= 1.0 and 0.0 <= args[1] <= 1.0
     assert out.written == len(results)
+
+
+def test_a_tracked_pose_carries_its_track_id() -> None:
+    from edgepose.outputs.osc import osc_messages
+
+    record = copy.deepcopy(next(r.record for r in real_results(30) if r.record["poses"]))
+    record["poses"][0]["track_id"] = 7
+    messages = osc_messages(record, "/td")
+    assert messages[1] == ("/td/pose/0", [pytest.approx(record["poses"][0]["score"]), 7])
+    assert messages[0][1][5] == pytest.approx(record["latency_ms"])

@@ -63,6 +63,16 @@ def test_bad_urls_are_one_line_config_errors(spec: str, message: str) -> None:
     assert_config_error(spec, message)
 
 
+@pytest.mark.parametrize("spec, address", [
+    ("ws://pi.lan/poses", ("pi.lan", 80)),
+    ("wss://pi.lan/poses", ("pi.lan", 443)),
+    ("WSS://pi.lan/poses", ("pi.lan", 443)),
+    ("wss://pi.lan:8443/poses", ("pi.lan", 8443)),
+])
+def test_the_port_a_url_without_one_connects_to(spec: str, address: tuple[str, int]) -> None:
+    assert make_output(spec)._address == address
+
+
 def test_each_record_arrives_as_its_json_line(server: Server) -> None:
     results = real_results(30)
     out = make_output(f"ws://127.0.0.1:{server.port}/poses")

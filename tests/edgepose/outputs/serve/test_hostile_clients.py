@@ -120,6 +120,8 @@ def test_a_wrong_or_blank_token_is_401(served: ServeOutput, token: str) -> None:
     ("0.0.0.0:8080", "fifteen-chars-x", "is 15 characters, too short"),
     ("0.0.0.0:8080", "has a space in the middle", "holds spaces, control or non-ASCII"),
     ("0.0.0.0:8080", "tøken-with-non-ascii-chars", "holds spaces, control or non-ASCII"),
+    ("0.0.0.0:8080", "sixteen-chars-ok\x7f", "holds spaces, control or non-ASCII"),  # DEL
+    ("0.0.0.0:8080", "sixteen-chars-ok\x1f", "holds spaces, control or non-ASCII"),
 ])
 def test_blank_or_short_tokens_are_refused_before_listening(bind: str, token: str, match: str) -> None:
     out = ServeOutput(bind, token=token)
@@ -133,3 +135,5 @@ def test_blank_or_short_tokens_are_refused_before_listening(bind: str, token: st
 def test_a_sixteen_character_token_and_auto_are_accepted() -> None:
     ServeOutput("0.0.0.0:8080", token="sixteen-chars-ok").check()
     ServeOutput("0.0.0.0:8080", token="auto").check()
+    # the printable ASCII range from its first to its last character ("!" to "~")
+    ServeOutput("0.0.0.0:8080", token="!" * 8 + "~" * 8).check()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import socket
 import time
 import urllib.error
@@ -74,7 +75,8 @@ def test_a_port_in_use_is_a_config_error() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         out = ServeOutput(f"127.0.0.1:{port}")
-        with pytest.raises(ConfigError, match=f"--serve 127.0.0.1:{port}: cannot listen there"):
+        with pytest.raises(ConfigError, match=f"--serve 127.0.0.1:{port}: cannot listen there "
+                                               r"\(.*address already in use\)"):
             out.open()
         out.close()
 
@@ -127,6 +129,10 @@ def test_live_sends_each_record_with_its_picture(served: tuple[ServeOutput, list
     out, results = served
     ws = ws_connect(f"ws://127.0.0.1:{out.port}/live")
     wait_for(lambda: out.viewers == 1, 5, "the viewer to be counted")
+    second = ws_connect(f"ws://127.0.0.1:{out.port}/live")
+    wait_for(lambda: out.viewers == 2, 5, "the second viewer")
+    second.close()
+    wait_for(lambda: out.viewers == 1, 5, "the second viewer to leave")
     out.write(results[7])
     envelope = json.loads(ws.recv(timeout=5))
     assert envelope["picture"] is True and envelope["record"] == as_json_line(results[7].record)
@@ -141,14 +147,74 @@ def test_mjpeg_stream(served: tuple[ServeOutput, list]) -> None:
     out, results = served
     feeder = Feeder(out, results, fps=20)
     try:
-        with urllib.request.urlopen(base(out) + "/stream.mjpeg", timeout=5) as r:
+        with urllib.request.urlopen(base(out) + "/stream.mjpeg", timeout=5) as r, \
+                urllib.request.urlopen(base(out) + "/stream.mjpeg", timeout=5) as r2:
             assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
             data = b""
             while data.count(b"\xff\xd9") < 2:  # two whole JPEGs
                 data += r.read1(65536)
+            assert r2.read1(65536).startswith(b"--edgeposeframe")
+            assert out.viewers == 2
         assert data.startswith(b"--edgeposeframe\r\nContent-Type: image/jpeg\r\n")
+        wait_for(lambda: out.viewers == 0, 5, "the viewers to leave")
     finally:
         feeder.stop()
+
+
+def test_fps_is_the_arrival_rate_over_the_last_60_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read on a clock the test sets: frames 0.1 s apart are 10 frames/s; a frame alone,
+    or frames all at one instant, are no rate yet; only the newest 60 frames count."""
+    from edgepose.outputs.serve import output
+
+    now = [100.0]
+    monkeypatch.setattr(output, "time", type("Clock", (), {"monotonic": staticmethod(lambda: now[0])}))
+    out = ServeOutput(f"127.0.0.1:{free_port()}")  # never opened: write() only queues
+    frame = real_results(1)[0]
+    assert out.fps() == 0.0
+    out.write(frame)
+    out.write(frame)
+    assert out.fps() == 0.0  # two frames, no time between them
+    for _ in range(4):
+        now[0] += 0.1
+        out.write(frame)
+    assert out.fps() == pytest.approx(5 / 0.4)
+    for _ in range(60):
+        now[0] += 0.05
+        out.write(frame)
+    assert out.fps() == pytest.approx(20.0)
+    assert out.frames == 66
+
+
+def test_a_bad_request_is_one_debug_line_and_a_failure_one_error_line_without_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """What aiohttp's request handler reports through ``HttpLog.exception``."""
+    from aiohttp.http_exceptions import BadStatusLine, HttpProcessingError
+
+    from edgepose.outputs.serve.server import HttpLog
+
+    caplog.set_level(logging.DEBUG, logger="edgepose.outputs.serve.http")
+    http_log = HttpLog()
+    try:
+        raise BadStatusLine("\x00garbage")
+    except BadStatusLine:
+        http_log.exception("Error handling request from %s", "127.0.0.1")
+    long_line = "Got more than 8190 bytes when reading " + "y" * 200
+    for message in (long_line + "\nthe next line", ""):
+        try:
+            raise HttpProcessingError(code=431, message=message)
+        except HttpProcessingError:
+            http_log.exception("Error handling request")
+    bug = ValueError("first line\nsecond line " + "x" * 300)
+    http_log.exception("Error handling request", exc_info=bug)  # outside the except block
+    got = [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records]
+    assert [(level, text) for level, text, _ in got[:3]] == [
+        ("DEBUG", "Error handling request from 127.0.0.1: 400 Bad status line '\\x00garbage'"),
+        ("DEBUG", "Error handling request: 431 " + long_line[:120]),  # its first line, cut
+        ("DEBUG", "Error handling request: 431 HttpProcessingError")]  # no message: its kind
+    assert got[3][0] == "ERROR" and got[3][2] is None
+    assert got[3][1] == "Error handling request: " + f"ValueError: {bug}"[:200].replace("\n", " ")
+    assert got[4][:2] == ("DEBUG", "traceback") and got[4][2] is not None and got[4][2][1] is bug
+    assert len(got) == 5 and all(r.name == "edgepose.outputs.serve.http" for r in caplog.records)
 
 
 @pytest.mark.parametrize("bind", ["127.0.0.1"])
