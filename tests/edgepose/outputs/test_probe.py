@@ -69,7 +69,8 @@ def test_files(tmp_path: Path) -> None:
 
 def test_serve() -> None:
     port = free_port()
-    assert probe_serve(f"127.0.0.1:{port}", None) == (True, f"--serve 127.0.0.1:{port}: port {port} is free on 127.0.0.1")
+    assert probe_serve(f"127.0.0.1:{port}", None) == (
+        True, f"--serve 127.0.0.1:{port}: port {port} is free on 127.0.0.1")
     ok, detail = probe_serve(f"0.0.0.0:{port}", None)
     assert not ok and "needs a token" in detail
     with socket.socket() as busy:

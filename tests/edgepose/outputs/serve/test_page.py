@@ -10,9 +10,9 @@ import pytest
 from edgepose.core.schemas import COCO17
 from edgepose.outputs.serve import ServeOutput
 from tests.edgepose.outputs.helpers import Feeder, free_port, real_results, wait_for
+from tests.edgepose.outputs.serve.browser import Browser, color_near, keypoints_on_screen
 
 VIDEO = "pose2sim_singleperson_cam01.mp4"  # an athlete, whole body, MoveNet sees them well
-from tests.edgepose.outputs.serve.browser import Browser, color_near, keypoints_on_screen
 
 pytest.importorskip("aiohttp", reason="aiohttp is not installed (extra net)")
 
