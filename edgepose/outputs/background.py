@@ -203,6 +203,9 @@ class BackgroundOutput(Output):
                 try:
                     self._connect()
                 except Exception as err:
+                    if self._stop.is_set():  # close() cut the attempt short: no outage
+                        log.debug("%s: connecting ended by close: %s", self.spec, describe_error(err))
+                        break
                     self._failed(err)
                     self._stop.wait(backoff.next())
                     continue
@@ -217,6 +220,10 @@ class BackgroundOutput(Output):
             except Exception as err:
                 if item is not None:
                     self._lost += 1
+                if self._stop.is_set():  # aborted by close(): the run is over, no outage
+                    log.debug("%s: sending ended by close: %s", self.spec, describe_error(err))
+                    connected = False
+                    break
                 self._failed(err)
                 connected = False
                 self._drop()

@@ -43,7 +43,10 @@ class Scripted(BackgroundOutput):
     def __init__(self, refuse: int = 0, break_on: tuple[int, ...] = (), niceness: int = 0,
                  stuck: str = "", idle_error: bool = False) -> None:
         self.refuse, self.break_on, self.niceness = refuse, break_on, niceness
-        self.stuck = stuck  # "": sends return; "abortable": block until _abort; "deaf": block regardless
+        # "": sends return; "abortable": block until _abort; "deaf": block regardless;
+        # "connect" and "send": block until _abort, then fail as a socket closed under them
+        self.stuck = stuck
+        self.blocked = threading.Event()
         self.unstuck = threading.Event()
         self.idle_error = idle_error
         self.calls: list[str] = []
@@ -62,12 +65,20 @@ class Scripted(BackgroundOutput):
         self.go.wait(5)
         self.nice_in_thread = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         self.calls.append("connect")
+        if self.stuck == "connect":
+            self.blocked.set()
+            self.unstuck.wait(10)
+            raise ConnectionResetError(104, "Connection reset by peer")
         if self.refuse > 0:
             self.refuse -= 1
             raise ConnectionRefusedError(111, "Connection refused")
 
     def _send(self, result: FrameResult) -> None:
         self.sends += 1
+        if self.stuck == "send":
+            self.blocked.set()
+            self.unstuck.wait(10)
+            raise BrokenPipeError(32, "Broken pipe")
         if self.stuck:
             self.unstuck.wait(10 if self.stuck == "abortable" else 2)
         if self.sends in self.break_on:
@@ -89,7 +100,7 @@ class Scripted(BackgroundOutput):
 
     def _abort(self) -> None:
         self.calls.append("abort")
-        if self.stuck == "abortable":
+        if self.stuck in ("abortable", "connect", "send"):
             self.unstuck.set()
 
 
@@ -229,6 +240,22 @@ def test_a_send_stuck_at_close_is_aborted(caplog: pytest.LogCaptureFixture) -> N
         _until(lambda: out.sends == 1, "the send to start")
         out.close()
     assert "abort" in out.calls and _messages(caplog, logging.WARNING) == []
+
+
+@pytest.mark.parametrize("stuck", ["connect", "send"])
+def test_a_connection_cut_short_by_close_is_no_outage(stuck: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A handshake or a send that close() aborts fails like a broken connection: at
+    shutdown that is no outage to warn about, and nothing is retried."""
+    with caplog.at_level(logging.DEBUG, "edgepose.outputs.background"):
+        out = Scripted(stuck=stuck)
+        out.close_timeout = 0.3
+        out.write(_result(1))
+        _until(out.blocked.is_set, f"the {stuck} to block")
+        out.close()
+    assert _messages(caplog, logging.WARNING) == [] and out.outages == 0
+    assert out.calls.count("connect") == 1 and "abort" in out.calls
+    assert (out.written, out.dropped) == (0, 1)
+    assert any(f"{stuck}ing ended by close" in m for m in _messages(caplog, logging.DEBUG))
 
 
 def test_a_send_deaf_to_abort_is_left_behind_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:

@@ -146,7 +146,10 @@ def test_a_server_that_never_reads_costs_the_writer_nothing() -> None:
     assert closing < 1.5
 
 
-def test_close_is_bounded_when_the_peer_never_answers_the_handshake() -> None:
+def test_close_is_bounded_when_the_peer_never_answers_the_handshake(caplog: pytest.LogCaptureFixture) -> None:
+    """close() ends the handshake at once: the thread is gone within the close, with
+    no warning (neither "left behind" nor an outage) and no socket left open."""
+    caplog.set_level(logging.INFO)
     with socket.socket() as listener:  # accepts TCP, never says a word
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -158,5 +161,10 @@ def test_close_is_bounded_when_the_peer_never_answers_the_handshake() -> None:
         t0 = time.monotonic()
         out.close()
         assert time.monotonic() - t0 < 1.5
+        assert not [t for t in threading.enumerate() if t.name == "edgepose-ws"]
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+        conn.settimeout(5)
+        assert conn.recv(4096).startswith(b"GET / HTTP/1.1") and conn.recv(4096) == b""  # closed
+        conn.close()
         conn.close()
     assert out.written == 0
