@@ -17,6 +17,7 @@ import pytest
 
 from edgepose.core.errors import ConfigError
 from edgepose.outputs.serve import ServeOutput, check_bind, is_loopback
+from edgepose.outputs.serve.output import parse_bind
 from tests.edgepose.outputs.helpers import Feeder, as_json_line, free_port, real_results, wait_for
 
 pytest.importorskip("aiohttp", reason="aiohttp is not installed (extra net)")
@@ -69,6 +70,29 @@ def test_beyond_loopback_without_a_token_is_refused_in_one_line(bind: str) -> No
     assert check_bind(bind, TOKEN) == (bind.rpartition(":")[0].strip("[]"), int(bind.rpartition(":")[2]))
 
 
+@pytest.mark.parametrize("text, parsed", [
+    ("8080", ("127.0.0.1", 8080)), ("1", ("127.0.0.1", 1)), ("65535", ("127.0.0.1", 65535)),
+    ("0.0.0.0:80", ("0.0.0.0", 80)), ("[::1]:8080", ("::1", 8080)), (":8080", ("127.0.0.1", 8080)),
+    ("0", None), ("65536", None), ("abc", None), ("-1", None), ("host:", None), ("", None),
+])
+def test_bind_addresses(text: str, parsed: tuple[str, int] | None) -> None:
+    if parsed is None:
+        with pytest.raises(ConfigError, match=r"expected \[HOST:\]PORT with a port 1\.\.65535"):
+            parse_bind(text)
+    else:
+        assert parse_bind(text) == parsed
+
+
+@pytest.mark.parametrize("bind, host", [
+    ("127.0.0.1:8080", "127.0.0.1"), ("[::1]:8080", "[::1]"),
+    ("0.0.0.0:8080", socket.gethostname()), ("[::]:8080", socket.gethostname()),
+])
+def test_the_url_names_a_host_a_browser_can_reach(bind: str, host: str) -> None:
+    out = ServeOutput(bind, token=TOKEN)
+    assert out.url == f"http://{host}:8080/?token={TOKEN}"
+    assert ServeOutput("127.0.0.1:8080").url == "http://127.0.0.1:8080/"
+
+
 def test_a_port_in_use_is_a_config_error() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -117,10 +141,35 @@ def test_healthz_snapshot_and_meta(served: tuple[ServeOutput, list]) -> None:
     assert np.abs(raw.astype(int) - results[4].image).mean() < 3  # the frame itself
     if any(k["score"] >= 0.3 for p in results[4].record["poses"] for k in p["keypoints"]):
         assert np.abs(shot.astype(int) - raw).max() > 100  # the skeleton drawn in
+        # the frame itself is closer to raw=1 than to the drawn snapshot; raw=0 draws
+        assert np.abs(raw.astype(int) - results[4].image).mean() < np.abs(shot.astype(int) - results[4].image).mean()
+        drawn = np.asarray(Image.open(io.BytesIO(get(base(out) + "/snapshot.jpg?raw=0")[2])).convert("RGB"))
+        assert np.abs(drawn.astype(int) - shot).mean() < 1
     meta = json.loads(get(base(out) + "/meta.json")[2])
     assert meta["keypoint_threshold"] == 0.3
     assert meta["schemas"]["coco17"]["names"][9] == "left_wrist"
     assert len(meta["schemas"]["coco17"]["edges"]) == len(meta["schemas"]["coco17"]["edge_colors"])
+
+
+def test_the_page_is_html_never_cached_and_healthz_turns_stale(served: tuple[ServeOutput, list],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgepose.outputs.serve import server
+
+    out, results = served
+    status, headers, page = get(base(out) + "/")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert headers["Cache-Control"] == "no-store" and b"<html" in page
+    monkeypatch.setattr(server, "STALE_S", 0.3)
+    def fresh() -> bool:  # a new frame before each look, however slow the machine
+        out.write(results[0])
+        time.sleep(0.05)
+        return get(base(out) + "/healthz")[0] == 200
+
+    wait_for(fresh, 5, "a fresh frame")
+    time.sleep(0.4)  # no frame for longer than STALE_S
+    status, _, body = get(base(out) + "/healthz")
+    assert status == 503 and json.loads(body)["status"] == "stale"
+    assert json.loads(body)["last_frame_age_s"] >= 0.3
 
 
 def test_live_sends_each_record_with_its_picture(served: tuple[ServeOutput, list]) -> None:
@@ -131,8 +180,10 @@ def test_live_sends_each_record_with_its_picture(served: tuple[ServeOutput, list
     wait_for(lambda: out.viewers == 1, 5, "the viewer to be counted")
     second = ws_connect(f"ws://127.0.0.1:{out.port}/live")
     wait_for(lambda: out.viewers == 2, 5, "the second viewer")
+    assert out._server.clients == 2
     second.close()
     wait_for(lambda: out.viewers == 1, 5, "the second viewer to leave")
+    wait_for(lambda: out._server.clients == 1, 5, "the second client to be gone")
     out.write(results[7])
     envelope = json.loads(ws.recv(timeout=5))
     assert envelope["picture"] is True and envelope["record"] == as_json_line(results[7].record)
@@ -172,16 +223,25 @@ def test_fps_is_the_arrival_rate_over_the_last_60_frames(monkeypatch: pytest.Mon
     frame = real_results(1)[0]
     assert out.fps() == 0.0
     out.write(frame)
+    assert out.fps() == 0.0  # one frame: no rate yet
     out.write(frame)
     assert out.fps() == 0.0  # two frames, no time between them
+    now[0] += 0.25
+    out.write(frame)
+    assert out.fps() == pytest.approx(2 / 0.25)
+    out = ServeOutput(f"127.0.0.1:{free_port()}")
+    out.write(frame)
+    now[0] += 0.25
+    out.write(frame)
+    assert out.fps() == pytest.approx(1 / 0.25)  # two frames 0.25 s apart
     for _ in range(4):
         now[0] += 0.1
         out.write(frame)
-    assert out.fps() == pytest.approx(5 / 0.4)
+    assert out.fps() == pytest.approx(5 / 0.65)
     for _ in range(60):
         now[0] += 0.05
         out.write(frame)
-    assert out.fps() == pytest.approx(20.0)
+    assert out.fps() == pytest.approx(20.0)  # the newest 60 only
     assert out.frames == 66
 
 
