@@ -93,6 +93,25 @@ def test_the_url_names_a_host_a_browser_can_reach(bind: str, host: str) -> None:
     assert ServeOutput("127.0.0.1:8080").url == "http://127.0.0.1:8080/"
 
 
+@pytest.mark.parametrize("token", [None, TOKEN, "auto"])
+def test_open_says_where_the_page_is_and_shows_only_a_generated_token(
+        token: str | None, caplog: pytest.LogCaptureFixture) -> None:
+    """A generated token is shown (a WARNING, so that it is seen: the user has no other
+    way to learn it); a token the user gave is not echoed, the line says how to add it."""
+    caplog.set_level(logging.INFO, logger="edgepose")
+    out = ServeOutput(f"127.0.0.1:{free_port()}", token=token)
+    out.open()
+    out.close()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if "live view" in r.getMessage()]
+    page = f"http://127.0.0.1:{out.port}/"
+    expected = {None: ("INFO", f"live view on {page}"),
+                TOKEN: ("INFO", f"live view on {page} (add ?token=YOUR_TOKEN)"),
+                "auto": ("WARNING", f"live view on {page}?token={out.token} (token generated for this run)")}
+    assert lines == [expected[token]]
+    if token == "auto":
+        assert out.token is not None and len(out.token) >= 16 and out.token != ServeOutput("8080", token="auto").token
+
+
 def test_a_port_in_use_is_a_config_error() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
