@@ -272,3 +272,22 @@ def test_a_broker_that_refuses_the_run_is_one_warning_saying_so(caplog: pytest.L
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and spec in r.getMessage()]
     assert len(warnings) == 1, warnings
     assert "the broker refused the connection (Not authorized)" in warnings[0]
+
+
+def test_a_broker_that_never_answers_is_one_warning_saying_so(caplog: pytest.LogCaptureFixture) -> None:
+    """A port that takes the TCP connection and never says a word (no CONNACK): the
+    output gives up on the attempt after its deadline and names what it waited for."""
+    caplog.set_level(logging.INFO, logger="edgepose")
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        spec = f"mqtt://127.0.0.1:{silent.getsockname()[1]}/{TOPIC}"
+        out = make_output(spec)
+        out.open()
+        try:
+            for r in real_results(40):  # 3.2 s, beyond the 2.5 s an attempt may take
+                out.write(r)
+                time.sleep(PERIOD)
+        finally:
+            out.close()
+    assert out.written == 0 and out.connected_at is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and spec in r.getMessage()]
+    assert warnings == [f"{spec}: no answer from the broker yet; the run goes on, retrying in the background"]
