@@ -241,7 +241,10 @@ class BackgroundOutput(Output):
         if not connected:
             if self._slot.take(timeout=0) is not None:
                 self._lost += 1  # the run's last frame, with no peer to take it
-            self._drop()
+            try:  # end any attempt still under way (paho's own retry thread included)
+                self._abort()
+            except Exception as err:
+                log.debug("%s: ending the connection attempt: %s", self.spec, err)
             return
         item = self._slot.take(timeout=0)
         try:

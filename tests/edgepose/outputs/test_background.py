@@ -175,7 +175,8 @@ def test_never_connected_at_close_forgets_the_connection() -> None:
     _until(lambda: out.outages == 1, "the outage")
     out.write(_result(1))
     out.close()
-    assert out.sent == [] and out.calls[-1] == "reset" and "disconnect" not in out.calls
+    # the attempt is ended (abort: an MQTT client's own retry thread stops too), no goodbye
+    assert out.sent == [] and out.calls[-1] == "abort" and "disconnect" not in out.calls
     # the frame left waiting for a peer that never came is counted: nothing goes unsaid
     assert (out.written, out.dropped) == (0, 1)
 

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -66,6 +67,8 @@ def test_url_parts() -> None:
                                                                    "home/pose/status")
     assert (out._user, out._password) == ("me", "s@cret")
     assert make_output("mqtt://broker/p").port == 1883
+    # all after the host is the topic, even what looks like another URL
+    assert make_output("mqtt://broker/cams/rtsp://cam1/pose").topic == "cams/rtsp://cam1/pose"
 
 
 def test_one_message_per_frame_with_the_json_lines_content(broker: Mosquitto) -> None:
@@ -208,6 +211,10 @@ def test_close_is_bounded_while_the_broker_is_unreachable() -> None:
     t0 = time.monotonic()
     out.close()
     assert time.monotonic() - t0 < 1.5
+    # paho's retrying thread is stopped too: else a broker that came up later would
+    # hear this closed run connect and say "online"
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name == f"paho-mqtt-client-{out.client_id}"],
+             5, "paho's thread to end")
 
 
 def test_on_the_wire_who_the_run_is_its_last_will_and_each_message_s_qos_and_retain() -> None:
@@ -232,6 +239,9 @@ def test_on_the_wire_who_the_run_is_its_last_will_and_each_message_s_qos_and_ret
     assert wire.session.publishes == [Publish(status, b"online", 1, True), *frames,
                                       Publish(status, b"offline", 0, True)]
     assert wire.session.disconnected
+    # paho's network thread is stopped, not left running after the run
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name == "paho-mqtt-client-pi-kitchen"],
+             2, "paho's thread to end")
 
 
 def test_without_credentials_none_are_sent_and_each_run_names_itself() -> None:
