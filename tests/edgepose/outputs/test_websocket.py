@@ -25,6 +25,7 @@ class Server:
 
     def __init__(self, port: int = 0, *, read: bool = True) -> None:
         self.messages: list[str] = []
+        self.offers: list[str | None] = []  # each handshake's extensions (compression)
         self.read = read
         self._release = threading.Event()
         self.server = server_mod.serve(self._handle, "127.0.0.1", port, max_queue=1,
@@ -34,6 +35,7 @@ class Server:
         self.thread.start()
 
     def _handle(self, ws: Any) -> None:
+        self.offers.append(ws.request.headers.get("Sec-WebSocket-Extensions"))
         if not self.read:
             self._release.wait(30)
             return
@@ -89,6 +91,25 @@ def test_each_record_arrives_as_its_json_line(server: Server) -> None:
     assert [json.loads(m) for m in server.messages] == [as_json_line(r.record) for r in results]
     assert out.written == len(results) and out.dropped == 0
     assert out.summary() == f"ws://127.0.0.1:{server.port}/poses: {len(results)} frame(s)"
+    assert server.offers == [None]  # one connection, no compression offered (CPU for poses)
+
+
+def test_what_the_websockets_library_says_goes_to_the_debug_log_only(caplog: pytest.LogCaptureFixture) -> None:
+    from edgepose.outputs.websocket import QuietPeerLog
+
+    peer_log = QuietPeerLog("edgepose.ws.peer")
+    with caplog.at_level(logging.INFO, logger="edgepose.ws.peer"):
+        peer_log.error("unexpected internal error %s", "x")
+    assert caplog.records == []  # not even at ERROR while the debug log is off
+    with caplog.at_level(logging.DEBUG, logger="edgepose.ws.peer"):
+        try:
+            raise ValueError("garbage")
+        except ValueError:
+            peer_log.exception("unexpected internal error %s", "y")
+        peer_log.debug("< frame %d", 3)
+    assert [(r.name, r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records] == [
+        ("edgepose.ws.peer", "DEBUG", "unexpected internal error y", True),
+        ("edgepose.ws.peer", "DEBUG", "< frame 3", False)]
 
 
 def test_server_absent_at_start_one_warning_then_connects(caplog: pytest.LogCaptureFixture) -> None:
