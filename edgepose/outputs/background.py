@@ -203,8 +203,7 @@ class BackgroundOutput(Output):
                 try:
                     self._connect()
                 except Exception as err:
-                    if self._stop.is_set():  # close() cut the attempt short: no outage
-                        log.debug("%s: connecting ended by close: %s", self.spec, describe_error(err))
+                    if self._ended_by_close("connecting", err):
                         break
                     self._failed(err)
                     self._stop.wait(backoff.next())
@@ -220,8 +219,7 @@ class BackgroundOutput(Output):
             except Exception as err:
                 if item is not None:
                     self._lost += 1
-                if self._stop.is_set():  # aborted by close(): the run is over, no outage
-                    log.debug("%s: sending ended by close: %s", self.spec, describe_error(err))
+                if self._ended_by_close("sending", err):
                     connected = False
                     break
                 self._failed(err)
@@ -258,6 +256,14 @@ class BackgroundOutput(Output):
             self._disconnect()
         except Exception as err:
             log.debug("%s: disconnect failed: %s", self.spec, err)
+
+    def _ended_by_close(self, what: str, err: BaseException) -> bool:
+        """True, with one debug line, when ``err`` came while close() ended the thread:
+        an attempt or a send cut short at shutdown is no outage to warn about."""
+        if not self._stop.is_set():
+            return False
+        log.debug("%s: %s ended by close: %s", self.spec, what, describe_error(err))
+        return True
 
     def _failed(self, err: BaseException) -> None:
         message = describe_error(err)

@@ -66,9 +66,7 @@ class Scripted(BackgroundOutput):
         self.nice_in_thread = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         self.calls.append("connect")
         if self.stuck == "connect":
-            self.blocked.set()
-            self.unstuck.wait(10)
-            raise ConnectionResetError(104, "Connection reset by peer")
+            self._fail_once_aborted(ConnectionResetError(104, "Connection reset by peer"))
         if self.refuse > 0:
             self.refuse -= 1
             raise ConnectionRefusedError(111, "Connection refused")
@@ -76,14 +74,18 @@ class Scripted(BackgroundOutput):
     def _send(self, result: FrameResult) -> None:
         self.sends += 1
         if self.stuck == "send":
-            self.blocked.set()
-            self.unstuck.wait(10)
-            raise BrokenPipeError(32, "Broken pipe")
+            self._fail_once_aborted(BrokenPipeError(32, "Broken pipe"))
         if self.stuck:
             self.unstuck.wait(10 if self.stuck == "abortable" else 2)
         if self.sends in self.break_on:
             raise BrokenPipeError(32, "Broken pipe")
         self.sent.append(result.record["frame"])
+
+    def _fail_once_aborted(self, err: OSError) -> None:
+        """Block until _abort, then fail as a call on a socket closed under it."""
+        self.blocked.set()
+        self.unstuck.wait(10)
+        raise err
 
     def _idle(self) -> None:
         if self.idle_error:

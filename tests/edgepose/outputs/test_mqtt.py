@@ -39,12 +39,27 @@ def frames_of(payloads: list[bytes]) -> list[int]:
     return [json.loads(p)["frame"] for p in payloads]
 
 
-def stream_when_connected(out: MqttOutput, results: list) -> None:
-    """Wait for the connection, then write ``results`` at the test's frame rate."""
-    wait_for(lambda: out.connected_at, 10, "the output to connect")
+def write_paced(out: MqttOutput, results: list) -> None:
+    """Write ``results`` at the test's frame rate."""
     for r in results:
         out.write(r)
         time.sleep(PERIOD)
+
+
+def stream_when_connected(out: MqttOutput, results: list) -> None:
+    """Wait for the connection, then write ``results`` at the test's frame rate."""
+    wait_for(lambda: out.connected_at, 10, "the output to connect")
+    write_paced(out, results)
+
+
+def warnings_about(caplog: pytest.LogCaptureFixture, spec: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and spec in r.getMessage()]
+
+
+def wait_for_paho_to_end(client_id: str, timeout: float) -> None:
+    """paho's network thread for ``client_id`` is gone (not left running after close)."""
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name == f"paho-mqtt-client-{client_id}"],
+             timeout, "paho's thread to end")
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -213,8 +228,7 @@ def test_close_is_bounded_while_the_broker_is_unreachable() -> None:
     assert time.monotonic() - t0 < 1.5
     # paho's retrying thread is stopped too: else a broker that came up later would
     # hear this closed run connect and say "online"
-    wait_for(lambda: not [t for t in threading.enumerate() if t.name == f"paho-mqtt-client-{out.client_id}"],
-             5, "paho's thread to end")
+    wait_for_paho_to_end(out.client_id, 5)
 
 
 def test_on_the_wire_who_the_run_is_its_last_will_and_each_message_s_qos_and_retain() -> None:
@@ -239,9 +253,7 @@ def test_on_the_wire_who_the_run_is_its_last_will_and_each_message_s_qos_and_ret
     assert wire.session.publishes == [Publish(status, b"online", 1, True), *frames,
                                       Publish(status, b"offline", 0, True)]
     assert wire.session.disconnected
-    # paho's network thread is stopped, not left running after the run
-    wait_for(lambda: not [t for t in threading.enumerate() if t.name == "paho-mqtt-client-pi-kitchen"],
-             2, "paho's thread to end")
+    wait_for_paho_to_end("pi-kitchen", 2)
 
 
 def test_without_credentials_none_are_sent_and_each_run_names_itself() -> None:
@@ -271,15 +283,13 @@ def test_a_broker_that_refuses_the_run_is_one_warning_saying_so(caplog: pytest.L
     out = make_output(spec)
     out.open()
     try:
-        for r in real_results(20):
-            out.write(r)
-            time.sleep(PERIOD)
+        write_paced(out, real_results(20))
         wait_for(lambda: len(wire.session.connects) >= 2, 10, "paho to try again")
     finally:
         out.close()
         wire.close()
     assert out.written == 0 and out.dropped == 20 and wire.session.publishes == []
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and spec in r.getMessage()]
+    warnings = warnings_about(caplog, spec)
     assert len(warnings) == 1, warnings
     assert "the broker refused the connection (Not authorized)" in warnings[0]
 
@@ -293,11 +303,9 @@ def test_a_broker_that_never_answers_is_one_warning_saying_so(caplog: pytest.Log
         out = make_output(spec)
         out.open()
         try:
-            for r in real_results(40):  # 3.2 s, beyond the 2.5 s an attempt may take
-                out.write(r)
-                time.sleep(PERIOD)
+            write_paced(out, real_results(40))  # 3.2 s, beyond the 2.5 s an attempt may take
         finally:
             out.close()
     assert out.written == 0 and out.connected_at is None
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and spec in r.getMessage()]
+    warnings = warnings_about(caplog, spec)
     assert warnings == [f"{spec}: no answer from the broker yet; the run goes on, retrying in the background"]
